@@ -1,0 +1,3 @@
+from momentseg.cli import main
+
+main()

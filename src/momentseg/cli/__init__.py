@@ -1,0 +1,41 @@
+"""The ``momentseg`` command line.
+
+Each command lives in its own module of this package and registers itself on :data:`app`; heavy imports
+(torch, transformers) happen inside the command functions so ``momentseg --help`` stays fast.
+User errors (:class:`momentseg.errors.MomentSegError`) are printed as one ``error: …`` line with exit
+status 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from momentseg.errors import MomentSegError
+
+app = typer.Typer(
+    name="momentseg",
+    help="MomentSeg: temporal sentence grounding + referring video object segmentation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """MomentSeg: find when a sentence happens in a video and segment what it refers to."""
+
+
+# Command modules: importing one registers its command(s) on `app`.
+from momentseg.cli import version as _version  # noqa: E402,F401
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        app(args=argv, prog_name="momentseg")
+    except MomentSegError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
