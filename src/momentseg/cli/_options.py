@@ -1,0 +1,15 @@
+"""Options shared by the commands that run a model."""
+
+from __future__ import annotations
+
+import typer
+
+MODEL = typer.Option("embedded", "--model", "-m", help="Checkpoint folder, or 'embedded' (the shipped tiny model).")
+DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda.")
+
+
+def load_pipeline(model: str, device: str):
+    from momentseg.pipeline import MomentSeg, resolve_device
+
+    resolve_device(device)  # validate before the (slow) load
+    return MomentSeg.from_pretrained(model, device=device)

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from momentseg.cli import app
+from momentseg.cli._options import DEVICE, MODEL, load_pipeline
+
+
+@app.command("segment")
+def segment(
+    video: str = typer.Argument(..., help="Video file (mp4/mov/webm/avi/mkv) or a folder of JPEG/PNG frames."),
+    text: list[str] = typer.Option(..., "--text", "-t", help="A referring expression; repeat for several."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (replaced atomically)."),
+    overlay: bool = typer.Option(False, "--overlay", help="Also write overlay.mp4 (masks + text + moment)."),
+    keyframes: int = typer.Option(8, "--keyframes", "-k", help="Keyframes K given to the [SEG] pass."),
+    sampling: str = typer.Option("mcs", help="Keyframe sampling: mcs | uniform | first-k | random."),
+    propagation: str = typer.Option("bap", help="Mask propagation: bap | forward | anchor-forward."),
+    seed: int = typer.Option(0, help="Seed for --sampling random."),
+    model: str = MODEL,
+    device: str = DEVICE,
+) -> None:
+    """Ground and segment each --text in VIDEO; writes result.json, masks/<k>/<frame>.png, similarity.png."""
+    from rich.progress import Progress
+
+    from momentseg.io.video import open_video
+
+    vid = open_video(video)  # fail on a bad video before loading the model
+    pipe = load_pipeline(model, device)
+    with Progress(transient=True) as bar:
+        task = bar.add_task("segmenting", total=None)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.update(task, description=stage, completed=done, total=total)
+
+        result = pipe.segment(vid, text, keyframes=keyframes, sampling=sampling, propagation=propagation,
+                              seed=seed, progress=progress)
+        bar.update(task, description="writing")
+        result.save(out, overlay=overlay)
+    for k, expr in enumerate(result.expressions):
+        s, e, score = expr.grounding.moments[0]
+        print(f"[{k}] {expr.text!r}: moment {s:.2f}-{e:.2f} s (score {score:.2f}), "
+              f"{len(expr.keyframes)} keyframes, anchor frame {expr.anchor}")
+    print(f"wrote {out}/result.json, {out}/masks/, {out}/similarity.png" + (f", {out}/overlay.mp4" if overlay else ""))

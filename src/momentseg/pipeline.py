@@ -1,0 +1,323 @@
+"""The public API: ``MomentSeg.from_pretrained(...).ground(video, query)`` and ``.segment(video, texts)``.
+
+One expression goes through the stages of the method, each a module of its own:
+
+1. dense pass (:meth:`MomentSegModel.find_logits`): many low-res frames + the query → ``[FIND]`` logits;
+2. :mod:`momentseg.grounding.similarity`: sigmoid + Gaussian smoothing, resampled to every video frame;
+   :mod:`momentseg.grounding.moments`: ranked moments (the TSG answer);
+3. :mod:`momentseg.grounding.sampling`: K keyframes (Moment-Centric Sampling or a baseline) and the anchor;
+4. ``[SEG]`` pass (:meth:`MomentSegModel.seg_embedding`) on the high-res keyframes → one prompt embedding;
+5. :mod:`momentseg.propagation.bap`: SAM2 propagation over all frames (BAP or a baseline);
+6. each frame's mask is upsampled to the original size and stored as COCO RLE at once (:class:`MaskSequence`),
+   so no all-frames-at-full-size array exists.
+
+Several expressions on one video share the decoded frames (a bounded chunk cache of SAM2-size frames).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from momentseg.errors import InputError
+from momentseg.grounding.moments import ground_moments
+from momentseg.grounding.sampling import METHODS, dense_frame_indices, select_keyframes
+from momentseg.grounding.similarity import frame_probabilities, resample_to_frames
+from momentseg.io.masks import rle_decode, rle_encode
+from momentseg.io.video import Video, open_video
+from momentseg.model.preprocess import target_size
+from momentseg.propagation.bap import propagate, upsample_mask
+from momentseg.propagation.policy import MODES
+
+#: Where the embedded (packaged) tiny model lives.
+EMBEDDED = "embedded"
+#: SAM2-size frames are decoded in chunks of this many consecutive frames (both propagation directions).
+FRAME_CHUNK = 16
+
+Progress = Callable[[str, int, int], None]
+
+
+def embedded_model_dir() -> Path:
+    """The folder of the tiny MomentSeg shipped inside the package."""
+    return Path(str(resources.files("momentseg") / "embedded"))
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` → cuda if available else cpu; ``cpu``; ``cuda`` (an error if CUDA is not available)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError("--device cuda was asked for but CUDA is not available on this machine")
+        return torch.device("cuda")
+    raise InputError(f"unknown device {device!r}: use auto, cpu or cuda")
+
+
+class MaskSequence(Sequence):
+    """Per-frame masks of one expression at the video's original size, stored as COCO RLE.
+
+    ``masks[t]`` decodes frame t to an ``(H, W)`` bool array; ``masks.rles[t]`` is the RLE dict.
+    """
+
+    def __init__(self, height: int, width: int, rles: list[dict]):
+        self.height, self.width = int(height), int(width)
+        self.rles = rles
+
+    def __len__(self) -> int:
+        return len(self.rles)
+
+    def __getitem__(self, t):  # type: ignore[override]
+        if isinstance(t, slice):
+            return np.stack([self[i] for i in range(*t.indices(len(self)))])
+        return rle_decode(self.rles[t], (self.height, self.width))
+
+    def to_array(self) -> np.ndarray:
+        """All frames as one ``(T, H, W)`` bool array (only for short videos)."""
+        return self[:]
+
+    def areas(self) -> np.ndarray:
+        """Foreground pixel count per frame (T,)."""
+        from pycocotools import mask as coco
+
+        return np.array([int(coco.area({**r, "counts": r["counts"].encode()})) for r in self.rles])
+
+
+@dataclass
+class Grounding:
+    """The TSG answer for one query: ranked moments and the per-frame relevance curve."""
+
+    query: str
+    moments: list[list[float]]  # [[start_s, end_s, score], ...], best first
+    probabilities: np.ndarray  # (T,) smoothed frame-query probability for every video frame
+    dense_frames: np.ndarray  # indices of the frames the dense pass looked at
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "moments": [[round(s, 3), round(e, 3), round(sc, 4)] for s, e, sc in self.moments],
+            "similarity": [round(float(x), 4) for x in self.probabilities],
+            "dense_frames": [int(i) for i in self.dense_frames],
+        }
+
+
+@dataclass
+class ExpressionResult:
+    """Everything produced for one referring expression."""
+
+    text: str
+    grounding: Grounding
+    keyframes: np.ndarray  # (K,) sorted frame indices given to the [SEG] pass
+    anchor: int  # the keyframe propagation starts from
+    answer: str  # the model's text answer of the [SEG] pass
+    masks: MaskSequence
+    object_probs: np.ndarray  # (T,) SAM2 object-presence probability per frame
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            **{k: v for k, v in self.grounding.to_json().items() if k != "query"},
+            "keyframes": [int(k) for k in self.keyframes],
+            "anchor": int(self.anchor),
+            "answer": self.answer,
+            "mask_area": [int(a) for a in self.masks.areas()],
+        }
+
+
+@dataclass
+class SegmentResult:
+    video: Video
+    expressions: list[ExpressionResult]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        v = self.video
+        return {
+            "video": {
+                "source": v.source,
+                "num_frames": v.num_frames,
+                "fps": round(float(v.fps), 6),
+                "height": v.height,
+                "width": v.width,
+                "timestamps": [round(float(t), 6) for t in v.timestamps],
+            },
+            "settings": self.settings,
+            "expressions": [e.to_json() for e in self.expressions],
+        }
+
+    def save(self, out_dir: str | Path, overlay: bool = False) -> Path:
+        """Write ``out_dir`` atomically: ``result.json``, ``masks/<k>/<frame:05d>.png`` for the k-th expression,
+        ``similarity.png`` and, with ``overlay``, ``overlay.mp4``. An existing folder is replaced."""
+        import json
+
+        from momentseg.io.atomic import atomic_dir
+        from momentseg.io.masks import write_png_mask
+        from momentseg.io.overlay import write_overlay
+        from momentseg.io.plot import write_similarity_plot
+
+        out_dir = Path(out_dir)
+        with atomic_dir(out_dir) as tmp:
+            for k, expr in enumerate(self.expressions):
+                for t in range(len(expr.masks)):
+                    write_png_mask(tmp / "masks" / str(k) / f"{t:05d}.png", expr.masks[t])
+            write_similarity_plot(tmp / "similarity.png", self)
+            if overlay:
+                moments = [[(s, e) for s, e, _ in x.grounding.moments[:1]] for x in self.expressions]
+                write_overlay(tmp / "overlay.mp4", self.video, [x.masks for x in self.expressions],
+                              [x.text for x in self.expressions], moments)
+            (tmp / "result.json").write_text(json.dumps(self.to_json(), indent=1), encoding="utf-8")
+        return out_dir
+
+
+class _SamFrames:
+    """``frame_idx -> (3,S,S)`` SAM2 input, decoded in chunks of consecutive frames; keeps the last 2 chunks."""
+
+    def __init__(self, video: Video, image_size: int, preprocess: Callable, chunk: int = FRAME_CHUNK):
+        self.video, self.size, self.preprocess, self.chunk = video, image_size, preprocess, chunk
+        self._chunks: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def __call__(self, idx: int) -> torch.Tensor:
+        c = idx // self.chunk
+        if c not in self._chunks:
+            lo, hi = c * self.chunk, min((c + 1) * self.chunk, len(self.video))
+            self._chunks[c] = self.video.get_frames(range(lo, hi), size=(self.size, self.size))
+            while len(self._chunks) > 2:
+                self._chunks.popitem(last=False)
+        self._chunks.move_to_end(c)
+        frame = self._chunks[c][idx - c * self.chunk]
+        return self.preprocess(frame[None], self.size)[0]
+
+
+class MomentSeg:
+    """MomentSeg inference: ``ground`` (TSG) and ``segment`` (RefVOS) on any video."""
+
+    def __init__(self, model, device: str | torch.device = "cpu"):
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.model = model.to(self.device).eval()
+        self.config = model.config
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path = EMBEDDED, device: str = "auto") -> MomentSeg:
+        """Load a MomentSeg checkpoint folder (``save_pretrained`` layout), or ``"embedded"`` for the tiny model."""
+        from momentseg.model.momentseg import MomentSegModel
+
+        folder = embedded_model_dir() if str(path) == EMBEDDED else Path(path)
+        if not (folder / "config.json").is_file():
+            what = "the embedded model is not installed" if str(path) == EMBEDDED else "no model"
+            raise InputError(f"{what}: {folder} has no config.json (expected a momentseg checkpoint folder)")
+        return cls(MomentSegModel.from_pretrained(folder), device=device)
+
+    # ------------------------------------------------------------------ grounding
+    def _video(self, video) -> Video:
+        return video if isinstance(video, Video) else open_video(video)
+
+    def _dense_frames(self, video: Video) -> np.ndarray:
+        return dense_frame_indices(video.timestamps, self.config.fps, self.config.find_max_frames)
+
+    @torch.no_grad()
+    def _ground(self, video: Video, query: str, dense: np.ndarray, lowres: np.ndarray) -> Grounding:
+        logits = self.model.find_logits(lowres, query).float().cpu().numpy()
+        p_dense = frame_probabilities(logits)
+        p = resample_to_frames(p_dense, video.timestamps[dense], video.timestamps)
+        frame_duration = 1.0 / video.fps if video.fps > 0 else None
+        moments = ground_moments(p, video.timestamps, frame_duration=frame_duration)
+        return Grounding(query, moments, p, dense)
+
+    def _lowres(self, video: Video, dense: np.ndarray) -> np.ndarray:
+        size = target_size(video.height, video.width, self.config.find_frame_size, self.model.layout)
+        return video.get_frames(dense, size=size)
+
+    def ground(self, video, query: str) -> Grounding:
+        """Temporal sentence grounding: ranked moments ``[[start_s, end_s, score], …]`` for ``query``."""
+        query = _check_text(query, "query")
+        video = self._video(video)
+        dense = self._dense_frames(video)
+        return self._ground(video, query, dense, self._lowres(video, dense))
+
+    # ------------------------------------------------------------------ segmentation
+    def segment(
+        self,
+        video,
+        texts: str | Sequence[str],
+        *,
+        keyframes: int = 8,
+        sampling: str = "mcs",
+        propagation: str = "bap",
+        seed: int = 0,
+        progress: Progress | None = None,
+    ) -> SegmentResult:
+        """Ground and segment every expression in ``texts`` on ``video`` (a path, a frame folder or an array).
+
+        ``keyframes``: K frames for the [SEG] pass; ``sampling``: mcs | uniform | first-k | random (``seed``);
+        ``propagation``: bap | forward | anchor-forward. ``progress(stage, done, total)`` is called as frames
+        are propagated.
+        """
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts:
+            raise InputError("no expression given: pass at least one text")
+        texts = [_check_text(t, f"text #{i}") for i, t in enumerate(texts)]
+        if sampling not in METHODS:
+            raise InputError(f"unknown sampling {sampling!r}: use one of {', '.join(METHODS)}")
+        if propagation not in MODES:
+            raise InputError(f"unknown propagation {propagation!r}: use one of {', '.join(MODES)}")
+        if keyframes < 1:
+            raise InputError(f"keyframes must be at least 1, got {keyframes}")
+        video = self._video(video)
+        dense = self._dense_frames(video)
+        lowres = self._lowres(video, dense)
+        from momentseg.model.sam2 import preprocess_for_sam2
+
+        sam_size = self.config.sam2_image_size
+        frames = _SamFrames(video, sam_size, preprocess_for_sam2)
+        results = []
+        for i, text in enumerate(texts):
+            grounding = self._ground(video, text, dense, lowres)
+            choice = select_keyframes(grounding.probabilities, keyframes, sampling, seed=seed)
+            results.append(self._segment_one(video, text, grounding, choice, frames, propagation, i, progress))
+        settings = {"keyframes": keyframes, "sampling": sampling, "propagation": propagation, "seed": seed}
+        return SegmentResult(video, results, settings)
+
+    @torch.no_grad()
+    def _segment_one(self, video, text, grounding, choice, frames, propagation, i, progress) -> ExpressionResult:
+        seg_size = target_size(video.height, video.width, self.config.seg_frame_size, self.model.layout)
+        key = video.get_frames(choice.indices, size=seg_size)
+        embedding, answer = self.model.seg_embedding(key, text)
+        T, (H, W) = len(video), (video.height, video.width)
+        rles: list[dict | None] = [None] * T
+        probs = np.zeros(T, dtype=np.float32)
+        outputs = propagate(
+            self.model.sam2,
+            frames,
+            choice.indices,
+            choice.anchor,
+            embedding.to(self.device),
+            mode=propagation,
+            num_frames=T,
+            video_size=(H, W),
+        )
+        for done, out in enumerate(outputs, start=1):
+            rles[out.frame_idx] = rle_encode(upsample_mask(out.mask_logits, (H, W)).cpu().numpy())
+            probs[out.frame_idx] = out.object_prob
+            if progress is not None:
+                progress(f"segment {i}", done, T)
+        missing = [t for t, r in enumerate(rles) if r is None]
+        if missing:  # propagation promises every frame; never hand back a silent gap
+            raise RuntimeError(f"propagation returned no mask for frames {missing[:5]}")
+        return ExpressionResult(text, grounding, choice.indices, choice.anchor, answer,
+                                MaskSequence(H, W, rles), probs)
+
+
+def _check_text(text: str, what: str) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise InputError(f"{what} is empty: give a non-empty sentence")
+    return " ".join(text.split())
+
+

@@ -1,0 +1,111 @@
+"""End-to-end: a tiny (random-weight) MomentSeg saved to disk, run through the CLI on a synthetic video."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from momentseg.cli import main
+from momentseg.data.synthetic import generate_video
+from momentseg.io.overlay import write_video
+from momentseg.io.video import open_video
+from momentseg.model.momentseg import MomentSegModel
+from momentseg.pipeline import MomentSeg
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("model")
+    MomentSegModel.tiny().save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    v = generate_video(11)
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    write_video(path, v.frames[:40], fps=v.fps)
+    return v, path
+
+
+def run(args):
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        return exc.code or 0
+    return 0
+
+
+def test_segment_cli_writes_every_output(model_dir, synth, tmp_path, capsys):
+    v, path = synth
+    out = tmp_path / "out"
+    texts = [v.expressions[0].text, v.expressions[1].text]
+    code = run(["segment", path, "--text", texts[0], "--text", texts[1], "--out", out, "--overlay",
+                "--model", model_dir, "--device", "cpu", "--keyframes", "5"])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads((out / "result.json").read_text())
+    assert result["video"]["num_frames"] == 40
+    assert [e["text"] for e in result["expressions"]] == texts
+    for k, expr in enumerate(result["expressions"]):
+        assert len(expr["keyframes"]) == 5 and expr["anchor"] in expr["keyframes"]
+        assert expr["keyframes"] == sorted(set(expr["keyframes"]))
+        assert len(expr["similarity"]) == 40
+        s, e, score = expr["moments"][0]
+        assert 0 <= s < e <= 40 / v.fps + 1e-6 and 0 <= score <= 1
+        pngs = sorted((out / "masks" / str(k)).glob("*.png"))
+        assert [p.name for p in pngs] == [f"{t:05d}.png" for t in range(40)]
+        areas = [int((np.asarray(Image.open(p)) > 0).sum()) for p in pngs]
+        assert areas == expr["mask_area"]
+        assert Image.open(pngs[0]).size == (v.frames.shape[2], v.frames.shape[1])
+    assert len(open_video(out / "overlay.mp4")) == 40
+    assert (out / "similarity.png").stat().st_size > 1000
+
+
+def test_ground_cli_json(model_dir, synth, capsys):
+    v, path = synth
+    assert run(["ground", path, "--query", v.expressions[0].text, "--json", "--model", model_dir]) == 0
+    windows = json.loads(capsys.readouterr().out)["pred_relevant_windows"]
+    assert 1 <= len(windows) <= 10
+    scores = [w[2] for w in windows]
+    assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--text", "the red circle", "--sampling", "sometimes"], "unknown sampling"),
+        (["--text", "the red circle", "--propagation", "sideways"], "unknown propagation"),
+        (["--text", "   "], "empty"),
+        (["--text", "x", "--model", "/nonexistent/model"], "no model"),
+    ],
+)
+def test_segment_bad_input_is_one_line_and_leaves_nothing(model_dir, synth, tmp_path, capsys, args, needle):
+    _, path = synth
+    out = tmp_path / "out"
+    if "--model" not in args:
+        args = args + ["--model", model_dir]
+    assert run(["segment", path, "--out", out, *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and needle in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_segment_corrupt_video(model_dir, tmp_path, capsys):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all")
+    out = tmp_path / "out"
+    assert run(["segment", bad, "--text", "the red circle", "--out", out, "--model", model_dir]) == 2
+    assert "bad.mp4" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_several_expressions_share_decoding_and_match_single_runs(model_dir, synth):
+    v, path = synth
+    pipe = MomentSeg.from_pretrained(model_dir, device="cpu")
+    texts = [v.expressions[0].text, v.expressions[1].text]
+    both = pipe.segment(path, texts, keyframes=4)
+    alone = pipe.segment(path, texts[1], keyframes=4)
+    a, b = both.expressions[1], alone.expressions[0]
+    assert np.array_equal(a.keyframes, b.keyframes)
+    assert a.masks.rles == b.masks.rles
