@@ -29,6 +29,12 @@ def _root() -> None:
 
 
 # Command modules: importing one registers its command(s) on `app`.
+from momentseg.cli import convert as _convert  # noqa: E402,F401
+from momentseg.cli import eval as _eval  # noqa: E402,F401
+from momentseg.cli import ground as _ground  # noqa: E402,F401
+from momentseg.cli import segment as _segment  # noqa: E402,F401
+from momentseg.cli import synth as _synth  # noqa: E402,F401
+from momentseg.cli import train as _train  # noqa: E402,F401
 from momentseg.cli import version as _version  # noqa: E402,F401
 
 

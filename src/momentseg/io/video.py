@@ -156,6 +156,15 @@ def open_video(
     return _FileVideo(path)
 
 
+def open_frames(folder: str | os.PathLike, frame_files: Sequence[str | os.PathLike], fps: float | None = None) -> Video:
+    """A video made of exactly ``frame_files`` (in the given order) — e.g. the frames a dataset's meta file
+    lists for a video, which need not be every image in its folder. ``folder`` names the video in errors."""
+    missing = [str(f) for f in frame_files if not Path(f).is_file()]
+    if missing:
+        raise InputError(f"frame image not found: '{missing[0]}' ({len(missing)} missing in '{folder}')")
+    return _FolderVideo(Path(folder), _check_fps(fps, str(folder)), files=[Path(f) for f in frame_files])
+
+
 def _check_fps(fps: float | None, source: str) -> float:
     if fps is None:
         return DEFAULT_FPS
@@ -224,24 +233,28 @@ def _natural_key(name: str) -> tuple:
 
 
 class _FolderVideo(Video):
-    def __init__(self, folder: Path, fps: float):
+    def __init__(self, folder: Path, fps: float, files: Sequence[Path] | None = None):
         self.source = str(folder)
-        try:
-            names = [
-                e.name
-                for e in os.scandir(folder)
-                if e.is_file() and Path(e.name).suffix.lower() in IMAGE_SUFFIXES
-            ]
-        except OSError as e:
-            raise InputError(f"cannot read frame folder '{folder}': {e.strerror or e}") from None
-        if not names:
-            raise InputError(f"no .jpg/.jpeg/.png frames in folder '{folder}'")
-        names.sort(key=_natural_key)
-        self._files = [folder / n for n in names]
-        self.num_frames = len(names)
+        if files is None:
+            try:
+                names = [
+                    e.name
+                    for e in os.scandir(folder)
+                    if e.is_file() and Path(e.name).suffix.lower() in IMAGE_SUFFIXES
+                ]
+            except OSError as e:
+                raise InputError(f"cannot read frame folder '{folder}': {e.strerror or e}") from None
+            if not names:
+                raise InputError(f"no .jpg/.jpeg/.png frames in folder '{folder}'")
+            names.sort(key=_natural_key)
+            files = [folder / n for n in names]
+        elif not files:
+            raise InputError(f"no frames given for '{folder}'")
+        self._files = [Path(f) for f in files]
+        self.num_frames = len(self._files)
         self.fps = fps
         self.timestamps = _regular_timestamps(self.num_frames, fps)
-        self.frame_names = [Path(n).stem for n in names]
+        self.frame_names = [f.stem for f in self._files]
         with self._open_image(0) as image:
             self.width, self.height = image.size
 

@@ -1,0 +1,109 @@
+"""``momentseg eval``: score RefVOS / TSG predictions, or pack a CodaLab submission zip."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from momentseg.cli import app
+from momentseg.errors import InputError
+
+REFVOS = ("mevis", "revos", "refdavis", "refytvos", "refsav")
+TSG = ("charades", "anet", "qvhighlights")
+
+
+def _print_table(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    is_tsg = report["benchmark"] in TSG
+    keys = (
+        ["R1@0.3", "R1@0.5", "R1@0.7", "mIoU", "mAP"]
+        if is_tsg
+        else [k for k in ("J&F", "J", "F", "A", "R") if k in report]
+    )
+    table = Table(title=f"momentseg eval: {report['benchmark']}")
+    table.add_column("set")
+    for k in keys:
+        table.add_column(k, justify="right")
+    table.add_column("n", justify="right")
+    for name, block in report.get("subsets", {}).items():
+        table.add_row(name, *[f"{block[k]:.2f}" for k in keys], str(block["n"]))
+    n = report["n_queries"] if is_tsg else report["n_expressions"]
+    table.add_row("overall", *[f"{report[k]:.2f}" for k in keys], str(n), style="bold")
+    Console(file=sys.stdout).print(table)
+    if "protocol" in report:
+        print(f"protocol: {report['protocol']}")
+
+
+@app.command("eval")
+def eval_command(
+    benchmark: str = typer.Option(
+        ...,
+        "--benchmark",
+        "-b",
+        help="mevis | revos | refdavis | refytvos | refsav | charades | anet | qvhighlights",
+    ),
+    data: Path = typer.Option(
+        None, "--data", help="RefVOS split folder (or its meta_expressions*.json); RefVOS benchmarks only."
+    ),
+    gt: Path = typer.Option(
+        None, "--gt", help="TSG ground-truth file (Charades txt, ActivityNet json, QVH jsonl)."
+    ),
+    pred: Path = typer.Option(
+        ..., "--pred", help="Predictions: PNG folder PRED/<vid>/<exp_id>/<frame>.png or RLE JSON; TSG: JSONL."
+    ),
+    out: Path = typer.Option(None, "--out", help="Write the JSON report here (atomically)."),
+    submission_zip: Path = typer.Option(
+        None,
+        "--submission-zip",
+        help="mevis / refytvos: check every expected PNG and pack the CodaLab upload zip here instead of scoring.",
+    ),
+    workers: int = typer.Option(None, "--workers", "-j", help="Worker processes (default: number of CPUs)."),
+) -> None:
+    """Score predictions against a benchmark's ground truth, or build a CodaLab submission zip."""
+    from momentseg.io.atomic import atomic_write_text
+
+    benchmark = benchmark.lower()
+    if benchmark not in REFVOS + TSG:
+        raise InputError(f"--benchmark must be one of {', '.join(REFVOS + TSG)}, got {benchmark!r}")
+    if workers is not None and workers < 1:
+        raise InputError("--workers must be >= 1")
+    if benchmark in REFVOS:
+        if data is None:
+            raise InputError(f"--data SPLIT_DIR is required for {benchmark}")
+        if gt is not None:
+            raise InputError(f"--gt is for TSG benchmarks; use --data for {benchmark}")
+        if submission_zip is not None:
+            from momentseg.eval.refvos import write_submission_zip
+
+            info = write_submission_zip(benchmark, data, pred, submission_zip, workers)
+            print(f"wrote {info['zip']}: {info['n_files']} PNGs for {info['n_expressions']} expressions")
+            if out is not None:
+                atomic_write_text(
+                    out, json.dumps({"benchmark": benchmark, "submission": info}, indent=1) + "\n"
+                )
+            return
+        if out is None:
+            raise InputError("--out report.json is required")
+        from momentseg.eval.refvos import evaluate_refvos
+
+        report = evaluate_refvos(benchmark, data, pred, workers)
+    else:
+        if gt is None:
+            raise InputError(f"--gt FILE is required for {benchmark}")
+        if data is not None or submission_zip is not None:
+            raise InputError(f"--data / --submission-zip are for RefVOS benchmarks, not {benchmark}")
+        if out is None:
+            raise InputError("--out report.json is required")
+        from momentseg.eval.tsg import evaluate_tsg
+
+        report = evaluate_tsg(benchmark, gt, pred, workers)
+    for w in report["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
+    atomic_write_text(out, json.dumps(report, indent=1) + "\n")
+    _print_table(report)
+    print(f"report: {out}")
