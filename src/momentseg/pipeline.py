@@ -16,6 +16,7 @@ Several expressions on one video share the decoded frames (a bounded chunk cache
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -50,16 +51,15 @@ def embedded_model_dir() -> Path:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` → cuda if available else cpu; ``cpu``; ``cuda`` (an error if CUDA is not available)."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cpu":
+    """``auto`` → cuda if available else cpu; ``cpu``; ``cuda`` (an error without CUDA). Under torchrun the
+    CUDA device is the process's ``LOCAL_RANK``."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise InputError(f"unknown device {device!r}: use auto, cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but CUDA is not available on this machine")
+    if device == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError("--device cuda was asked for but CUDA is not available on this machine")
-        return torch.device("cuda")
-    raise InputError(f"unknown device {device!r}: use auto, cpu or cuda")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
 
 
 class MaskSequence(Sequence):
@@ -237,10 +237,15 @@ class MomentSeg:
 
     def ground(self, video, query: str) -> Grounding:
         """Temporal sentence grounding: ranked moments ``[[start_s, end_s, score], …]`` for ``query``."""
-        query = _check_text(query, "query")
+        return self.ground_many(video, [query])[0]
+
+    def ground_many(self, video, queries: Sequence[str]) -> list[Grounding]:
+        """:meth:`ground` for several queries on one video, decoding its low-res frames once."""
+        queries = [_check_text(q, f"query #{i}") for i, q in enumerate(queries)]
         video = self._video(video)
         dense = self._dense_frames(video)
-        return self._ground(video, query, dense, self._lowres(video, dense))
+        lowres = self._lowres(video, dense)
+        return [self._ground(video, q, dense, lowres) for q in queries]
 
     # ------------------------------------------------------------------ segmentation
     def segment(

@@ -32,6 +32,7 @@ def _root() -> None:
 from momentseg.cli import convert as _convert  # noqa: E402,F401
 from momentseg.cli import eval as _eval  # noqa: E402,F401
 from momentseg.cli import ground as _ground  # noqa: E402,F401
+from momentseg.cli import predict as _predict  # noqa: E402,F401
 from momentseg.cli import segment as _segment  # noqa: E402,F401
 from momentseg.cli import synth as _synth  # noqa: E402,F401
 from momentseg.cli import train as _train  # noqa: E402,F401

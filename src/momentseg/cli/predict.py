@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from momentseg.cli import app
+from momentseg.cli._options import DEVICE, MODEL, load_pipeline
+
+REFVOS = ("mevis", "revos", "refdavis", "refytvos", "refsav")
+TSG = ("charades", "anet", "qvhighlights")
+
+
+@app.command("predict")
+def predict(
+    benchmark: str = typer.Option(..., "--benchmark", "-b", help=f"One of {', '.join(REFVOS + TSG)}."),
+    data: Path = typer.Option(..., "--data", help="RefVOS: the split folder (MeViS layout). TSG: the folder of "
+                              "videos (<vid>.mp4 files or <vid>/ frame folders)."),
+    out: Path = typer.Option(..., "--out", "-o", help="RefVOS: PRED.json (COCO RLE) or a folder (PNGs). "
+                             "TSG: predictions .jsonl."),
+    gt: Path = typer.Option(None, "--gt", help="TSG: the annotation file (Charades-STA txt, ActivityNet json, "
+                            "QVHighlights jsonl) listing the queries."),
+    fps: float = typer.Option(None, "--fps", help="TSG: frame rate of frame-folder videos (default 30)."),
+    keyframes: int = typer.Option(8, "--keyframes", "-k", help="Keyframes K for the [SEG] pass."),
+    sampling: str = typer.Option("mcs", help="mcs | uniform | first-k | random."),
+    propagation: str = typer.Option("bap", help="bap | forward | anchor-forward."),
+    seed: int = typer.Option(0, help="Seed for --sampling random."),
+    model: str = MODEL,
+    device: str = DEVICE,
+) -> None:
+    """Run a model over a benchmark split into the formats `momentseg eval` reads. Under
+    `torchrun --nproc_per_node N -m momentseg predict ...` the videos are sharded and rank 0 gathers."""
+    from rich.progress import Progress
+
+    from momentseg.errors import InputError
+    from momentseg.predict import dist_info, predict_refvos, predict_tsg
+
+    if benchmark not in REFVOS + TSG:
+        raise InputError(f"unknown --benchmark {benchmark!r}: use one of {', '.join(REFVOS + TSG)}")
+    rank, world = dist_info()
+    if benchmark in REFVOS:
+        from momentseg.data.formats import load_refvos_split
+
+        split = load_refvos_split(data, benchmark)
+        total = len(split.videos)
+    else:
+        if gt is None:
+            raise InputError(f"--benchmark {benchmark} needs --gt (the annotation file listing the queries)")
+        if not data.is_dir():
+            raise InputError(f"--data {data} is not a folder of videos")
+        from momentseg.data.formats import TSG_LOADERS
+
+        queries = TSG_LOADERS[benchmark](gt)
+        total = len({q.vid for q in queries})
+    pipe = load_pipeline(model, device)
+    with Progress(transient=True, disable=rank != 0) as bar:
+        task = bar.add_task(f"{benchmark} (rank 0 of {world})", total=len(range(rank, total, world)))
+
+        def advance(_vid: str) -> None:
+            bar.advance(task)
+
+        if benchmark in REFVOS:
+            n = predict_refvos(pipe, split, out, rank=rank, world=world, on_video=advance, keyframes=keyframes,
+                               sampling=sampling, propagation=propagation, seed=seed)
+        else:
+            n = predict_tsg(pipe, queries, data, out, fps=fps, rank=rank, world=world, on_video=advance)
+    if rank == 0:
+        print(f"wrote {n} predictions to {out}")
