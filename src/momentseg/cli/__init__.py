@@ -30,6 +30,7 @@ def _root() -> None:
 
 # Command modules: importing one registers its command(s) on `app`.
 from momentseg.cli import convert as _convert  # noqa: E402,F401
+from momentseg.cli import demo as _demo  # noqa: E402,F401
 from momentseg.cli import eval as _eval  # noqa: E402,F401
 from momentseg.cli import ground as _ground  # noqa: E402,F401
 from momentseg.cli import predict as _predict  # noqa: E402,F401

@@ -1,0 +1,52 @@
+"""A procedural referring-video world in which *when* matters.
+
+Shapes (circle, square, triangle, star, cross, diamond; six named colours; three sizes) move along the axes,
+stop, start, turn, bounce off walls, change colour, enter and leave the frame and pass behind one another.
+Look-alikes share shape, colour and size with a target but live another timeline.  Each video carries
+referring expressions built from its timeline (appearance, motion, event, multi-object, reasoning questions,
+no-target) with ground-truth visible masks and moments in seconds, over the closed :data:`VOCABULARY`.
+
+Public API::
+
+    generate_video(seed, video_id="vid_00000", config=WorldConfig()) -> SynthVideo
+    iter_videos(seed, n=None, config=WorldConfig()) -> Iterator[SynthVideo]     # video i from video_seed(seed, i)
+    write_split(out_dir, n_videos, seed, config=WorldConfig(), workers=1) -> dict   # MeViS folder, stats
+    SPLIT_SEEDS, VOCABULARY, tokenize(text)
+"""
+
+from momentseg.data.synthetic.config import (
+    COLOURS,
+    EXPRESSION_KINDS,
+    PALETTE,
+    SHAPES,
+    SIZES,
+    SPLIT_SEEDS,
+    WorldConfig,
+)
+from momentseg.data.synthetic.language import VOCABULARY, tokenize
+from momentseg.data.synthetic.records import Event, ObjectTrack, SynthExpression, SynthVideo
+from momentseg.data.synthetic.split import expression_flags, split_stats, write_split
+from momentseg.data.synthetic.video import generate_video, iter_videos, video_id, video_seed
+
+__all__ = [
+    "COLOURS",
+    "EXPRESSION_KINDS",
+    "PALETTE",
+    "SHAPES",
+    "SIZES",
+    "SPLIT_SEEDS",
+    "VOCABULARY",
+    "Event",
+    "ObjectTrack",
+    "SynthExpression",
+    "SynthVideo",
+    "WorldConfig",
+    "expression_flags",
+    "generate_video",
+    "iter_videos",
+    "split_stats",
+    "tokenize",
+    "video_id",
+    "video_seed",
+    "write_split",
+]

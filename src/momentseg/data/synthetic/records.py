@@ -1,0 +1,127 @@
+"""In-memory records of a synthetic video: objects with their event timelines, expressions, the video."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Event kinds of an object's timeline (frame indices, both ends inclusive):
+#:   enter (param: side it enters from; first visible frame .. first frame fully inside),
+#:   leave (param: side; first frame partly outside after it stopped bouncing .. last visible frame),
+#:   stop (deceleration start .. first frame at rest), stop_wall (the wall hit .. first frame at rest),
+#:   start (acceleration from rest .. full speed), turn_around / turn (param: new direction; instantaneous,
+#:   given a window of ``instant_window_s``), bounce (param: wall side; instantaneous, same window),
+#:   colour (param: new colour name; the blend from old to new colour), behind (param: obj_id of the object in
+#:   front; a run of frames where that object hides part of this one).
+EVENT_KINDS: tuple[str, ...] = (
+    "enter",
+    "leave",
+    "stop",
+    "stop_wall",
+    "start",
+    "turn_around",
+    "turn",
+    "bounce",
+    "colour",
+    "behind",
+)
+
+
+def runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """Inclusive (start, end) index pairs of the runs of True in a 1-D bool array."""
+    f = np.concatenate([[False], np.asarray(flags, bool), [False]])
+    edges = np.flatnonzero(f[1:] != f[:-1])
+    return [(int(a), int(b) - 1) for a, b in zip(edges[0::2], edges[1::2], strict=True)]
+
+
+@dataclass
+class Event:
+    """One event of an object's timeline: ``kind`` from :data:`EVENT_KINDS`, frames ``start..end`` inclusive."""
+
+    kind: str
+    start: int
+    end: int
+    param: str | int | None = None
+    #: the object is visible in at least half of the event's frames (only such events are described)
+    observable: bool = True
+
+
+@dataclass
+class ObjectTrack:
+    """Ground truth of one object over the ``T`` frames of its video.
+
+    ``centre`` (T,2) float x,y in pixels; ``present`` (T,) bool: in the scene (possibly outside the frame);
+    ``speed`` (T,) float pixels/frame and ``direction`` (T,2) int unit axis vector: the motion from frame t to
+    t+1; ``rgb`` (T,3) uint8 rendered colour; ``colour`` (T,) int8 index into ``PALETTE`` (-1 while blending);
+    ``full_area`` / ``visible_area`` (T,) int: pixels inside the frame before / after occlusion.
+    """
+
+    obj_id: int
+    shape: str
+    size: str
+    depth: int  # larger is nearer the camera (drawn later)
+    base_colour: str  # named colour when it first appears
+    centre: np.ndarray
+    present: np.ndarray
+    speed: np.ndarray
+    direction: np.ndarray
+    rgb: np.ndarray
+    colour: np.ndarray
+    full_area: np.ndarray
+    visible_area: np.ndarray
+    canvas_area: int  # pixels of the whole shape
+    events: list[Event] = field(default_factory=list)
+
+    def moving(self, threshold: float = 0.25) -> np.ndarray:
+        """(T,) bool: present and moving faster than ``threshold`` pixels/frame."""
+        return self.present & (self.speed > threshold)
+
+
+@dataclass
+class SynthExpression:
+    """A referring expression: ``obj_ids`` (empty for no target) and its moments in seconds."""
+
+    exp_id: str
+    text: str
+    obj_ids: list[int]
+    kind: str
+    moments: list[tuple[float, float]]
+
+
+@dataclass
+class SynthVideo:
+    """A generated video: ``frames`` (T,H,W,3) uint8, visible ``object_masks`` obj_id -> (T,H,W) bool."""
+
+    video_id: str
+    frames: np.ndarray
+    fps: float
+    object_masks: dict[int, np.ndarray]
+    expressions: list[SynthExpression]
+    objects: list[ObjectTrack] = field(default_factory=list)
+    #: obj_id -> (T,H,W) bool mask of the whole object inside the frame, before occlusion
+    full_masks: dict[int, np.ndarray] = field(default_factory=dict)
+    seed: int = 0
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    def expression_masks(self, exp: SynthExpression) -> np.ndarray:
+        """(T,H,W) bool: union of the visible masks of ``exp``'s objects (all False for no target)."""
+        out = np.zeros(self.frames.shape[:3], dtype=bool)
+        for oid in exp.obj_ids:
+            out |= self.object_masks[oid]
+        return out
+
+    def moment_frames(self, exp: SynthExpression) -> np.ndarray:
+        """(T,) bool: frame t (timestamp t/fps seconds) lies inside one of ``exp``'s moments.
+
+        A quarter-frame tolerance absorbs the rounding of moments read back from files.
+        """
+        times = np.arange(self.num_frames) / self.fps
+        eps = 0.25 / self.fps
+        out = np.zeros(self.num_frames, dtype=bool)
+        for start, end in exp.moments:
+            out |= (times >= start - eps) & (times <= end + eps)
+        return out
