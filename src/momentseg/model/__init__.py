@@ -1,1 +1,20 @@
-"""The MomentSeg model: Qwen2.5-VL + SAM2 backbones from transformers, [FIND] / [SEG] heads, presets, checkpoints."""
+"""The MomentSeg model: Qwen2.5-VL + SAM2 backbones from transformers, [FIND] / [SEG] heads, presets, checkpoints.
+
+Main entry points: :class:`MomentSegModel` (``build``, ``tiny``, ``from_pretrained``, ``from_base``,
+``find_logits``, ``seg_embedding``, ``forward_tsg``, ``forward_refvos``), :class:`MomentSegConfig`,
+:func:`preset_config`, the training samples :class:`TSGSample` / :class:`RefVOSSample`, and the SAM2 glue in
+:mod:`momentseg.model.sam2` (``language_prompt`` etc.).
+"""
+
+from momentseg.model.config import MomentSegConfig, preset_config
+from momentseg.model.momentseg import MomentSegModel, RefVOSSample, TSGSample
+from momentseg.model.tokenizer import build_word_tokenizer
+
+__all__ = [
+    "MomentSegConfig",
+    "MomentSegModel",
+    "RefVOSSample",
+    "TSGSample",
+    "build_word_tokenizer",
+    "preset_config",
+]

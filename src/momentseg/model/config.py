@@ -1,0 +1,258 @@
+"""``MomentSegConfig``: backbone configs (plain dicts), head sizes, frame sizes, prompts, loss weights; presets.
+
+Presets:
+- ``tiny``: CPU-sized random model for tests and the embedded demo model (word-level tokenizer).
+- ``3b``: Qwen2.5-VL-3B-Instruct + SAM2.1-hiera-large shapes (1024² SAM2 input).
+- ``7b``: Qwen2.5-VL-7B-Instruct + SAM2.1-hiera-large shapes.
+Choices the method leaves open are config values here (see each field's comment).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from momentseg.errors import CheckpointError
+from momentseg.model.sam2 import tiny_sam2_config
+
+TSG_PROMPT = (
+    "Here is a low-resolution video you can refer to. Can you find the key frames range of the text query "
+    "'{query}' in this video?"
+)
+TSG_ANSWER = "It is [FIND]."
+SEG_PROMPT = "Please segment {query} in this video."
+SEG_ANSWER = "It is [SEG]."
+SYSTEM_PROMPT = "You are a helpful assistant."
+
+PRESETS = ("tiny", "3b", "7b")
+
+
+@dataclass
+class MomentSegConfig:
+    """Everything needed to rebuild a :class:`~momentseg.model.momentseg.MomentSegModel` (saved as config.json)."""
+
+    preset: str
+    qwen: dict[str, Any]  # Qwen2_5_VLConfig fields (text_config / vision_config nested dicts)
+    sam2: dict[str, Any]  # Sam2VideoConfig fields (sub-configs nested dicts)
+    find_dim: int = 256  # [FIND] head output dim (method: 256)
+    temperature: float = 0.07  # cos / τ
+    find_frame_size: int = 140  # low-res [FIND] video: per-frame area ≤ size² (method: ~112–168 px)
+    context_frame_size: int = 112  # low-res RefVOS context video (method: ≤ 112 px)
+    seg_frame_size: int = 448  # high-res [SEG] keyframes given to Qwen as images (method: ~448²)
+    fps: float = 1.0  # frame rate the low-res videos are sampled at; second_per_grid_ts = tps / fps
+    find_max_frames: int = 100  # dense [FIND] pass: at most this many frames (uniform if longer; method: ≤ 100)
+    prompt_tsg: str = TSG_PROMPT
+    answer_tsg: str = TSG_ANSWER
+    prompt_seg: str = SEG_PROMPT
+    answer_seg: str = SEG_ANSWER
+    system_prompt: str = SYSTEM_PROMPT
+    # losses (method values)
+    find_loss_weight: float = 0.5
+    find_pos_weight: float = 2.0
+    mask_bce_weight: float = 2.0
+    mask_dice_weight: float = 0.5
+    lm_loss_weight: float = 1.0
+    # This project's addition: BCE on SAM2's object score (target: mask non-empty). transformers' SAM2 clamps
+    # the masks of frames scored "no object" to -1024, which blocks mask gradients; a from-scratch SAM2
+    # (tiny preset) needs this term to learn to say "present". 0 disables it.
+    object_score_loss_weight: float = 1.0
+    # RefVOS training: True = keyframes decoded as a clip (frame 0 conditioning, then memory attention, like
+    # inference propagation); False = every keyframe decoded independently as a conditioning frame.
+    train_memory_path: bool = True
+    image_mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+    image_std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+    notes: list[str] = field(default_factory=list)  # provenance remarks (e.g. heads initialised at import)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.qwen["text_config"]["hidden_size"])
+
+    @property
+    def sam2_image_size(self) -> int:
+        return int(self.sam2.get("image_size", 1024))
+
+    @property
+    def prompt_dim(self) -> int:
+        return int(self.sam2.get("prompt_encoder_config", {}).get("hidden_size", 256))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["format"] = "momentseg"
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MomentSegConfig:
+        d = dict(d)
+        if d.pop("format", None) != "momentseg":
+            raise CheckpointError("config.json is not a momentseg config (no \"format\": \"momentseg\")")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise CheckpointError(f"config.json has unknown fields: {', '.join(unknown)}")
+        for key in ("image_mean", "image_std"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> MomentSegConfig:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"cannot read {path}: {exc}") from exc
+        return cls.from_dict(data)
+
+
+def _qwen_ids(tokenizer) -> dict[str, int]:
+    from momentseg.model.tokenizer import token_ids
+
+    ids = token_ids(tokenizer)
+    return {
+        "image_token_id": ids["image_pad"],
+        "video_token_id": ids["video_pad"],
+        "vision_start_token_id": ids["vision_start"],
+        "vision_end_token_id": ids["vision_end"],
+    }
+
+
+def tiny_qwen_config(vocab_size: int, ids: dict[str, int], eos_id: int, pad_id: int) -> dict[str, Any]:
+    """Tiny Qwen2.5-VL: text hidden 128, 2 layers, 4 heads; vision depth 2, hidden 64, patch 14, merge 2."""
+    return {
+        "text_config": {
+            "vocab_size": vocab_size,
+            "hidden_size": 128,
+            "intermediate_size": 256,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 4096,
+            "rms_norm_eps": 1e-6,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]},
+            "bos_token_id": None,
+            "eos_token_id": eos_id,
+            "pad_token_id": pad_id,
+        },
+        "vision_config": {
+            "depth": 2,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_heads": 4,
+            "out_hidden_size": 128,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "tokens_per_second": 2,
+            "window_size": 56,
+            "fullatt_block_indexes": [1],
+        },
+        "tie_word_embeddings": True,
+        **ids,
+    }
+
+
+# Qwen2.5-VL-{3B,7B}-Instruct config.json values (vocab as shipped; [SEG]/[FIND] fit in the padded vocab).
+_QWEN_REAL = {
+    "3b": dict(hidden=2048, inter=11008, layers=36, heads=16, kv=2, vocab=151936, tie=True, window_layers=70),
+    "7b": dict(hidden=3584, inter=18944, layers=28, heads=28, kv=4, vocab=152064, tie=False, window_layers=28),
+}
+
+
+def real_qwen_config(name: str) -> dict[str, Any]:
+    q = _QWEN_REAL[name]
+    return {
+        "text_config": {
+            "vocab_size": q["vocab"],
+            "hidden_size": q["hidden"],
+            "intermediate_size": q["inter"],
+            "num_hidden_layers": q["layers"],
+            "num_attention_heads": q["heads"],
+            "num_key_value_heads": q["kv"],
+            "max_position_embeddings": 128000,
+            "max_window_layers": q["window_layers"],
+            "rms_norm_eps": 1e-6,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
+            "sliding_window": 32768,
+            "use_sliding_window": False,
+            "bos_token_id": 151643,
+            "eos_token_id": 151645,
+        },
+        "vision_config": {
+            "depth": 32,
+            "hidden_size": 1280,
+            "intermediate_size": 3420,
+            "num_heads": 16,
+            "out_hidden_size": q["hidden"],
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "tokens_per_second": 2,
+            "window_size": 112,
+            "fullatt_block_indexes": [7, 15, 23, 31],
+        },
+        "tie_word_embeddings": q["tie"],
+        "image_token_id": 151655,
+        "video_token_id": 151656,
+        "vision_start_token_id": 151652,
+        "vision_end_token_id": 151653,
+    }
+
+
+def sam2_large_config(image_size: int = 1024) -> dict[str, Any]:
+    """SAM2.1 hiera-large as a ``Sam2VideoConfig`` dict (num_maskmem 7)."""
+    s = int(image_size)
+    return {
+        "vision_config": {
+            "backbone_config": {
+                "hidden_size": 144,
+                "image_size": [s, s],
+                "embed_dim_per_stage": [144, 288, 576, 1152],
+                "num_attention_heads_per_stage": [2, 4, 8, 16],
+                "blocks_per_stage": [2, 6, 36, 4],
+                "global_attention_blocks": [23, 33, 43],
+                "window_positional_embedding_background_size": [7, 7],
+                "window_size_per_stage": [8, 4, 16, 8],
+            },
+            "backbone_channel_list": [1152, 576, 288, 144],
+            "backbone_feature_sizes": [[s // 4, s // 4], [s // 8, s // 8], [s // 16, s // 16]],
+        },
+        "prompt_encoder_config": {"image_size": s},
+        "image_size": s,
+        "num_maskmem": 7,
+        "memory_attention_rope_feat_sizes": [s // 16, s // 16],
+        "enable_temporal_pos_encoding_for_object_pointers": True,
+        "enable_occlusion_spatial_embedding": True,
+    }
+
+
+def preset_config(name: str, tokenizer=None, sam2_image_size: int | None = None) -> MomentSegConfig:
+    """The config of a preset. ``tiny`` needs its tokenizer (vocab size and token ids come from it)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    if name == "tiny":
+        if tokenizer is None:
+            raise ValueError("the tiny preset needs its tokenizer (see build_word_tokenizer)")
+        qwen = tiny_qwen_config(
+            vocab_size=len(tokenizer),
+            ids=_qwen_ids(tokenizer),
+            eos_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+            pad_id=tokenizer.pad_token_id,
+        )
+        return MomentSegConfig(
+            preset="tiny",
+            qwen=qwen,
+            sam2=tiny_sam2_config(sam2_image_size or 128),
+            find_frame_size=56,
+            context_frame_size=56,
+            seg_frame_size=56,
+        )
+    qwen = real_qwen_config(name)
+    if tokenizer is not None:
+        qwen.update(_qwen_ids(tokenizer))
+        qwen["text_config"]["vocab_size"] = max(qwen["text_config"]["vocab_size"], len(tokenizer))
+    return MomentSegConfig(preset=name, qwen=qwen, sam2=sam2_large_config(sam2_image_size or 1024))

@@ -1,0 +1,289 @@
+"""Training configuration: a YAML file read into validated dataclasses.
+
+Every key of the YAML file maps to a field below; an unknown key, a wrong type or a bad value is an
+:class:`~momentseg.errors.InputError` naming the key (as a dotted path) and the file. Defaults follow the
+paper's recipe (``method.md`` § Training) where it gives one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from momentseg.errors import InputError
+
+TASKS = ("tsg", "refvos")
+SOURCE_TYPES = ("synthetic", "mask_dict", "charades", "activitynet")
+PRECISIONS = ("auto", "bf16", "fp32")
+PRESETS = ("tiny", "3b", "7b")
+
+
+@dataclass
+class LoraConfig:
+    """LoRA on the language model (peft). Applied to the Linear layers whose names end in ``target_modules``
+    and lie under one of ``under`` (module-name prefixes), so the vision tower's same-named layers are untouched."""
+
+    r: int = 128
+    alpha: int = 256
+    dropout: float = 0.05
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    under: list[str] = field(default_factory=lambda: ["qwen.model.language_model"])
+
+
+@dataclass
+class ModelConfig:
+    """Which model to train and which of its parameters learn.
+
+    Exactly one of ``preset`` or ``pretrained`` (a folder written by ``MomentSegModel.save_pretrained``) is
+    set. ``preset: tiny`` is a fresh random model (init from ``seed``); ``preset: 3b`` / ``7b`` start from
+    local Hugging Face folders ``qwen_dir`` (Qwen2.5-VL-{3B,7B}-Instruct) and ``sam2_dir`` (SAM2.1 hiera-large).
+    ``frozen`` / ``trainable`` are module-name prefixes applied in that order after LoRA: with LoRA only the
+    adapters train, then ``frozen`` switches parameters off and ``trainable`` switches them (back) on.
+    """
+
+    preset: str | None = None
+    pretrained: str | None = None
+    qwen_dir: str | None = None
+    sam2_dir: str | None = None
+    lora: LoraConfig | None = None
+    frozen: list[str] = field(default_factory=list)
+    trainable: list[str] = field(default_factory=list)
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class SourceConfig:
+    """One data source. ``task`` is ``tsg`` or ``refvos``; ``weight`` is its share within its task
+    (the paper's dataset repeats: ReVOS 20, MeViS 10, Charades 10, ...).
+
+    - ``synthetic``: the streamed synthetic world, ``split`` in train/val/test.
+    - ``mask_dict``: a MeViS-format split folder ``root`` (JPEGImages/, meta_expressions.json, mask_dict.json);
+      MeViS, Ref-YouTube-VOS, ReVOS and Ref-DAVIS17 in that layout. ``refvos`` only.
+    - ``charades`` / ``activitynet``: ``annotations`` (Charades-STA .txt / ActivityNet Captions .json) and the
+      ``videos`` folder. ``tsg`` only.
+    """
+
+    type: str = ""
+    task: str = ""
+    weight: float = 1.0
+    split: str = "train"
+    root: str | None = None
+    annotations: str | None = None
+    videos: str | None = None
+
+
+@dataclass
+class DataConfig:
+    """How samples are drawn and shaped.
+
+    ``tsg_ratio`` is the fraction of samples that are TSG (the rest are RefVOS); it is ignored (forced to 0 or
+    1) when only one task has sources. TSG samples hold ≤ ``tsg_max_frames`` low-res frames at ``tsg_fps``
+    (default: the model's ``fps``; uniform over the video when longer); RefVOS samples hold ≤ ``context_frames`` uniform low-res frames and
+    ``keyframes`` consecutive-in-time high-res frames: one where the target is visible plus the others drawn
+    within ±``keyframe_window`` frames of it.
+    """
+
+    sources: list[SourceConfig] = field(default_factory=list)
+    tsg_ratio: float = 0.5
+    tsg_max_frames: int = 100
+    tsg_fps: float | None = None  # None: the model's config.fps
+    context_frames: int = 50
+    keyframes: int = 5
+    keyframe_window: int = 10
+
+
+@dataclass
+class LossConfig:
+    """Weights of the loss components (method values). The trainer writes them into the model's config
+    (``find_loss_weight``, ``mask_bce_weight``, ...) before training, so the model's loss uses them, and checks
+    every step that the model's loss is exactly ``Σ weight × component``. ``object_score`` weighs this project's
+    extra SAM2 object-score BCE (see ``MomentSegConfig.object_score_loss_weight``)."""
+
+    find: float = 0.5
+    mask_bce: float = 2.0
+    mask_dice: float = 0.5
+    lm: float = 1.0
+    object_score: float = 1.0
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up over ``warmup_ratio`` of the steps, then cosine decay to ``min_lr_ratio × lr``."""
+
+    lr: float = 4e-5
+    weight_decay: float = 0.05
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    clip: float = 1.0
+    warmup_ratio: float = 0.05
+    min_lr_ratio: float = 0.0
+
+
+@dataclass
+class RunConfig:
+    """Length, batching and bookkeeping of the run. ``batch_size`` is per process per micro-step; one optimizer
+    step sees ``batch_size × grad_accum × processes`` samples."""
+
+    steps: int = 100
+    batch_size: int = 2
+    grad_accum: int = 4
+    precision: str = "auto"
+    checkpoint_every: int = 100
+    keep_last: int = 2
+    log_every: int = 1
+    progress: bool = True
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    out: str = "runs/train"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and validate a training YAML file."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read training config {path}: {exc.strerror or exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return config_from_dict(raw if raw is not None else {}, source=str(path))
+
+
+def config_from_dict(raw: Any, source: str = "<config>") -> TrainConfig:
+    """Build and validate a :class:`TrainConfig` from plain data (as parsed from YAML)."""
+    cfg = _build(TrainConfig, raw, "", source)
+    validate(cfg, source)
+    return cfg
+
+
+def _build(cls: type, raw: Any, where: str, source: str) -> Any:
+    if not isinstance(raw, dict):
+        raise InputError(f"{source}: {where or 'the top level'} must be a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in raw.items():
+        dotted = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise InputError(f"{source}: unknown key '{dotted}' (allowed: {', '.join(sorted(names))})")
+        kwargs[key] = _convert(hints[key], value, dotted, source)
+    return cls(**kwargs)
+
+
+def _convert(tp: Any, value: Any, where: str, source: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(args[0], value, where, source)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where, source)
+    if origin is list:
+        if not isinstance(value, list):
+            raise InputError(f"{source}: '{where}' must be a list, got {type(value).__name__}")
+        (item,) = typing.get_args(tp)
+        return [_convert(item, v, f"{where}[{i}]", source) for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise InputError(f"{source}: '{where}' must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(f"{source}: '{where}' must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML reads 4e-5 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InputError(f"{source}: '{where}' must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise InputError(f"{source}: '{where}' must be a string, got {value!r}")
+        return str(value)
+    raise TypeError(f"unsupported config type {tp}")  # a bug in this module, not user input
+
+
+def validate(cfg: TrainConfig, source: str = "<config>") -> None:
+    """Check values that types alone do not catch; raise InputError naming the key."""
+
+    def bad(key: str, msg: str) -> InputError:
+        return InputError(f"{source}: '{key}' {msg}")
+
+    m = cfg.model
+    if (m.preset is None) == (m.pretrained is None):
+        raise bad("model", "needs exactly one of 'preset' or 'pretrained'")
+    if m.preset is not None and m.preset not in PRESETS:
+        raise bad("model.preset", f"must be one of {', '.join(PRESETS)}, got {m.preset!r}")
+    if m.preset in ("3b", "7b") and not (m.qwen_dir and m.sam2_dir):
+        raise bad("model", f"preset {m.preset} needs 'qwen_dir' and 'sam2_dir' (local base-model folders)")
+    if m.lora is not None:
+        if m.lora.r < 1 or m.lora.alpha <= 0 or not 0 <= m.lora.dropout < 1:
+            raise bad("model.lora", "needs r ≥ 1, alpha > 0 and 0 ≤ dropout < 1")
+        if not m.lora.target_modules or not m.lora.under:
+            raise bad("model.lora", "needs non-empty 'target_modules' and 'under'")
+    d = cfg.data
+    if not d.sources:
+        raise bad("data.sources", "must list at least one data source")
+    for i, s in enumerate(d.sources):
+        key = f"data.sources[{i}]"
+        if s.type not in SOURCE_TYPES:
+            raise bad(f"{key}.type", f"must be one of {', '.join(SOURCE_TYPES)}, got {s.type!r}")
+        if s.task not in TASKS:
+            raise bad(f"{key}.task", f"must be one of {', '.join(TASKS)}, got {s.task!r}")
+        if s.weight <= 0:
+            raise bad(f"{key}.weight", "must be > 0")
+        if s.type == "mask_dict" and (s.task != "refvos" or not s.root):
+            raise bad(key, "of type mask_dict needs task: refvos and 'root'")
+        if s.type in ("charades", "activitynet") and (s.task != "tsg" or not s.annotations or not s.videos):
+            raise bad(key, f"of type {s.type} needs task: tsg, 'annotations' and 'videos'")
+        if s.type == "synthetic" and s.split not in ("train", "val", "test"):
+            raise bad(f"{key}.split", f"must be train, val or test, got {s.split!r}")
+    if not 0.0 <= d.tsg_ratio <= 1.0:
+        raise bad("data.tsg_ratio", "must be within [0, 1]")
+    for key in ("tsg_max_frames", "context_frames", "keyframes"):
+        if getattr(d, key) < 1:
+            raise bad(f"data.{key}", "must be ≥ 1")
+    if d.keyframe_window < 0 or (d.tsg_fps is not None and d.tsg_fps <= 0):
+        raise bad("data", "needs keyframe_window ≥ 0 and tsg_fps > 0")
+    for key, value in dataclasses.asdict(cfg.loss).items():
+        if value < 0:
+            raise bad(f"loss.{key}", "must be ≥ 0")
+    o = cfg.optim
+    if o.lr <= 0 or o.weight_decay < 0 or o.clip < 0 or o.eps <= 0:
+        raise bad("optim", "needs lr > 0, weight_decay ≥ 0, clip ≥ 0 (0 = off) and eps > 0")
+    if len(o.betas) != 2 or not all(0 <= b < 1 for b in o.betas):
+        raise bad("optim.betas", "must be two numbers in [0, 1)")
+    if not 0 <= o.warmup_ratio < 1 or not 0 <= o.min_lr_ratio <= 1:
+        raise bad("optim", "needs 0 ≤ warmup_ratio < 1 and 0 ≤ min_lr_ratio ≤ 1")
+    r = cfg.run
+    for key in ("steps", "batch_size", "grad_accum", "checkpoint_every", "keep_last", "log_every"):
+        if getattr(r, key) < 1:
+            raise bad(f"run.{key}", "must be ≥ 1")
+    if r.precision not in PRECISIONS:
+        raise bad("run.precision", f"must be one of {', '.join(PRECISIONS)}, got {r.precision!r}")

@@ -1,0 +1,310 @@
+"""Training samples: TSG and RefVOS samples drawn from data sources, deterministic in (seed, position).
+
+One optimizer step of the whole job sees ``G = processes × grad_accum × batch_size`` samples, at global
+positions ``q = step·G + (micro·processes + rank)·batch_size + i``. Everything about the sample at ``q`` (its
+task, source, item and frame choices) is a pure function of ``(seed, q)``, so
+
+* a resumed run draws exactly the samples an unbroken run would, with no sampler state to save;
+* 2 processes × batch b and 1 process × batch 2b (or batch b × accumulation 2) see the same global batch.
+
+Task mix: position ``q`` is TSG when ``⌊(q+1)·r⌋ > ⌊q·r⌋`` for the TSG ratio ``r`` (as an exact fraction), so
+over any window the TSG share is ``r`` to within one sample, and the ``j``-th TSG sample is number
+``⌊q·r⌋``. Within a task, finite sources form one pool in which each source's items appear ``weight`` times
+(the paper's dataset repeats), visited in a fresh random order every pass; the streamed synthetic world is
+infinite and must be the task's only source (its ``j``-th sample is built from the ``j``-th video).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from momentseg.errors import InputError
+
+_TASK_ID = {"tsg": 0, "refvos": 1}
+
+
+@dataclass(frozen=True)
+class SampleShape:
+    """How samples are cut and sized. Sizes are upper bounds in pixels; frames keep their aspect ratio and are
+    never enlarged (the model resizes to its own patch grid afterwards).
+
+    ``tsg_side`` / ``context_side``: low-res frames are shrunk to an area ≤ side²; ``keyframe_side``: keyframes
+    and their masks are shrunk to a longer side ≤ this (the SAM2 input size).
+    """
+
+    tsg_side: int
+    context_side: int
+    keyframe_side: int
+    tsg_max_frames: int = 100
+    tsg_fps: float = 1.0
+    context_frames: int = 50
+    keyframes: int = 5
+    keyframe_window: int = 10
+
+
+def area_fit(hw: tuple[int, int], side: int) -> tuple[int, int]:
+    """(h, w) shrunk (never enlarged, aspect kept) so that h·w ≤ side²."""
+    h, w = hw
+    s = min(1.0, side / math.sqrt(h * w))
+    return max(1, int(h * s)), max(1, int(w * s))
+
+
+def long_side_fit(hw: tuple[int, int], side: int) -> tuple[int, int]:
+    """(h, w) shrunk (never enlarged, aspect kept) so that max(h, w) ≤ side."""
+    h, w = hw
+    s = min(1.0, side / max(h, w))
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+class Source(Protocol):
+    """A data source of ``size`` items (``None`` = infinite), each turned into one sample."""
+
+    task: str
+    size: int | None
+
+    def sample(self, item: int, rng: np.random.Generator, shape: SampleShape): ...
+
+
+# --------------------------------------------------------------------------------------- frame choices
+def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize ``(N, H, W, 3)`` uint8 frames to ``(N, h, w, 3)`` uint8 (bilinear, antialiased)."""
+    frames = np.asarray(frames)
+    if frames.shape[1:3] == tuple(size):
+        return np.ascontiguousarray(frames)
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def resize_masks(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize ``(N, H, W)`` bool masks to ``(N, h, w)`` bool (nearest)."""
+    masks = np.asarray(masks, dtype=bool)
+    if masks.shape[1:3] == tuple(size):
+        return masks
+    x = torch.from_numpy(masks).float()[:, None]
+    return (F.interpolate(x, size=tuple(size), mode="nearest-exact")[:, 0] > 0.5).numpy()
+
+
+def uniform_indices(num_frames: int, count: int) -> np.ndarray:
+    """``min(count, num_frames)`` frame indices spread evenly over ``[0, num_frames)``, first and last included."""
+    if num_frames < 1:
+        raise ValueError("a video needs at least one frame")
+    n = min(count, num_frames)
+    return np.unique(np.round(np.linspace(0, num_frames - 1, n)).astype(np.int64))
+
+
+def tsg_frame_times(duration: float, fps: float, max_frames: int) -> np.ndarray:
+    """Times (s) of the frames a TSG sample shows: every ``1/fps`` s from 0, or ``max_frames`` evenly
+    spread over ``[0, duration)`` when that is fewer. At least one frame."""
+    n = max(1, math.ceil(duration * fps - 1e-9))
+    if n <= max_frames:
+        return np.arange(n, dtype=np.float64) / fps
+    return np.linspace(0.0, duration, max_frames, endpoint=False)
+
+
+def moment_positives(times: np.ndarray, moments: Sequence[tuple[float, float]]) -> np.ndarray:
+    """``(T,)`` bool: frame at ``times[t]`` lies inside one of ``moments`` ((start, end) in s, inclusive).
+
+    A moment shorter than the frame spacing that contains no sampled time marks its nearest frame, so every
+    moment has at least one positive frame."""
+    times = np.asarray(times, dtype=np.float64)
+    pos = np.zeros(len(times), dtype=bool)
+    for start, end in moments:
+        inside = (times >= start) & (times <= end)
+        if not inside.any():
+            inside[np.argmin(np.abs(times - 0.5 * (start + end)))] = True
+        pos |= inside
+    return pos
+
+
+def keyframe_indices(visible: np.ndarray, count: int, window: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted keyframe indices for a RefVOS sample.
+
+    ``visible`` is ``(T,)`` bool (target present). One anchor is drawn among the visible frames (among all
+    frames if the target is never visible), the other ``count − 1`` without replacement within ±``window``
+    of it; if the window is too small the nearest frames outside it fill up. ``min(count, T)`` indices.
+    """
+    visible = np.asarray(visible, dtype=bool)
+    t = len(visible)
+    candidates = np.flatnonzero(visible) if visible.any() else np.arange(t)
+    anchor = int(rng.choice(candidates))
+    k = min(count, t)
+    near = np.array([i for i in range(max(0, anchor - window), min(t, anchor + window + 1)) if i != anchor])
+    if len(near) >= k - 1:
+        others = rng.choice(near, size=k - 1, replace=False) if k > 1 else np.empty(0, dtype=np.int64)
+    else:
+        order = sorted((i for i in range(t) if i != anchor), key=lambda i: (abs(i - anchor), i))
+        others = np.array(order[: k - 1], dtype=np.int64)
+    return np.sort(np.concatenate([[anchor], others]).astype(np.int64))
+
+
+# --------------------------------------------------------------------------------------- synthetic source
+class SyntheticSource:
+    """The synthetic world (``momentseg.data.synthetic``) streamed: item ``j`` of the TSG / RefVOS source is
+    built from video ``2j`` / ``2j+1`` of the split (the videos ``iter_videos(SPLIT_SEEDS[split])`` yields).
+    TSG samples use an expression with a moment; RefVOS samples any expression (a "none" expression has
+    empty masks: the model learns to say "not there")."""
+
+    def __init__(self, task: str, split: str = "train", world=None):
+        from momentseg.data import synthetic
+
+        self.task = task
+        self._synthetic = synthetic
+        self._seed = synthetic.SPLIT_SEEDS[split]
+        self._world = world if world is not None else synthetic.WorldConfig()
+        self.size = None  # infinite
+        self._cache: tuple[int, object] | None = None
+
+    def video(self, item: int):
+        if self._cache is None or self._cache[0] != item:
+            # TSG and RefVOS sources of one split use disjoint videos of it (even / odd indices).
+            index = 2 * item + _TASK_ID[self.task]
+            syn = self._synthetic
+            self._cache = (item, syn.generate_video(syn.video_seed(self._seed, index), syn.video_id(index), self._world))
+        return self._cache[1]
+
+    def sample(self, item: int, rng: np.random.Generator, shape: SampleShape):
+        from momentseg.model import RefVOSSample, TSGSample
+
+        video = self.video(item)
+        t, hw = len(video.frames), video.frames.shape[1:3]
+        if self.task == "tsg":
+            exps = [e for e in video.expressions if e.moments]
+            if not exps:
+                raise ValueError(f"synthetic video {video.video_id} has no expression with a moment")
+            exp = exps[int(rng.integers(len(exps)))]
+            times = tsg_frame_times(t / video.fps, shape.tsg_fps, shape.tsg_max_frames)
+            idx = np.minimum(np.round(times * video.fps).astype(np.int64), t - 1)
+            return TSGSample(
+                frames=resize_frames(video.frames[idx], area_fit(hw, shape.tsg_side)),
+                query=exp.text,
+                positive=moment_positives(idx / video.fps, exp.moments),
+            )
+        exp = video.expressions[int(rng.integers(len(video.expressions)))]
+        masks = video.expression_masks(exp)
+        keys = keyframe_indices(masks.any(axis=(1, 2)), shape.keyframes, shape.keyframe_window, rng)
+        ctx = uniform_indices(t, shape.context_frames)
+        key_hw = long_side_fit(hw, shape.keyframe_side)
+        return RefVOSSample(
+            context=resize_frames(video.frames[ctx], area_fit(hw, shape.context_side)),
+            keyframes=resize_frames(video.frames[keys], key_hw),
+            query=exp.text,
+            masks=resize_masks(masks[keys], key_hw),
+        )
+
+
+# --------------------------------------------------------------------------------------- mixing
+class _TaskPool:
+    """The samples of one task: item ``j`` of the task → (source, item within it)."""
+
+    def __init__(self, task: str, sources: list[Source], weights: list[float], seed: int):
+        self.task = task
+        self.sources = sources
+        self.seed = seed
+        lengths = [s.size for s in sources]
+        if any(n is None for n in lengths):
+            if len(sources) > 1:
+                raise InputError(f"the synthetic source must be the only '{task}' source (it is infinite)")
+            self.size = None
+            return
+        for s, n in zip(sources, lengths, strict=True):
+            if n == 0:
+                raise InputError(f"a '{task}' data source has no samples: {s!r}")
+        # Source s contributes round(weight·len) slots; slot m maps to its item m mod len.
+        counts = [max(1, round(w * n)) for w, n in zip(weights, lengths, strict=True)]
+        self.offsets = np.cumsum([0] + counts)
+        self.lengths = lengths
+        self.size = int(self.offsets[-1])
+        self._perm: tuple[int, np.ndarray] | None = None
+
+    def locate(self, j: int) -> tuple[Source, int]:
+        if self.size is None:
+            return self.sources[0], j
+        epoch, k = divmod(j, self.size)
+        if self._perm is None or self._perm[0] != epoch:
+            rng = np.random.default_rng([self.seed, _TASK_ID[self.task], epoch, 7])
+            self._perm = (epoch, rng.permutation(self.size))
+        slot = int(self._perm[1][k])
+        s = int(np.searchsorted(self.offsets, slot, side="right") - 1)
+        return self.sources[s], (slot - int(self.offsets[s])) % self.lengths[s]
+
+
+class SampleStream:
+    """Deterministic, stateless mixture of TSG and RefVOS sources (see the module docstring)."""
+
+    def __init__(
+        self,
+        sources: list[Source],
+        shape: SampleShape,
+        tsg_ratio: float = 0.5,
+        seed: int = 0,
+        weights: list[float] | None = None,
+    ):
+        weights = weights or [1.0] * len(sources)
+        by_task: dict[str, tuple[list, list]] = {"tsg": ([], []), "refvos": ([], [])}
+        for s, w in zip(sources, weights, strict=True):
+            by_task[s.task][0].append(s)
+            by_task[s.task][1].append(w)
+        self.pools = {t: _TaskPool(t, ss, ws, seed) for t, (ss, ws) in by_task.items() if ss}
+        if not self.pools:
+            raise InputError("no data sources given")
+        if "tsg" not in self.pools:
+            tsg_ratio = 0.0
+        elif "refvos" not in self.pools:
+            tsg_ratio = 1.0
+        self.ratio = Fraction(tsg_ratio).limit_denominator(1000)
+        self.shape = shape
+        self.seed = seed
+
+    def _tsg_before(self, q: int) -> int:
+        return q * self.ratio.numerator // self.ratio.denominator
+
+    def task_of(self, q: int) -> tuple[str, int]:
+        """The task of global position ``q`` and the index of that sample within its task."""
+        n = self._tsg_before(q)
+        if self._tsg_before(q + 1) > n:
+            return "tsg", n
+        return "refvos", q - n
+
+    def sample(self, q: int):
+        """The sample at global position ``q`` (a ``TSGSample`` or ``RefVOSSample``)."""
+        task, j = self.task_of(q)
+        source, item = self.pools[task].locate(j)
+        rng = np.random.default_rng([self.seed, _TASK_ID[task], j, 1])
+        return source.sample(item, rng, self.shape)
+
+    def batch(self, positions: Sequence[int]) -> tuple[list, list]:
+        """Samples at ``positions`` split into (TSG samples, RefVOS samples)."""
+        tsg, ref = [], []
+        for q in positions:
+            s = self.sample(int(q))
+            (tsg if self.task_of(int(q))[0] == "tsg" else ref).append(s)
+        return tsg, ref
+
+
+def batch_positions(step: int, micro: int, rank: int, processes: int, accum: int, batch: int) -> list[int]:
+    """Global sample positions of one micro-batch (see the module docstring)."""
+    base = step * processes * accum * batch + (micro * processes + rank) * batch
+    return list(range(base, base + batch))
+
+
+def build_sources(cfg, shape: SampleShape) -> tuple[list[Source], list[float]]:
+    """Instantiate the sources of a :class:`~momentseg.train.config.DataConfig`; returns (sources, weights)."""
+    sources, weights = [], []
+    for s in cfg.sources:
+        if s.type == "synthetic":
+            sources.append(SyntheticSource(s.task, s.split))
+        else:
+            from momentseg.train import real_data
+
+            sources.append(real_data.build_source(s))
+        weights.append(s.weight)
+    return sources, weights

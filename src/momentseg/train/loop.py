@@ -1,0 +1,367 @@
+"""The joint TSG + RefVOS trainer.
+
+Any module with ``forward_tsg(list) -> dict`` and ``forward_refvos(list) -> dict`` of loss components
+(``find_loss``, ``lm_loss`` / ``mask_bce``, ``mask_dice``, ``lm_loss``; each a mean over the call's samples)
+trains here. The trainer is the one place where components are weighted (``loss:`` in the config): a
+micro-batch's loss is the mean over its samples of ``Σ weight × component``, so with gradient accumulation
+and data parallelism every sample of an optimizer step counts equally.
+
+Distributed training runs through 🤗 accelerate (launch with ``accelerate launch`` or ``torchrun``), as DDP.
+FSDP / DeepSpeed ZeRO-2 accelerate configs ship in ``configs/accelerate/`` but are refused for now: their
+sharded state needs gathering that ``checkpoint.py`` does not do yet. Checkpoints are written by the main
+process; resume is exact (see ``data.py`` for why no sampler/RNG state is needed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from momentseg.errors import InputError
+from momentseg.io.atomic import atomic_dir, atomic_write_text
+from momentseg.train import checkpoint as ckpt
+from momentseg.train.config import LossConfig, TrainConfig
+from momentseg.train.data import SampleStream, batch_positions
+
+WEIGHT_ATTRS = {
+    "find_loss": ("find", "find_loss_weight"),
+    "lm_loss": ("lm", "lm_loss_weight"),
+    "mask_bce": ("mask_bce", "mask_bce_weight"),
+    "mask_dice": ("mask_dice", "mask_dice_weight"),
+    "object_bce": ("object_score", "object_score_loss_weight"),
+}
+"""component name → (``loss:`` key in the training config, attribute of the model's config)."""
+TASK_COMPONENTS = {"tsg": ("find_loss", "lm_loss"), "refvos": ("mask_bce", "mask_dice", "lm_loss", "object_bce")}
+"""The components ``forward_tsg`` / ``forward_refvos`` return next to ``loss``."""
+
+
+def set_loss_weights(model: torch.nn.Module, weights: LossConfig) -> None:
+    """Write the training config's loss weights into ``model.config`` (the model combines its components)."""
+    for key, attr in WEIGHT_ATTRS.values():
+        if not hasattr(model.config, attr):
+            raise AttributeError(f"{type(model).__name__}.config has no {attr}")
+        setattr(model.config, attr, float(getattr(weights, key)))
+
+
+class JointLoss(torch.nn.Module):
+    """Wraps the model so one ``forward`` (the call DDP/FSDP hook into) runs both tasks of a micro-batch.
+
+    The model returns, per task, ``loss`` (its weighted sum) and detached components, each a mean over the
+    call's samples. The micro-batch loss is the per-sample mean ``(n_tsg·loss_tsg + n_ref·loss_ref) / n``.
+    Also returned, for logging: ``sum/<task>/<component>`` (component × samples) and ``n/<task>``.
+    """
+
+    def __init__(self, model: torch.nn.Module, weights: LossConfig):
+        super().__init__()
+        self.model = model
+        self.weights = {c: float(getattr(weights, key)) for c, (key, _) in WEIGHT_ATTRS.items()}
+
+    def forward(self, tsg: list, refvos: list) -> dict[str, torch.Tensor]:
+        n = len(tsg) + len(refvos)
+        if n == 0:
+            raise ValueError("empty micro-batch")
+        total: torch.Tensor | float = 0.0
+        out: dict[str, torch.Tensor] = {}
+        for task, samples, fn in (("tsg", tsg, self.model.forward_tsg), ("refvos", refvos, self.model.forward_refvos)):
+            out[f"n/{task}"] = torch.tensor(float(len(samples)))
+            for c in TASK_COMPONENTS[task]:
+                out[f"sum/{task}/{c}"] = torch.tensor(0.0)
+            if not samples:
+                continue
+            parts = fn(samples)
+            if set(parts) != {"loss", *TASK_COMPONENTS[task]}:
+                raise KeyError(f"forward_{task} returned {sorted(parts)}, expected loss + {TASK_COMPONENTS[task]}")
+            loss = parts["loss"]
+            value = float(loss.detach())
+            expected = sum(self.weights[c] * float(v) for c, v in parts.items() if c != "loss")
+            if not math.isclose(value, expected, rel_tol=1e-3, abs_tol=1e-5):
+                raise RuntimeError(f"forward_{task} loss {value:.6g} is not Σ weight × component "
+                                   f"({expected:.6g}); were the loss weights set on the model's config?")
+            total = total + loss.float() * (len(samples) / n)
+            for c, v in parts.items():
+                if c != "loss":
+                    out[f"sum/{task}/{c}"] = v.detach().float().cpu() * len(samples)
+        out["loss"] = total
+        return out
+
+
+def lr_factor(step: int, steps: int, warmup_ratio: float, min_ratio: float) -> float:
+    """Multiplier of the base lr for optimizer step ``step`` (0-based): linear warm-up over
+    ``round(warmup_ratio·steps)`` steps, then cosine from 1 to ``min_ratio`` at the last step."""
+    warmup = round(warmup_ratio * steps)
+    if step < warmup:
+        return (step + 1) / warmup
+    span = max(1, steps - 1 - warmup)
+    progress = min(1.0, (step - warmup) / span)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The torch seed of one (step, rank): model randomness (dropout, point sampling) replays on resume."""
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups of the trainable parameters: weight decay on matrices, none on biases/norms (≤ 1-D)."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    steps: int
+    final: Path
+    history: list[dict[str, Any]]
+
+
+def _mixed_precision(precision: str) -> str:
+    if precision == "fp32":
+        return "no"
+    if precision == "bf16":
+        return "bf16"
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def train(
+    cfg: TrainConfig,
+    out: str | Path | None = None,
+    resume: bool = False,
+    model: torch.nn.Module | None = None,
+    stream: SampleStream | None = None,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Train per ``cfg`` into ``out`` (default ``cfg.out``); returns the folder, final model path and the
+    metrics of the steps run by this call (main process).
+
+    ``model`` / ``stream`` default to the model and data the config describes (``momentseg.model``,
+    ``data.sources``); tests pass their own. With ``resume`` the newest checkpoint in ``out`` is loaded and
+    the run continues from it; without it an ``out`` that already holds checkpoints is refused.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    from momentseg.train.params import apply_trainable, enable_gradient_checkpointing, merge_lora
+
+    out = Path(out if out is not None else cfg.out)
+    run = cfg.run
+    accelerator = Accelerator(
+        mixed_precision=_mixed_precision(run.precision),
+        gradient_accumulation_steps=run.grad_accum,
+        cpu=not torch.cuda.is_available(),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        # Their sharded parameters / optimizer state need collective gathering that checkpoint.py does not do.
+        raise InputError(f"momentseg train runs single-process or DDP; checkpointing under "
+                         f"{accelerator.distributed_type.value} is not implemented yet (use configs/accelerate/ddp.yaml)")
+    rank, world = accelerator.process_index, accelerator.num_processes
+    main = accelerator.is_main_process
+    global_batch = world * run.grad_accum * run.batch_size
+
+    existing = ckpt.list_checkpoints(out)
+    if existing and not resume:
+        raise InputError(f"{out} already holds checkpoints; pass --resume to continue or choose another --out")
+    if resume and not existing:
+        raise InputError(f"--resume: no checkpoint found under {out}/checkpoints")
+    accelerator.wait_for_everyone()  # every process has looked before the main one writes anything
+
+    torch.manual_seed(cfg.seed)  # the same initial weights on every process and on resume
+    if model is None:
+        model = build_model(cfg)
+    set_loss_weights(model, cfg.loss)
+    apply_trainable(model, cfg.model)
+    if cfg.model.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    if stream is None:
+        stream = build_stream(cfg, model)
+    optimizer = torch.optim.AdamW(
+        param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps
+    )
+    facts = {"seed": cfg.seed, "global_batch": global_batch, "steps": run.steps}
+    start = 0
+    if resume:
+        last_step, folder = existing[-1]
+        state = ckpt.load_checkpoint(folder, model, optimizer)
+        saved = state["facts"]
+        if saved["seed"] != cfg.seed or saved["global_batch"] != global_batch:
+            raise InputError(
+                f"--resume: {folder} was written with seed {saved['seed']} and global batch "
+                f"{saved['global_batch']}, this run has seed {cfg.seed} and global batch {global_batch} "
+                f"(processes × grad_accum × batch_size); an exact resume needs both equal"
+            )
+        start = state["step"]
+        if start >= run.steps:
+            raise InputError(f"--resume: {folder} is at step {start}, the config asks for {run.steps} steps")
+
+    module = JointLoss(model, cfg.loss)
+    module, optimizer = accelerator.prepare(module, optimizer)
+    trainable = [p for p in module.parameters() if p.requires_grad]
+
+    log_path = out / "metrics.jsonl"
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=1))
+        _truncate_log(log_path, start)
+    accelerator.wait_for_everyone()
+
+    history: list[dict[str, Any]] = []
+    progress = _Progress(run.steps, start, enabled=main and run.progress)
+    module.train()
+    with progress:
+        for step in range(start, run.steps):
+            t0 = time.perf_counter()
+            torch.manual_seed(step_seed(cfg.seed, step, rank))
+            factor = lr_factor(step, run.steps, cfg.optim.warmup_ratio, cfg.optim.min_lr_ratio)
+            lr = cfg.optim.lr * factor
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            sums: dict[str, torch.Tensor] = {}
+            grad_norm = None
+            for micro in range(run.grad_accum):
+                positions = batch_positions(step, micro, rank, world, run.grad_accum, run.batch_size)
+                tsg, refvos = stream.batch(positions)
+                with accelerator.accumulate(module):
+                    result = module(tsg, refvos)
+                    accelerator.backward(result["loss"])
+                    if accelerator.sync_gradients:
+                        if cfg.optim.clip > 0:
+                            grad_norm = accelerator.clip_grad_norm_(trainable, cfg.optim.clip)
+                        optimizer.step()
+                        optimizer.zero_grad(set_to_none=True)
+                for k, v in result.items():
+                    if k != "loss":
+                        sums[k] = sums.get(k, 0.0) + v
+                sums["loss"] = sums.get("loss", 0.0) + result["loss"].detach().float().cpu() * len(positions)
+            record = _step_record(accelerator, sums, step + 1, lr, global_batch,
+                                  time.perf_counter() - t0, grad_norm)
+            if main:
+                history.append(record)
+                if (step + 1) % run.log_every == 0 or step + 1 == run.steps:
+                    with open(log_path, "a", encoding="utf-8") as f:
+                        f.write(json.dumps(record) + "\n")
+                if on_step is not None:
+                    on_step(record)
+                progress.update(record)
+            if (step + 1) % run.checkpoint_every == 0 or step + 1 == run.steps:
+                accelerator.wait_for_everyone()
+                if main:
+                    ckpt.save_checkpoint(out, step + 1, accelerator.unwrap_model(module).model, optimizer.optimizer,
+                                         facts, run.keep_last)
+                accelerator.wait_for_everyone()
+
+    final = out / "final"
+    accelerator.wait_for_everyone()
+    if main:
+        inner = accelerator.unwrap_model(module).model
+        with atomic_dir(final) as tmp:
+            merge_lora(inner).save_pretrained(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return TrainResult(out=out, steps=run.steps, final=final, history=history)
+
+
+def _step_record(accelerator, sums, step, lr, global_batch, seconds, grad_norm) -> dict[str, Any]:
+    """Average the step's per-sample sums over all processes into one metrics line."""
+    keys = sorted(sums)
+    vec = torch.stack([torch.as_tensor(sums[k], dtype=torch.float64).reshape(()) for k in keys])
+    if accelerator.num_processes > 1:
+        vec = accelerator.reduce(vec.to(accelerator.device), reduction="sum").cpu()
+    total = dict(zip(keys, vec.tolist(), strict=True))
+    n_tsg, n_ref = total["n/tsg"], total["n/refvos"]
+    record: dict[str, Any] = {"step": step, "loss": total["loss"] / max(1.0, n_tsg + n_ref)}
+    for task, n in (("tsg", n_tsg), ("refvos", n_ref)):
+        for c in TASK_COMPONENTS[task]:
+            if n > 0:
+                record[f"{task}/{c}"] = total[f"sum/{task}/{c}"] / n
+    record.update({"tsg_samples": int(n_tsg), "refvos_samples": int(n_ref), "lr": lr,
+                   "grad_norm": None if grad_norm is None else float(grad_norm),
+                   "samples_per_s": global_batch / max(seconds, 1e-9)})
+    return record
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the metric lines of steps ≤ ``step`` (all lines are dropped for a fresh run)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue
+    atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+
+class _Progress:
+    """A rich progress bar on the main process showing step, loss and samples/s."""
+
+    def __init__(self, total: int, start: int, enabled: bool):
+        self.enabled = enabled
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                 TextColumn("{task.fields[info]}"))
+            self._task = self._bar.add_task("train", total=total, completed=start, info="")
+
+    def __enter__(self):
+        if self.enabled:
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self._bar.__exit__(*exc)
+
+    def update(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            info = f"loss {record['loss']:.4f}  lr {record['lr']:.2e}  {record['samples_per_s']:.1f} samples/s"
+            self._bar.update(self._task, completed=record["step"], info=info)
+
+
+def build_model(cfg: TrainConfig) -> torch.nn.Module:
+    """The MomentSegModel the config names: a saved folder, a fresh tiny model, or 3B/7B from base weights."""
+    from momentseg.model import MomentSegModel
+
+    m = cfg.model
+    if m.pretrained is not None:
+        return MomentSegModel.from_pretrained(m.pretrained)
+    if m.preset == "tiny":
+        return MomentSegModel.tiny()
+    return MomentSegModel.from_base(m.qwen_dir, m.sam2_dir, preset=m.preset)
+
+
+def build_stream(cfg: TrainConfig, model: torch.nn.Module) -> SampleStream:
+    """The sample stream of ``cfg.data`` sized for ``model``: TSG / context frames to the model's low-res
+    sizes, keyframes to its SAM2 input size, TSG frame rate = ``data.tsg_fps`` or the model's ``fps``."""
+    from momentseg.train.data import SampleShape, build_sources
+
+    d, c = cfg.data, model.config
+    shape = SampleShape(
+        tsg_side=int(c.find_frame_size),
+        context_side=int(c.context_frame_size),
+        keyframe_side=int(c.sam2_image_size),
+        tsg_max_frames=d.tsg_max_frames,
+        tsg_fps=float(d.tsg_fps if d.tsg_fps is not None else c.fps),
+        context_frames=d.context_frames,
+        keyframes=d.keyframes,
+        keyframe_window=d.keyframe_window,
+    )
+    sources, weights = build_sources(d, shape)
+    return SampleStream(sources, shape, tsg_ratio=d.tsg_ratio, seed=cfg.seed, weights=weights)

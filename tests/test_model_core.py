@@ -1,0 +1,127 @@
+"""MomentSegModel (tiny preset): TSG and RefVOS training forwards, inference methods, sequence layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from momentseg.model import MomentSegModel, RefVOSSample, TSGSample
+
+WORDS = ["the", "red", "ball", "moves", "left", "blue", "cube", "jumps"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return MomentSegModel.tiny(words=WORDS, sam2_image_size=64)
+
+
+def _video(n, h=56, w=70, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=(n, h, w, 3), dtype=np.uint8)
+
+
+def _grad_sum(module):
+    return sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
+
+
+def test_tsg_forward_backward_reaches_find_head(model):
+    model.train()
+    model.zero_grad()
+    pos = np.zeros(12, bool)
+    pos[3:7] = True
+    out = model.forward_tsg([TSGSample(_video(12), "the red ball moves left", pos)])
+    assert set(out) == {"loss", "find_loss", "lm_loss"}
+    assert all(torch.isfinite(v) for v in out.values())
+    out["loss"].backward()
+    assert _grad_sum(model.find_head[0]) > 0 and _grad_sum(model.find_head[2]) > 0
+    assert _grad_sum(model.qwen.model.language_model) > 0
+    assert all(p.grad is None for p in model.seg_head.parameters())  # TSG does not touch the [SEG] head
+    model.zero_grad()
+
+
+def test_find_loss_is_weighted_bce_of_find_logits(model):
+    model.eval()
+    frames = _video(9, seed=1)
+    pos = np.zeros(9, bool)
+    pos[2:5] = True
+    logits = model.find_logits(frames, "blue cube jumps")
+    assert logits.shape == (9,) and logits.dtype == torch.float32
+    assert float(logits.abs().max()) <= 1 / model.config.temperature + 1e-4
+    target = torch.from_numpy(pos).float()
+    want = F.binary_cross_entropy_with_logits(logits, target, weight=1 + target)  # positives weighted 2
+    with torch.no_grad():
+        got = model.forward_tsg([TSGSample(frames, "blue cube jumps", pos)])["find_loss"]
+    assert torch.allclose(got, want, atol=1e-5)
+    # the query matters
+    assert not torch.allclose(logits, model.find_logits(frames, "the red ball"))
+
+
+def test_find_logits_interpolate_temporal_patches(model):
+    """Frames sharing a temporal patch get logits interpolated between patch centres, not copies."""
+    model.eval()
+    logits = model.find_logits(_video(8, seed=2), "red ball")  # 4 temporal patches
+    assert logits.shape == (8,)
+    assert torch.isfinite(logits).all()
+    # frame 0 sits before patch 0's centre (clamped), frame 1 between patches 0 and 1: different values
+    assert not torch.isclose(logits[0], logits[1])
+
+
+def test_refvos_forward_backward_reaches_seg_head_and_sam2(model):
+    model.train()
+    model.zero_grad()
+    keyframes = _video(3, 64, 80, seed=3)
+    masks = np.zeros((3, 64, 80), bool)
+    masks[:, 10:40, 20:60] = True
+    masks[2] = False  # object absent in the last keyframe
+    sample = RefVOSSample(_video(6, seed=4), keyframes, "the blue cube", masks)
+    out = model.forward_refvos([sample])
+    assert {"loss", "mask_bce", "mask_dice", "lm_loss", "object_bce"} <= set(out)
+    assert all(torch.isfinite(v) for v in out.values())
+    out["loss"].backward()
+    assert _grad_sum(model.seg_head) > 0
+    assert _grad_sum(model.sam2.mask_decoder.output_hypernetworks_mlps) > 0
+    assert _grad_sum(model.sam2.mask_decoder.transformer) > 0
+    assert _grad_sum(model.sam2.memory_attention) > 0  # frames 1.. decoded with memory
+    assert _grad_sum(model.sam2.memory_encoder) > 0
+    assert all(p.grad is None for p in model.find_head.parameters())
+    model.zero_grad()
+
+
+def test_refvos_without_context_and_shape_errors(model):
+    keyframes = _video(2, 64, 64, seed=5)
+    masks = np.ones((2, 64, 64), bool)
+    empty = np.zeros((0, 56, 56, 3), np.uint8)
+    with torch.no_grad():
+        out = model.forward_refvos([RefVOSSample(empty, keyframes, "ball", masks)])
+    assert torch.isfinite(out["loss"])
+    with pytest.raises(ValueError):
+        model.forward_refvos([RefVOSSample(empty, keyframes, "ball", masks[:, :32])])
+    with pytest.raises(ValueError):
+        model.forward_tsg([TSGSample(_video(4), "ball", np.zeros(5, bool))])
+    with pytest.raises(ValueError):
+        model.find_logits(_video(4).astype(np.float32), "ball")
+
+
+def test_seg_embedding(model):
+    model.eval()
+    kf = _video(3, 64, 64, seed=6)
+    emb, text = model.seg_embedding(kf, "the red ball")
+    assert emb.shape == (model.config.prompt_dim,)
+    assert "[SEG]" in text
+    emb_ctx, _ = model.seg_embedding(kf, "the red ball", context=_video(4, seed=7))
+    emb_other, _ = model.seg_embedding(kf, "blue cube")
+    assert not torch.allclose(emb, emb_ctx) and not torch.allclose(emb, emb_other)
+
+
+def test_sequence_layout(model):
+    """Chat structure with the right number of placeholder tokens and the answer template at the end."""
+    seq = model._sequence([(2, 6), (1, 4), (1, 4)], "Please segment x in this video.", "It is [SEG].")
+    ids = model._ids
+    assert int((seq.input_ids == ids["video_pad"]).sum()) == 6 and int((seq.mm_types == 2).sum()) == 6
+    assert int((seq.input_ids == ids["image_pad"]).sum()) == 8 and int((seq.mm_types == 1).sum()) == 8
+    assert int((seq.input_ids == ids["vision_start"]).sum()) == 3 == int((seq.input_ids == ids["vision_end"]).sum())
+    answer = seq.input_ids[seq.answer_start :].tolist()
+    assert answer[-1] == ids["im_end"] and ids["seg"] in answer
+    assert seq.input_ids[seq.answer_start - 1] != ids["seg"]

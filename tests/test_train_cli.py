@@ -1,0 +1,80 @@
+"""`momentseg train`: one-line errors, and a short real run of the tiny model on the synthetic world."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from momentseg.train.config import LossConfig
+from momentseg.train.loop import JointLoss
+
+TINY = """
+seed: 1
+model: {preset: tiny}
+data:
+  tsg_fps: 2.0
+  tsg_max_frames: 8
+  context_frames: 4
+  keyframes: 2
+  sources:
+    - {type: synthetic, task: tsg}
+    - {type: synthetic, task: refvos}
+optim: {lr: 1.0e-3, warmup_ratio: 0.0}
+run: {steps: 2, batch_size: 2, grad_accum: 1, checkpoint_every: 1, keep_last: 1}
+"""
+
+
+def momentseg(*args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "momentseg", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_bad_config_is_a_one_line_error(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(TINY.replace("keep_last: 1", "keep_last: 1, colour: red"))
+    out = momentseg("train", str(cfg), "--out", str(tmp_path / "run"))
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [f"error: {cfg}: unknown key 'run.colour' (allowed: batch_size, "
+                                               "checkpoint_every, grad_accum, keep_last, log_every, precision, "
+                                               "progress, steps)"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_tiny_model_trains_resumes_and_saves_a_loadable_model(tmp_path):
+    from momentseg.model import MomentSegModel
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY)
+    run = tmp_path / "run"
+    out = momentseg("train", str(cfg), "--out", str(run), "--no-progress")
+    assert out.returncode == 0, out.stderr[-2000:]
+    again = momentseg("train", str(cfg), "--out", str(run), "--no-progress")
+    assert again.returncode == 2 and "--resume" in again.stderr
+    out = momentseg("train", str(cfg), "--out", str(run), "--resume", "--steps", "3", "--no-progress")
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [1, 2, 3]
+    assert all(r["tsg_samples"] == 1 and r["refvos_samples"] == 1 for r in lines)
+    assert {"tsg/find_loss", "refvos/mask_dice", "refvos/object_bce"} <= set(lines[-1])
+    model = MomentSegModel.from_pretrained(run / "final")
+    assert model.config.mask_bce_weight == 2.0  # the training config's weights were used
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-0000003"]
+
+
+def test_model_loss_must_follow_the_configured_weights():
+    from momentseg.model import MomentSegModel
+
+    model = MomentSegModel.tiny()
+    module = JointLoss(model, LossConfig(find=3.0))  # weights not written into model.config
+    frames = torch.zeros(4, 56, 56, 3, dtype=torch.uint8).numpy()
+    from momentseg.model import TSGSample
+
+    sample = TSGSample(frames=frames, query="the red circle", positive=torch.tensor([0, 1, 1, 0]).bool().numpy())
+    with pytest.raises(RuntimeError, match="weight"):
+        module([sample], [])
