@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from momentseg.errors import InputError
+from momentseg.grounding.sampling import dense_frame_indices, uniform_frames
 from momentseg.io.masks import rle_encode
 from momentseg.io.overlay import write_video
 from momentseg.model import RefVOSSample, TSGSample
@@ -21,8 +22,6 @@ from momentseg.train.data import (
     batch_positions,
     keyframe_indices,
     moment_positives,
-    tsg_frame_times,
-    uniform_indices,
 )
 from momentseg.train.real_data import MaskDictSource, TSGVideoSource
 
@@ -83,10 +82,10 @@ def test_synthetic_must_be_alone_in_its_task():
 
 
 def test_frame_choice_helpers():
-    assert uniform_indices(100, 5).tolist() == [0, 25, 50, 74, 99]
-    assert uniform_indices(3, 10).tolist() == [0, 1, 2]
-    assert tsg_frame_times(10.0, 1.0, 100).tolist() == list(range(10))
-    assert len(tsg_frame_times(500.0, 1.0, 100)) == 100
+    assert uniform_frames(100, 5).tolist() == [0, 25, 50, 74, 99]
+    assert uniform_frames(3, 10).tolist() == [0, 1, 2]
+    assert dense_frame_indices(np.arange(100) / 10.0, 1.0, 100).tolist() == list(range(0, 100, 10))
+    assert len(dense_frame_indices(np.arange(5000) / 10.0, 1.0, 100)) == 100
     pos = moment_positives(np.arange(10.0), [(2.0, 4.0), (7.2, 7.4)])
     assert np.flatnonzero(pos).tolist() == [2, 3, 4, 7]  # the short moment marks its nearest frame
     assert area_fit((720, 1280), 112) == (84, 149) and area_fit((20, 30), 112) == (20, 30)

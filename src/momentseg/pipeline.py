@@ -29,7 +29,7 @@ import torch
 
 from momentseg.errors import InputError
 from momentseg.grounding.moments import ground_moments
-from momentseg.grounding.sampling import METHODS, dense_frame_indices, select_keyframes
+from momentseg.grounding.sampling import METHODS, dense_frame_indices, select_keyframes, uniform_frames
 from momentseg.grounding.similarity import frame_probabilities, resample_to_frames
 from momentseg.io.masks import rle_decode, rle_encode
 from momentseg.io.video import Video, open_video
@@ -235,6 +235,11 @@ class MomentSeg:
         size = target_size(video.height, video.width, self.config.find_frame_size, self.model.layout)
         return video.get_frames(dense, size=size)
 
+    def _context(self, video: Video) -> np.ndarray:
+        """Low-res uniform frames shown with the [SEG] keyframes (as in RefVOS training)."""
+        size = target_size(video.height, video.width, self.config.context_frame_size, self.model.layout)
+        return video.get_frames(uniform_frames(len(video), self.config.context_frames), size=size)
+
     def ground(self, video, query: str) -> Grounding:
         """Temporal sentence grounding: ranked moments ``[[start_s, end_s, score], …]`` for ``query``."""
         return self.ground_many(video, [query])[0]
@@ -282,19 +287,21 @@ class MomentSeg:
 
         sam_size = self.config.sam2_image_size
         frames = _SamFrames(video, sam_size, preprocess_for_sam2)
+        context = self._context(video)
         results = []
         for i, text in enumerate(texts):
             grounding = self._ground(video, text, dense, lowres)
             choice = select_keyframes(grounding.probabilities, keyframes, sampling, seed=seed)
-            results.append(self._segment_one(video, text, grounding, choice, frames, propagation, i, progress))
+            results.append(self._segment_one(video, text, grounding, choice, frames, context, propagation, i, progress))
         settings = {"keyframes": keyframes, "sampling": sampling, "propagation": propagation, "seed": seed}
         return SegmentResult(video, results, settings)
 
     @torch.no_grad()
-    def _segment_one(self, video, text, grounding, choice, frames, propagation, i, progress) -> ExpressionResult:
+    def _segment_one(self, video, text, grounding, choice, frames, context, propagation, i,
+                     progress) -> ExpressionResult:
         seg_size = target_size(video.height, video.width, self.config.seg_frame_size, self.model.layout)
         key = video.get_frames(choice.indices, size=seg_size)
-        embedding, answer = self.model.seg_embedding(key, text)
+        embedding, answer = self.model.seg_embedding(key, text, context=context)
         T, (H, W) = len(video), (video.height, video.width)
         rles: list[dict | None] = [None] * T
         probs = np.zeros(T, dtype=np.float32)

@@ -131,7 +131,7 @@ def select_keyframes(p, k: int, method: Method = "mcs", seed: int | None = None)
     if t <= k:
         idx = np.arange(t)
     elif method == "uniform":
-        idx = np.floor(np.linspace(0, t - 1, k) + 0.5).astype(np.int64)
+        idx = uniform_frames(t, k)
     elif method == "first-k":
         idx = np.arange(k)
     else:
@@ -140,6 +140,15 @@ def select_keyframes(p, k: int, method: Method = "mcs", seed: int | None = None)
     best = anchor_frame(arr)
     anchor = int(idx[np.argmin(np.abs(idx - best))])
     return KeyframeChoice(idx, anchor)
+
+
+def uniform_frames(num_frames: int, count: int) -> np.ndarray:
+    """``min(count, num_frames)`` evenly spaced frame indices ``round(linspace(0, T−1, K))`` (ends included)."""
+    if num_frames < 1 or count < 1:
+        raise InputError(f"need at least one frame and one pick, got T={num_frames}, K={count}")
+    if num_frames <= count:
+        return np.arange(num_frames, dtype=np.int64)
+    return np.floor(np.linspace(0, num_frames - 1, count) + 0.5).astype(np.int64)
 
 
 def dense_frame_indices(timestamps, fps: float = 1.0, max_frames: int | None = 100) -> np.ndarray:

@@ -44,6 +44,7 @@ class MomentSegConfig:
     seg_frame_size: int = 448  # high-res [SEG] keyframes given to Qwen as images (method: ~448²)
     fps: float = 1.0  # frame rate the low-res videos are sampled at; second_per_grid_ts = tps / fps
     find_max_frames: int = 100  # dense [FIND] pass: at most this many frames (uniform if longer; method: ≤ 100)
+    context_frames: int = 50  # low-res uniform context frames given with the [SEG] keyframes (method: ≤ 50)
     prompt_tsg: str = TSG_PROMPT
     answer_tsg: str = TSG_ANSWER
     prompt_seg: str = SEG_PROMPT
@@ -250,6 +251,9 @@ def preset_config(name: str, tokenizer=None, sam2_image_size: int | None = None)
             find_frame_size=56,
             context_frame_size=56,
             seg_frame_size=56,
+            fps=5.0,  # the synthetic world's videos last 4–12 s: 1 fps would leave ≤ 12 frames per video
+            find_max_frames=32,
+            context_frames=16,
         )
     qwen = real_qwen_config(name)
     if tokenizer is not None:

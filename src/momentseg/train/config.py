@@ -84,16 +84,18 @@ class DataConfig:
 
     ``tsg_ratio`` is the fraction of samples that are TSG (the rest are RefVOS); it is ignored (forced to 0 or
     1) when only one task has sources. TSG samples hold ≤ ``tsg_max_frames`` low-res frames at ``tsg_fps``
-    (default: the model's ``fps``; uniform over the video when longer); RefVOS samples hold ≤ ``context_frames`` uniform low-res frames and
+    (defaults: the model config's ``find_max_frames`` / ``fps``; uniform over the video when longer); RefVOS samples hold ≤ ``context_frames`` uniform low-res frames and
     ``keyframes`` consecutive-in-time high-res frames: one where the target is visible plus the others drawn
     within ±``keyframe_window`` frames of it.
     """
 
     sources: list[SourceConfig] = field(default_factory=list)
     tsg_ratio: float = 0.5
-    tsg_max_frames: int = 100
-    tsg_fps: float | None = None  # None: the model's config.fps
-    context_frames: int = 50
+    # None: the model config's value. A value given here is written into the model's config, so the saved
+    # model's inference (dense [FIND] pass, [SEG] context) samples frames exactly as it was trained.
+    tsg_max_frames: int | None = None  # model config: find_max_frames
+    tsg_fps: float | None = None  # model config: fps
+    context_frames: int | None = None  # model config: context_frames
     keyframes: int = 5
     keyframe_window: int = 10
 
@@ -267,7 +269,7 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
     if not 0.0 <= d.tsg_ratio <= 1.0:
         raise bad("data.tsg_ratio", "must be within [0, 1]")
     for key in ("tsg_max_frames", "context_frames", "keyframes"):
-        if getattr(d, key) < 1:
+        if getattr(d, key) is not None and getattr(d, key) < 1:
             raise bad(f"data.{key}", "must be ≥ 1")
     if d.keyframe_window < 0 or (d.tsg_fps is not None and d.tsg_fps <= 0):
         raise bad("data", "needs keyframe_window ≥ 0 and tsg_fps > 0")

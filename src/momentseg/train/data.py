@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from momentseg.errors import InputError
+from momentseg.grounding.sampling import dense_frame_indices, uniform_frames
 
 _TASK_ID = {"tsg": 0, "refvos": 1}
 
@@ -91,23 +92,6 @@ def resize_masks(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return masks
     x = torch.from_numpy(masks).float()[:, None]
     return (F.interpolate(x, size=tuple(size), mode="nearest-exact")[:, 0] > 0.5).numpy()
-
-
-def uniform_indices(num_frames: int, count: int) -> np.ndarray:
-    """``min(count, num_frames)`` frame indices spread evenly over ``[0, num_frames)``, first and last included."""
-    if num_frames < 1:
-        raise ValueError("a video needs at least one frame")
-    n = min(count, num_frames)
-    return np.unique(np.round(np.linspace(0, num_frames - 1, n)).astype(np.int64))
-
-
-def tsg_frame_times(duration: float, fps: float, max_frames: int) -> np.ndarray:
-    """Times (s) of the frames a TSG sample shows: every ``1/fps`` s from 0, or ``max_frames`` evenly
-    spread over ``[0, duration)`` when that is fewer. At least one frame."""
-    n = max(1, math.ceil(duration * fps - 1e-9))
-    if n <= max_frames:
-        return np.arange(n, dtype=np.float64) / fps
-    return np.linspace(0.0, duration, max_frames, endpoint=False)
 
 
 def moment_positives(times: np.ndarray, moments: Sequence[tuple[float, float]]) -> np.ndarray:
@@ -181,8 +165,7 @@ class SyntheticSource:
             if not exps:
                 raise ValueError(f"synthetic video {video.video_id} has no expression with a moment")
             exp = exps[int(rng.integers(len(exps)))]
-            times = tsg_frame_times(t / video.fps, shape.tsg_fps, shape.tsg_max_frames)
-            idx = np.minimum(np.round(times * video.fps).astype(np.int64), t - 1)
+            idx = dense_frame_indices(np.arange(t) / video.fps, shape.tsg_fps, shape.tsg_max_frames)
             return TSGSample(
                 frames=resize_frames(video.frames[idx], area_fit(hw, shape.tsg_side)),
                 query=exp.text,
@@ -191,7 +174,7 @@ class SyntheticSource:
         exp = video.expressions[int(rng.integers(len(video.expressions)))]
         masks = video.expression_masks(exp)
         keys = keyframe_indices(masks.any(axis=(1, 2)), shape.keyframes, shape.keyframe_window, rng)
-        ctx = uniform_indices(t, shape.context_frames)
+        ctx = uniform_frames(t, shape.context_frames)
         key_hw = long_side_fit(hw, shape.keyframe_side)
         return RefVOSSample(
             context=resize_frames(video.frames[ctx], area_fit(hw, shape.context_side)),

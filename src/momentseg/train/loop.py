@@ -349,17 +349,25 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
 
 def build_stream(cfg: TrainConfig, model: torch.nn.Module) -> SampleStream:
     """The sample stream of ``cfg.data`` sized for ``model``: TSG / context frames to the model's low-res
-    sizes, keyframes to its SAM2 input size, TSG frame rate = ``data.tsg_fps`` or the model's ``fps``."""
+    sizes, keyframes to its SAM2 input size, TSG frame rate / count and context count = the model config's (``data`` may override them, and then the
+    model config is updated so the saved model infers as it was trained)."""
     from momentseg.train.data import SampleShape, build_sources
 
     d, c = cfg.data, model.config
+    # The data config may override the model's frame sampling; the model's config records what was used.
+    if d.tsg_fps is not None:
+        c.fps = float(d.tsg_fps)
+    if d.tsg_max_frames is not None:
+        c.find_max_frames = int(d.tsg_max_frames)
+    if d.context_frames is not None:
+        c.context_frames = int(d.context_frames)
     shape = SampleShape(
         tsg_side=int(c.find_frame_size),
         context_side=int(c.context_frame_size),
         keyframe_side=int(c.sam2_image_size),
-        tsg_max_frames=d.tsg_max_frames,
-        tsg_fps=float(d.tsg_fps if d.tsg_fps is not None else c.fps),
-        context_frames=d.context_frames,
+        tsg_max_frames=int(c.find_max_frames),
+        tsg_fps=float(c.fps),
+        context_frames=int(c.context_frames),
         keyframes=d.keyframes,
         keyframe_window=d.keyframe_window,
     )

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from momentseg.errors import InputError
+from momentseg.grounding.sampling import dense_frame_indices, uniform_frames
 from momentseg.train.data import (
     SampleShape,
     area_fit,
@@ -25,8 +26,6 @@ from momentseg.train.data import (
     long_side_fit,
     moment_positives,
     resize_masks,
-    tsg_frame_times,
-    uniform_indices,
 )
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov")
@@ -59,7 +58,7 @@ class MaskDictSource:
         rles = self.split.gt_rles(vid, exp_id)  # one per-frame RLE list per object
         visible = np.array([any(obj[t] for obj in rles) for t in range(len(video.frames))], dtype=bool)
         keys = keyframe_indices(visible, shape.keyframes, shape.keyframe_window, rng)
-        ctx = uniform_indices(len(video.frames), shape.context_frames)
+        ctx = uniform_frames(len(video.frames), shape.context_frames)
 
         frames = open_video(self.split.root / "JPEGImages" / vid)
         index_of = {name: i for i, name in enumerate(frames.frame_names)}
@@ -118,9 +117,7 @@ class TSGVideoSource:
         q = self.queries[item]
         video = open_video(self.paths[q.vid])
         ts = video.timestamps
-        duration = float(ts[-1]) + 1.0 / video.fps
-        times = tsg_frame_times(duration, shape.tsg_fps, shape.tsg_max_frames)
-        idx = np.clip(np.searchsorted(ts, times - 1e-6), 0, len(ts) - 1)
+        idx = dense_frame_indices(ts, shape.tsg_fps, shape.tsg_max_frames)
         return TSGSample(
             frames=video.get_frames(idx.tolist(), area_fit((video.height, video.width), shape.tsg_side)),
             query=q.query,
