@@ -168,9 +168,9 @@ def build_app(pipe, workdir: str | Path | None = None):
                 status = gr.Markdown(elem_id="status")
             with gr.Column():
                 overlay = gr.Video(label="Overlay (masks, expressions, grounded moment)", interactive=False,
-                                   loop=True, elem_id="overlay")
-                plot = gr.Image(label="Similarity p(frame | text), moment and keyframes", type="filepath",
-                                interactive=False, elem_id="similarity")
+                                   loop=True, buttons=["download"], elem_id="overlay")
+        plot = gr.Image(label="Similarity p(frame | text), grounded moment and keyframes", type="filepath",
+                        interactive=False, height=350, buttons=["download", "fullscreen"], elem_id="similarity")
         moments = gr.Dataframe(headers=MOMENT_COLUMNS, label="Moments (ranked per expression)",
                                interactive=False, elem_id="moments")
         files = gr.File(label="Downloads: masks.zip (PNG per frame) and result.json", file_count="multiple",

@@ -38,6 +38,7 @@ from momentseg.cli import segment as _segment  # noqa: E402,F401
 from momentseg.cli import synth as _synth  # noqa: E402,F401
 from momentseg.cli import train as _train  # noqa: E402,F401
 from momentseg.cli import version as _version  # noqa: E402,F401
+from momentseg.cli import web as _web  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:
