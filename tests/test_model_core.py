@@ -108,7 +108,7 @@ def test_seg_embedding(model):
     model.eval()
     kf = _video(3, 64, 64, seed=6)
     emb, text = model.seg_embedding(kf, "the red ball")
-    assert emb.shape == (model.config.prompt_dim,)
+    assert emb.shape == (model.config.seg_dim,)
     assert "[SEG]" in text
     emb_ctx, _ = model.seg_embedding(kf, "the red ball", context=_video(4, seed=7))
     emb_other, _ = model.seg_embedding(kf, "blue cube")

@@ -201,6 +201,7 @@ class MomentSeg:
 
     def __init__(self, model, device: str | torch.device = "cpu"):
         self.device = resolve_device(device) if isinstance(device, str) else device
+        torch.set_flush_denormal(True)  # denormals make CPU kernels ~100x slower; they never matter here
         self.model = model.to(self.device).eval()
         self.config = model.config
 
@@ -299,9 +300,25 @@ class MomentSeg:
     @torch.no_grad()
     def _segment_one(self, video, text, grounding, choice, frames, context, propagation, i,
                      progress) -> ExpressionResult:
+        embedding, answer = self._seg_prompt(video, text, choice, context)
+        masks, probs = self._propagate(video, choice, embedding, frames, propagation, f"segment {i}", progress)
+        return ExpressionResult(text, grounding, choice.indices, choice.anchor, answer, masks, probs)
+
+    @torch.no_grad()
+    def _seg_prompt(self, video: Video, text: str, choice, context: np.ndarray) -> tuple[torch.Tensor, str]:
+        """The ``[SEG]`` pass: the high-res keyframes of ``choice`` + low-res ``context`` → SAM2 prompt (P,)."""
         seg_size = target_size(video.height, video.width, self.config.seg_frame_size, self.model.layout)
         key = video.get_frames(choice.indices, size=seg_size)
-        embedding, answer = self.model.seg_embedding(key, text, context=context)
+        return self.model.seg_embedding(key, text, context=context)
+
+    @torch.no_grad()
+    def _propagate(self, video: Video, choice, embedding: torch.Tensor, frames, propagation: str,
+                   label: str = "segment", progress: Progress | None = None) -> tuple[MaskSequence, np.ndarray]:
+        """SAM2 propagation of ``embedding`` from ``choice``'s keyframes over every frame.
+
+        ``frames``: SAM2 inputs, a callable ``idx -> (3,S,S)`` (e.g. :class:`_SamFrames`) or a (T,3,S,S) tensor.
+        Returns the masks at the original size (RLE) and the object probability per frame (T,).
+        """
         T, (H, W) = len(video), (video.height, video.width)
         rles: list[dict | None] = [None] * T
         probs = np.zeros(T, dtype=np.float32)
@@ -319,12 +336,11 @@ class MomentSeg:
             rles[out.frame_idx] = rle_encode(upsample_mask(out.mask_logits, (H, W)).cpu().numpy())
             probs[out.frame_idx] = out.object_prob
             if progress is not None:
-                progress(f"segment {i}", done, T)
+                progress(label, done, T)
         missing = [t for t, r in enumerate(rles) if r is None]
         if missing:  # propagation promises every frame; never hand back a silent gap
             raise RuntimeError(f"propagation returned no mask for frames {missing[:5]}")
-        return ExpressionResult(text, grounding, choice.indices, choice.anchor, answer,
-                                MaskSequence(H, W, rles), probs)
+        return MaskSequence(H, W, rles), probs
 
 
 def _check_text(text: str, what: str) -> str:

@@ -87,7 +87,11 @@ class MomentSegModel(nn.Module):
         self.qwen = qwen if qwen is not None else Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(**config.qwen))
         self.sam2 = sam2 if sam2 is not None else build_sam2(config.sam2)
         self.find_head = _mlp(config.hidden_size, config.find_dim)
-        self.seg_head = _mlp(config.hidden_size, config.prompt_dim)
+        self.seg_head = _mlp(config.hidden_size, config.seg_dim)
+        if config.seg_film:  # the FiLM part starts as the identity (scale 1 + 0, shift 0)
+            with torch.no_grad():
+                self.seg_head[2].weight[config.prompt_dim :].zero_()
+                self.seg_head[2].bias[config.prompt_dim :].zero_()
         vc = config.qwen["vision_config"]
         self.layout = VisionLayout(
             patch_size=int(vc.get("patch_size", 14)),

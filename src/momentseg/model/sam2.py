@@ -142,12 +142,19 @@ def language_prompt(sam2, embedding: torch.Tensor) -> Iterator[None]:
     index ``i`` (``session.obj_id_to_idx(obj_id)``). P = ``sam2.config.prompt_encoder_config.hidden_size``.
     Gradients flow into ``embedding`` when the call runs with autograd (see :func:`decode_clip`).
     Nesting replaces the outer embedding for the inner block.
+
+    An embedding of P + 2C values (C = the mask decoder's width; ``MomentSegConfig.seg_film``) also carries a
+    FiLM of the image embedding the mask decoder reads: ``x · (1 + scale) + shift`` per channel, with
+    ``scale, shift = embedding[P:P+C], embedding[P+C:]``.
     """
     encoder = sam2.prompt_encoder
     hidden = encoder.hidden_size
-    if embedding.ndim not in (1, 2) or embedding.shape[-1] != hidden:
-        raise ValueError(f"language embedding must be (P,) or (N_obj,P) with P={hidden}, got {tuple(embedding.shape)}")
-    table = embedding if embedding.ndim == 2 else embedding[None]
+    channels = int(sam2.config.mask_decoder_config.hidden_size)
+    if embedding.ndim not in (1, 2) or embedding.shape[-1] not in (hidden, hidden + 2 * channels):
+        raise ValueError(f"language embedding must be (P,) or (N_obj,P) with P={hidden} (or P+2C={hidden + 2 * channels} "
+                         f"with FiLM), got {tuple(embedding.shape)}")
+    full = embedding if embedding.ndim == 2 else embedding[None]
+    table, film = full[:, :hidden], (full[:, hidden:] if full.shape[-1] > hidden else None)
     state = {"obj_idx": 0}
     original_encoder_forward = encoder.forward
     original_single = sam2._run_single_frame_inference
@@ -168,11 +175,29 @@ def language_prompt(sam2, embedding: torch.Tensor) -> Iterator[None]:
         token = row.to(sparse.dtype).view(1, 1, 1, hidden).expand(sparse.shape[0], sparse.shape[1], 1, hidden)
         return torch.cat([sparse, token], dim=2), dense
 
+    decoder = sam2.mask_decoder
+    original_decoder_forward = decoder.forward
+    had_decoder_attr = "forward" in decoder.__dict__
+
+    def decoder_forward(*args, **kwargs):
+        row = film[min(state["obj_idx"], film.shape[0] - 1)]
+        x = kwargs["image_embeddings"]
+        scale, shift = (v.to(x.dtype).view(1, channels, 1, 1) for v in (row[:channels], row[channels:]))
+        kwargs["image_embeddings"] = x * (1 + scale) + shift
+        return original_decoder_forward(*args, **kwargs)
+
     encoder.forward = encoder_forward
     sam2._run_single_frame_inference = single_frame
+    if film is not None:
+        decoder.forward = decoder_forward
     try:
         yield
     finally:
+        if film is not None:
+            if had_decoder_attr:
+                decoder.forward = original_decoder_forward
+            else:
+                del decoder.forward
         if had_encoder_attr:
             encoder.forward = original_encoder_forward
         else:
