@@ -126,27 +126,26 @@ def test_decode_clip_matches_inference_and_has_grad(sam2):
     sam2.zero_grad()
 
 
-def test_film_part_of_the_embedding_modulates_every_frame_and_zero_is_identity(sam2):
+def test_pixel_query_part_of_the_embedding_changes_every_frame_and_zero_is_identity(sam2):
     px = preprocess_for_sam2(_frames(), S)
-    channels = sam2.config.mask_decoder_config.hidden_size
+    extra = sam2.config.mask_decoder_config.hidden_size // 8 + 1
     token = torch.randn(128)
     plain = _track(sam2, px, token)
-    identity = _track(sam2, px, torch.cat([token, torch.zeros(2 * channels)]))
-    assert torch.equal(plain, identity)  # scale 0, shift 0: the image embedding is untouched
-    film = torch.cat([token, 0.5 * torch.randn(2 * channels)])
-    modulated = _track(sam2, px, film)
+    identity = _track(sam2, px, torch.cat([token, torch.zeros(extra)]))
+    assert torch.equal(plain, identity)  # a zero query adds nothing to the masks
+    queried = _track(sam2, px, torch.cat([token, torch.randn(extra)]))
     for t in range(px.shape[0]):
-        assert not torch.allclose(plain[t], modulated[t]), t
+        assert not torch.allclose(plain[t], queried[t]), t
     assert "forward" not in sam2.mask_decoder.__dict__  # the hook is removed after the block
-    with pytest.raises(ValueError, match="P\\+2C"):
-        with language_prompt(sam2, torch.zeros(128 + channels)):
+    with pytest.raises(ValueError, match="P\\+C0\\+1"):
+        with language_prompt(sam2, torch.zeros(128 + extra + 1)):
             pass
 
 
-def test_gradient_reaches_the_film_part(sam2):
+def test_gradient_reaches_the_pixel_query(sam2):
     px = preprocess_for_sam2(_frames(3), S)
-    channels = sam2.config.mask_decoder_config.hidden_size
-    emb = torch.cat([torch.randn(128), torch.zeros(2 * channels)]).requires_grad_(True)
+    extra = sam2.config.mask_decoder_config.hidden_size // 8 + 1
+    emb = torch.cat([torch.randn(128), torch.zeros(extra)]).requires_grad_(True)
     low, scores = decode_clip(sam2, px, emb)
     low.float().sum().backward()
     assert emb.grad[128:].abs().sum() > 0

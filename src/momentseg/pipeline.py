@@ -39,8 +39,9 @@ from momentseg.propagation.policy import MODES
 
 #: Where the embedded (packaged) tiny model lives.
 EMBEDDED = "embedded"
-#: SAM2-size frames are decoded in chunks of this many consecutive frames (both propagation directions).
-FRAME_CHUNK = 16
+#: SAM2-size frames are decoded in chunks of consecutive frames of about this many bytes (uint8), two chunks
+#: kept: few re-opens / seeks of the video file (each seek decodes from the previous keyframe), bounded memory.
+FRAME_CHUNK_BYTES = 96 * 2**20
 
 Progress = Callable[[str, int, int], None]
 
@@ -180,8 +181,9 @@ class SegmentResult:
 class _SamFrames:
     """``frame_idx -> (3,S,S)`` SAM2 input, decoded in chunks of consecutive frames; keeps the last 2 chunks."""
 
-    def __init__(self, video: Video, image_size: int, preprocess: Callable, chunk: int = FRAME_CHUNK):
-        self.video, self.size, self.preprocess, self.chunk = video, image_size, preprocess, chunk
+    def __init__(self, video: Video, image_size: int, preprocess: Callable):
+        self.video, self.size, self.preprocess = video, image_size, preprocess
+        self.chunk = max(16, FRAME_CHUNK_BYTES // (3 * image_size * image_size))
         self._chunks: OrderedDict[int, np.ndarray] = OrderedDict()
 
     def __call__(self, idx: int) -> torch.Tensor:

@@ -64,11 +64,12 @@ class MomentSegConfig:
     # inference propagation); False = every keyframe decoded independently as a conditioning frame.
     train_memory_path: bool = True
     # This project's addition for a SAM2 trained from scratch (tiny preset): the [SEG] head also outputs a
-    # per-channel scale and shift (FiLM) of SAM2's image embedding, zero-initialised (identity). Without it the
-    # from-scratch mask decoder learns to ignore the single prompt token and segments the same objects whatever
-    # the text (measured: [SEG] embeddings of different texts at cosine 0.99, J&F flat from 300 to 700 steps).
+    # pixel query (C0 weights + 1 bias, zero-initialised) matched against SAM2's high-resolution (S/4) features;
+    # the map is added to the mask decoder's logits on every decoded frame. Without this direct path the
+    # from-scratch decoder learns to ignore the single prompt token and segments the same objects whatever the
+    # text (measured: [SEG] embeddings of different texts at cosine 0.99, J&F flat from 300 to 700 steps).
     # Off for the real presets, whose pretrained SAM2 already follows prompt tokens (and Sa2VA has no such head).
-    seg_film: bool = False
+    seg_pixel_query: bool = False
     image_mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
     image_std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
     notes: list[str] = field(default_factory=list)  # provenance remarks (e.g. heads initialised at import)
@@ -86,14 +87,14 @@ class MomentSegConfig:
         return int(self.sam2.get("prompt_encoder_config", {}).get("hidden_size", 256))
 
     @property
-    def film_channels(self) -> int:
-        """Channels C of SAM2's image embedding that the [SEG] FiLM scales / shifts (mask decoder width)."""
-        return int(self.sam2.get("mask_decoder_config", {}).get("hidden_size", 256))
+    def pixel_query_dim(self) -> int:
+        """C0 + 1: SAM2's S/4 feature channels (mask decoder width / 8) and a bias."""
+        return int(self.sam2.get("mask_decoder_config", {}).get("hidden_size", 256)) // 8 + 1
 
     @property
     def seg_dim(self) -> int:
-        """[SEG] head output: the prompt token (P), plus FiLM scale and shift (2C) when ``seg_film``."""
-        return self.prompt_dim + (2 * self.film_channels if self.seg_film else 0)
+        """[SEG] head output: the prompt token (P), plus the pixel query (C0 + 1) when ``seg_pixel_query``."""
+        return self.prompt_dim + (self.pixel_query_dim if self.seg_pixel_query else 0)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -267,7 +268,7 @@ def preset_config(name: str, tokenizer=None, sam2_image_size: int | None = None)
             find_frame_size=112,  # 8×8 patches: small shapes stay visible to the [FIND] pass
             context_frame_size=56,
             seg_frame_size=112,
-            seg_film=True,
+            seg_pixel_query=True,
             fps=5.0,  # the synthetic world's videos last 4–12 s: 1 fps would leave ≤ 12 frames per video
             find_max_frames=32,
             context_frames=16,

@@ -88,7 +88,7 @@ class MomentSegModel(nn.Module):
         self.sam2 = sam2 if sam2 is not None else build_sam2(config.sam2)
         self.find_head = _mlp(config.hidden_size, config.find_dim)
         self.seg_head = _mlp(config.hidden_size, config.seg_dim)
-        if config.seg_film:  # the FiLM part starts as the identity (scale 1 + 0, shift 0)
+        if config.seg_pixel_query:  # the pixel query starts at zero: no change to SAM2's masks
             with torch.no_grad():
                 self.seg_head[2].weight[config.prompt_dim :].zero_()
                 self.seg_head[2].bias[config.prompt_dim :].zero_()

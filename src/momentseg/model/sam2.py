@@ -143,18 +143,19 @@ def language_prompt(sam2, embedding: torch.Tensor) -> Iterator[None]:
     Gradients flow into ``embedding`` when the call runs with autograd (see :func:`decode_clip`).
     Nesting replaces the outer embedding for the inner block.
 
-    An embedding of P + 2C values (C = the mask decoder's width; ``MomentSegConfig.seg_film``) also carries a
-    FiLM of the image embedding the mask decoder reads: ``x · (1 + scale) + shift`` per channel, with
-    ``scale, shift = embedding[P:P+C], embedding[P+C:]``.
+    An embedding of P + C0 + 1 values (C0 = channels of SAM2's S/4 features = mask decoder width / 8;
+    ``MomentSegConfig.seg_pixel_query``) also carries a pixel query ``w = embedding[P:P+C0]``,
+    ``b = embedding[-1]``: ``w · feature(x) + b`` over the S/4 feature map is added to every mask the decoder
+    returns, so the text selects pixels directly.
     """
     encoder = sam2.prompt_encoder
     hidden = encoder.hidden_size
-    channels = int(sam2.config.mask_decoder_config.hidden_size)
-    if embedding.ndim not in (1, 2) or embedding.shape[-1] not in (hidden, hidden + 2 * channels):
-        raise ValueError(f"language embedding must be (P,) or (N_obj,P) with P={hidden} (or P+2C={hidden + 2 * channels} "
-                         f"with FiLM), got {tuple(embedding.shape)}")
+    channels = int(sam2.config.mask_decoder_config.hidden_size) // 8
+    if embedding.ndim not in (1, 2) or embedding.shape[-1] not in (hidden, hidden + channels + 1):
+        raise ValueError(f"language embedding must be (P,) or (N_obj,P) with P={hidden} (or P+C0+1="
+                         f"{hidden + channels + 1} with a pixel query), got {tuple(embedding.shape)}")
     full = embedding if embedding.ndim == 2 else embedding[None]
-    table, film = full[:, :hidden], (full[:, hidden:] if full.shape[-1] > hidden else None)
+    table, query = full[:, :hidden], (full[:, hidden:] if full.shape[-1] > hidden else None)
     state = {"obj_idx": 0}
     original_encoder_forward = encoder.forward
     original_single = sam2._run_single_frame_inference
@@ -180,20 +181,20 @@ def language_prompt(sam2, embedding: torch.Tensor) -> Iterator[None]:
     had_decoder_attr = "forward" in decoder.__dict__
 
     def decoder_forward(*args, **kwargs):
-        row = film[min(state["obj_idx"], film.shape[0] - 1)]
-        x = kwargs["image_embeddings"]
-        scale, shift = (v.to(x.dtype).view(1, channels, 1, 1) for v in (row[:channels], row[channels:]))
-        kwargs["image_embeddings"] = x * (1 + scale) + shift
-        return original_decoder_forward(*args, **kwargs)
+        masks, *rest = original_decoder_forward(*args, **kwargs)
+        row = query[min(state["obj_idx"], query.shape[0] - 1)]
+        feats = kwargs["high_resolution_features"][0]  # (B, C0, S/4, S/4)
+        match = torch.einsum("bchw,c->bhw", feats, row[:channels].to(feats.dtype)) + row[channels].to(feats.dtype)
+        return (masks + match[:, None].to(masks.dtype), *rest)
 
     encoder.forward = encoder_forward
     sam2._run_single_frame_inference = single_frame
-    if film is not None:
+    if query is not None:
         decoder.forward = decoder_forward
     try:
         yield
     finally:
-        if film is not None:
+        if query is not None:
             if had_decoder_attr:
                 decoder.forward = original_decoder_forward
             else:
