@@ -117,7 +117,7 @@ def test_seg_embedding(model):
 
 def test_sequence_layout(model):
     """Chat structure with the right number of placeholder tokens and the answer template at the end."""
-    seq = model._sequence([(2, 6), (1, 4), (1, 4)], "Please segment x in this video.", "It is [SEG].")
+    seq = model._sequence([(2, 6), (1, 4), (1, 4)], "Please segment {query} in this video.", "x", "It is [SEG].")
     ids = model._ids
     assert int((seq.input_ids == ids["video_pad"]).sum()) == 6 and int((seq.mm_types == 2).sum()) == 6
     assert int((seq.input_ids == ids["image_pad"]).sum()) == 8 and int((seq.mm_types == 1).sum()) == 8
@@ -125,3 +125,21 @@ def test_sequence_layout(model):
     answer = seq.input_ids[seq.answer_start :].tolist()
     assert answer[-1] == ids["im_end"] and ids["seg"] in answer
     assert seq.input_ids[seq.answer_start - 1] != ids["seg"]
+
+
+def test_query_span_covers_exactly_the_query_tokens(model):
+    query = "the red ball"
+    seq = model._sequence([(2, 6)], "Please segment {query} in this video.", query, "It is [SEG].")
+    s, e = seq.query_span
+    assert seq.input_ids[s:e].tolist() == model.tokenizer.encode(query, add_special_tokens=False)
+    assert "[UNK]" not in model.tokenizer.convert_ids_to_tokens(seq.input_ids[s:e].tolist())
+
+
+def test_pooled_query_makes_the_seg_embedding_follow_the_text(model):
+    """With pool_query (tiny preset) two texts differ at the head input by their own tokens' mean state."""
+    assert model.config.pool_query
+    kf = _video(2, 64, 64, seed=3)
+    a, _ = model.seg_embedding(kf, "the red ball")
+    b, _ = model.seg_embedding(kf, "blue cube")
+    cos = torch.nn.functional.cosine_similarity(a, b, dim=0)
+    assert cos < 0.99

@@ -59,6 +59,7 @@ class _Sequence:
     input_ids: torch.Tensor  # (L,) long
     mm_types: torch.Tensor  # (L,) int: 0 text, 1 image token, 2 video token
     answer_start: int  # index of the first answer token
+    query_span: tuple[int, int] = (0, 0)  # [start, end) of the query's tokens in input_ids
 
 
 def _mlp(d_in: int, d_out: int) -> nn.Sequential:
@@ -175,8 +176,10 @@ class MomentSegModel(nn.Module):
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
-    def _sequence(self, vision: list[tuple[int, int]], prompt: str, answer: str) -> _Sequence:
-        """vision: (mm type 1 image / 2 video, number of placeholder tokens) parts, in order."""
+    def _sequence(self, vision: list[tuple[int, int]], template: str, query: str, answer: str) -> _Sequence:
+        """vision: (mm type 1 image / 2 video, number of placeholder tokens) parts, in order; ``template``
+        holds ``{query}``."""
+        prompt = template.format(query=query)
         ids = self._require_tokenizer()
         c = self.config
         parts: list[tuple[list[int], int]] = [
@@ -185,12 +188,24 @@ class MomentSegModel(nn.Module):
         for kind, n in vision:
             pad = ids["image_pad"] if kind == 1 else ids["video_pad"]
             parts += [([ids["vision_start"]], 0), ([pad] * n, kind), ([ids["vision_end"]], 0)]
+        before = sum(len(p) for p, _ in parts)
         parts.append((self._encode(f"{prompt}{IM_END}\n{IM_START}assistant\n"), 0))
         answer_start = sum(len(p) for p, _ in parts)
+        # the query's tokens: the tokens that encoding the text up to the end of the query adds
+        pre = template.split("{query}")[0]
+        start = before + len(self._encode(pre))
+        end = max(start + 1, before + len(self._encode(pre + query)))
         parts.append((self._encode(f"{answer}{IM_END}"), 0))
         input_ids = torch.tensor([t for p, _ in parts for t in p], dtype=torch.long)
         mm = torch.tensor([k for p, k in parts for _ in p], dtype=torch.int32)
-        return _Sequence(input_ids, mm, answer_start)
+        return _Sequence(input_ids, mm, answer_start, (start, min(end, answer_start)))
+
+    def _head_input(self, hidden: torch.Tensor, seq: _Sequence, token: str, dtype) -> torch.Tensor:
+        """The hidden state the [FIND] / [SEG] head reads: the token's, plus the query's mean (``pool_query``)."""
+        h = hidden[self._position(seq, token)]
+        if self.config.pool_query:
+            h = h + hidden[seq.query_span[0] : seq.query_span[1]].mean(0)
+        return h.to(dtype)
 
     def _position(self, seq: _Sequence, token: str) -> int:
         tid = self._require_tokenizer()[token]
@@ -232,7 +247,7 @@ class MomentSegModel(nn.Module):
         c = self.config
         video = video_inputs(_as_uint8(frames), c.find_frame_size, self.layout)
         n_tok = num_tokens(video[1], self.layout)[0]
-        seq = self._sequence([(2, n_tok)], c.prompt_tsg.format(query=query), c.answer_tsg)
+        seq = self._sequence([(2, n_tok)], c.prompt_tsg, query, c.answer_tsg)
         hidden = self._forward_llm(seq, video=video)
         logits = self._similarity(hidden, seq, video[1], int(frames.shape[0]))
         return logits, hidden, seq
@@ -240,7 +255,7 @@ class MomentSegModel(nn.Module):
     def _similarity(self, hidden: torch.Tensor, seq: _Sequence, grid_thw: torch.Tensor, n_frames: int):
         """cos(find_head([FIND]), find_head(video tokens) pooled per temporal patch, interpolated to frames)/τ."""
         head_dtype = self.find_head[0].weight.dtype
-        find = self.find_head(hidden[self._position(seq, "find")].to(head_dtype))  # (C,)
+        find = self.find_head(self._head_input(hidden, seq, "find", head_dtype))  # (C,)
         video_pos = (seq.mm_types == 2).nonzero()[:, 0].to(hidden.device)
         vid = self.find_head(hidden[video_pos].to(head_dtype))  # (t·h·w/m², C)
         t = int(grid_thw[0, 0])
@@ -289,10 +304,10 @@ class MomentSegModel(nn.Module):
             vision.append((2, num_tokens(video[1], self.layout)[0]))
         images = image_inputs(_as_uint8(keyframes), c.seg_frame_size, self.layout)
         vision += [(1, n) for n in num_tokens(images[1], self.layout)]
-        seq = self._sequence(vision, c.prompt_seg.format(query=query), c.answer_seg)
+        seq = self._sequence(vision, c.prompt_seg, query, c.answer_seg)
         hidden = self._forward_llm(seq, video=video, images=images)
         head_dtype = self.seg_head[0].weight.dtype
-        emb = self.seg_head(hidden[self._position(seq, "seg")].to(head_dtype))
+        emb = self.seg_head(self._head_input(hidden, seq, "seg", head_dtype))
         return emb, hidden, seq
 
     @torch.no_grad()
