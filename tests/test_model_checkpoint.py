@@ -28,6 +28,16 @@ def model():
     return MomentSegModel.tiny(words=WORDS, sam2_image_size=64).eval()
 
 
+@pytest.fixture(scope="module")
+def sa2va_like():
+    """A tiny model with the method's plain heads (no query bag, no pixel query), as Sa2VA has."""
+    torch.manual_seed(2)
+    tiny = MomentSegModel.tiny(words=WORDS, sam2_image_size=64)
+    config = tiny.config
+    config.pool_query = config.seg_pixel_query = False
+    return MomentSegModel.build(config, tiny.tokenizer).eval()
+
+
 def _frames(n, seed=0):
     return np.random.default_rng(seed).integers(0, 256, size=(n, 56, 56, 3), dtype=np.uint8)
 
@@ -175,15 +185,15 @@ def _write_sa2va(model, path, split_qwen_names=False, extra=None):
 
 
 @pytest.mark.parametrize("split_qwen_names", [False, True])
-def test_import_sa2va(model, tmp_path, split_qwen_names):
+def test_import_sa2va(sa2va_like, tmp_path, split_qwen_names):
     from momentseg.model.checkpoint import import_sa2va
 
     src = tmp_path / "sa2va"
-    _write_sa2va(model, src, split_qwen_names)
-    sam2_cfg = sam2_config_to_dict(model.sam2.config)
+    _write_sa2va(sa2va_like, src, split_qwen_names)
+    sam2_cfg = sam2_config_to_dict(sa2va_like.sam2.config)
     with pytest.warns(UserWarning, match="FIND"):
         imported = import_sa2va(src, sam2_config=sam2_cfg, preset="tiny")
-    mine, theirs = imported.state_dict(), model.state_dict()
+    mine, theirs = imported.state_dict(), sa2va_like.state_dict()
     for k in theirs:
         if k.startswith("find_head."):
             assert not torch.equal(mine[k], theirs[k])  # random, not copied from anywhere
@@ -192,7 +202,7 @@ def test_import_sa2va(model, tmp_path, split_qwen_names):
     assert any("[FIND]" in n for n in imported.config.notes)
     kf = _frames(2, seed=3)
     e1, _ = imported.seg_embedding(kf, "red ball")
-    e2, _ = model.seg_embedding(kf, "red ball")
+    e2, _ = sa2va_like.seg_embedding(kf, "red ball")
     assert torch.allclose(e1, e2)
 
 
@@ -207,20 +217,20 @@ def test_import_sa2va_mismatch(model, tmp_path):
             import_sa2va(src, sam2_config=sam2_config_to_dict(model.sam2.config), preset="tiny")
 
 
-def test_cli_convert(model, tmp_path, capsys):
+def test_cli_convert(sa2va_like, tmp_path, capsys):
     from momentseg.cli import main
 
     src = tmp_path / "sa2va"
-    _write_sa2va(model, src)
+    _write_sa2va(sa2va_like, src)
     cfg_file = tmp_path / "sam2.json"
-    cfg_file.write_text(json.dumps(sam2_config_to_dict(model.sam2.config)))
+    cfg_file.write_text(json.dumps(sam2_config_to_dict(sa2va_like.sam2.config)))
     args = ["convert", str(src), "--out", str(tmp_path / "out"), "--from", "sa2va"]
     with pytest.raises(SystemExit) as ok:
         main([*args, "--sam2-config", str(cfg_file), "--preset", "tiny"])
     assert ok.value.code == 0
     assert "[FIND] head is randomly initialised" in capsys.readouterr().out
     converted = MomentSegModel.from_pretrained(tmp_path / "out")
-    assert torch.equal(converted.seg_head[0].weight, model.seg_head[0].weight)
+    assert torch.equal(converted.seg_head[0].weight, sa2va_like.seg_head[0].weight)
     with pytest.raises(SystemExit) as exc:
         main(["convert", str(tmp_path / "nope"), "--out", str(tmp_path / "o2")])
     assert exc.value.code == 2 and "does not exist" in capsys.readouterr().err

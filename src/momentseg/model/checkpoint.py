@@ -488,6 +488,7 @@ def import_sa2va(src: str | Path, sam2_config: dict[str, Any] | None = None, pre
     config = preset_config(preset, tokenizer=tokenizer)
     config.qwen = qwen_config
     config.sam2 = sam2_config
+    config.pool_query = config.seg_pixel_query = False  # Sa2VA's heads are the method's plain ones
     note = "imported from Sa2VA; the [FIND] head is randomly initialised (no Sa2VA counterpart): train it"
     config.notes.append(note)
     warnings.warn(note, stacklevel=2)

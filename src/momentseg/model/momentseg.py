@@ -89,6 +89,9 @@ class MomentSegModel(nn.Module):
         self.sam2 = sam2 if sam2 is not None else build_sam2(config.sam2)
         self.find_head = _mlp(config.hidden_size, config.find_dim)
         self.seg_head = _mlp(config.hidden_size, config.seg_dim)
+        if config.pool_query:  # bag-of-words embedding of the query's tokens, read by both heads
+            vocab = int(config.qwen["text_config"]["vocab_size"])
+            self.query_bag = nn.EmbeddingBag(vocab, config.hidden_size, mode="mean")
         if config.seg_pixel_query:  # the pixel query starts at zero: no change to SAM2's masks
             with torch.no_grad():
                 self.seg_head[2].weight[config.prompt_dim :].zero_()
@@ -201,11 +204,13 @@ class MomentSegModel(nn.Module):
         return _Sequence(input_ids, mm, answer_start, (start, min(end, answer_start)))
 
     def _head_input(self, hidden: torch.Tensor, seq: _Sequence, token: str, dtype) -> torch.Tensor:
-        """The hidden state the [FIND] / [SEG] head reads: the token's, plus the query's mean (``pool_query``)."""
-        h = hidden[self._position(seq, token)]
+        """What the [FIND] / [SEG] head reads: the token's hidden state, plus the bag-of-words embedding of the
+        query's tokens (``pool_query``)."""
+        h = hidden[self._position(seq, token)].to(dtype)
         if self.config.pool_query:
-            h = h + hidden[seq.query_span[0] : seq.query_span[1]].mean(0)
-        return h.to(dtype)
+            ids = seq.input_ids[seq.query_span[0] : seq.query_span[1]].to(h.device)
+            h = h + self.query_bag(ids[None])[0].to(dtype)
+        return h
 
     def _position(self, seq: _Sequence, token: str) -> int:
         tid = self._require_tokenizer()[token]
