@@ -30,9 +30,9 @@ def _print_table(report: dict) -> None:
     for k in keys:
         table.add_column(k, justify="right")
     table.add_column("n", justify="right")
-    for name, block in report.get("subsets", {}).items():
+    for name, block in {**report.get("subsets", {}), **report.get("annotators", {})}.items():
         table.add_row(name, *[f"{block[k]:.2f}" for k in keys], str(block["n"]))
-    n = report["n_queries"] if is_tsg else report["n_expressions"]
+    n = report["n_queries"] if is_tsg else report.get("n_expressions", report.get("n_objects"))
     table.add_row("overall", *[f"{report[k]:.2f}" for k in keys], str(n), style="bold")
     Console(file=sys.stdout).print(table)
     if "protocol" in report:
@@ -48,7 +48,9 @@ def eval_command(
         help="mevis | revos | refdavis | refytvos | refsav | charades | anet | qvhighlights",
     ),
     data: Path = typer.Option(
-        None, "--data", help="RefVOS split folder (or its meta_expressions*.json); RefVOS benchmarks only."
+        None,
+        "--data",
+        help="RefVOS split folder (or its meta_expressions*.json); a DAVIS root for --protocol referformer.",
     ),
     gt: Path = typer.Option(
         None, "--gt", help="TSG ground-truth file (Charades txt, ActivityNet json, QVH jsonl)."
@@ -62,6 +64,12 @@ def eval_command(
         "--submission-zip",
         help="mevis / refytvos: check every expected PNG and pack the CodaLab upload zip here instead of scoring.",
     ),
+    protocol: str = typer.Option(
+        None,
+        "--protocol",
+        help="refdavis only: sa2va (default; per expression, --data is a mask_dict split) or referformer "
+        "(davis2017 unsupervised per annotator, averaged; --data DAVIS_ROOT, --pred PRED/anno_0..anno_3).",
+    ),
     workers: int = typer.Option(None, "--workers", "-j", help="Worker processes (default: number of CPUs)."),
 ) -> None:
     """Score predictions against a benchmark's ground truth, or build a CodaLab submission zip."""
@@ -72,6 +80,9 @@ def eval_command(
         raise InputError(f"--benchmark must be one of {', '.join(REFVOS + TSG)}, got {benchmark!r}")
     if workers is not None and workers < 1:
         raise InputError("--workers must be >= 1")
+    from momentseg.eval.refvos import check_protocol
+
+    protocol = check_protocol(benchmark, protocol)
     if benchmark in REFVOS:
         if data is None:
             raise InputError(f"--data SPLIT_DIR is required for {benchmark}")
@@ -91,7 +102,7 @@ def eval_command(
             raise InputError("--out report.json is required")
         from momentseg.eval.refvos import evaluate_refvos
 
-        report = evaluate_refvos(benchmark, data, pred, workers)
+        report = evaluate_refvos(benchmark, data, pred, workers, protocol)
     else:
         if gt is None:
             raise InputError(f"--gt FILE is required for {benchmark}")

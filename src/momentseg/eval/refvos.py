@@ -11,8 +11,9 @@ in percent with 2 decimals. Per benchmark:
   type_id 2 are scored and listed but not aggregated; the overall number is the mean of the subset means.
 * ``refsav`` — J, F, A (``Sa2VA tools/eval/eval_ref_sav.py``); with type_ids, ``long`` (0) and ``short`` (1)
   subsets and overall = mean of the subset means (per-expression rounding as ReVOS); without, a plain mean.
-* ``refdavis`` — the Sa2VA/VISA per-expression ``mask_dict`` protocol (``protocol`` field of the report);
-  the ReferFormer per-annotator davis2017 protocol is not implemented.
+* ``refdavis`` — by default the Sa2VA/VISA per-expression ``mask_dict`` protocol (``protocol`` field of the
+  report); ``protocol="referformer"`` runs the ReferFormer per-annotator davis2017 unsupervised protocol
+  instead (:mod:`momentseg.eval.davis_unsupervised`: DAVIS root + ``anno_0..anno_3`` PNG folders).
 * ``refytvos`` — scored like MeViS when the split has a ``mask_dict.json``; the official ``valid`` split has
   no GT and is scored only by the CodaLab server (:func:`write_submission_zip`).
 
@@ -53,6 +54,7 @@ PROTOCOLS = {
     "refytvos": "mevis-style: per expression over all frames, GT = union of anno_ids, mean over expressions",
     "refsav": "refsav: per expression over all frames (J, F, A), overall = mean of long and short means",
 }
+REFDAVIS_PROTOCOLS = ("sa2va", "referformer")
 SUBSETS = {"revos": {0: "referring", 1: "reasoning"}, "refsav": {0: "long", 1: "short"}}
 SUBMISSION_PREFIX = {"mevis": "", "refytvos": "Annotations/"}
 
@@ -169,15 +171,38 @@ def _build_tasks(
     return tasks, rows
 
 
+def check_protocol(benchmark: str, protocol: str | None) -> str | None:
+    """Validate a ``--protocol`` choice: only ``refdavis`` has one (``sa2va`` default, or ``referformer``)."""
+    if protocol is None:
+        return None
+    if benchmark != "refdavis":
+        raise InputError(f"--protocol is only for --benchmark refdavis, not {benchmark}")
+    protocol = protocol.lower()
+    if protocol not in REFDAVIS_PROTOCOLS:
+        raise InputError(f"--protocol must be one of {', '.join(REFDAVIS_PROTOCOLS)}, got {protocol!r}")
+    return protocol
+
+
 def evaluate_refvos(
-    benchmark: str, data: str | os.PathLike, pred: str | os.PathLike, workers: int | None = None
+    benchmark: str,
+    data: str | os.PathLike,
+    pred: str | os.PathLike,
+    workers: int | None = None,
+    protocol: str | None = None,
 ) -> dict[str, Any]:
     """Score predictions ``pred`` (PNG folder or RLE JSON) on the split ``data``; returns the report dict.
 
     Report keys: ``benchmark``, ``protocol``, ``data``, ``pred``, the headline ``J``, ``F``, ``J&F`` (+ ``A``,
     ``R``) in percent, ``subsets`` (ReVOS / Ref-SAV), ``n_expressions``, ``missing``, ``missing_frames``,
     ``warnings`` and ``per_expression`` (fractions ×100, 4 decimals, with DAVIS recall / decay).
+    ``protocol="referformer"`` (``refdavis`` only) instead takes a DAVIS root as ``data`` and
+    ``anno_<a>/<seq>/<frame>.png`` folders as ``pred`` and returns
+    :func:`~momentseg.eval.davis_unsupervised.evaluate_referformer_davis`'s report.
     """
+    if check_protocol(benchmark, protocol) == "referformer":
+        from momentseg.eval.davis_unsupervised import evaluate_referformer_davis
+
+        return evaluate_referformer_davis(data, pred, workers)
     split = load_refvos_split(data, benchmark)
     if not split.has_gt:
         where = "CodaLab" if benchmark in SUBMISSION_PREFIX else "its evaluation server"
