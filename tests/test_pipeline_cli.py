@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from momentseg.cli import main
 from momentseg.data.synthetic import generate_video
 from momentseg.io.overlay import write_video
 from momentseg.io.video import open_video
@@ -29,19 +28,11 @@ def synth(tmp_path_factory):
     return v, path
 
 
-def run(args):
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        return exc.code or 0
-    return 0
-
-
-def test_segment_cli_writes_every_output(model_dir, synth, tmp_path, capsys):
+def test_segment_cli_writes_every_output(cli, model_dir, synth, tmp_path, capsys):
     v, path = synth
     out = tmp_path / "out"
     texts = [v.expressions[0].text, v.expressions[1].text]
-    code = run(["segment", path, "--text", texts[0], "--text", texts[1], "--out", out, "--overlay",
+    code = cli(["segment", path, "--text", texts[0], "--text", texts[1], "--out", out, "--overlay",
                 "--model", model_dir, "--device", "cpu", "--keyframes", "5"])
     assert code == 0, capsys.readouterr().err
     result = json.loads((out / "result.json").read_text())
@@ -62,9 +53,9 @@ def test_segment_cli_writes_every_output(model_dir, synth, tmp_path, capsys):
     assert (out / "similarity.png").stat().st_size > 1000
 
 
-def test_ground_cli_json(model_dir, synth, capsys):
+def test_ground_cli_json(cli, model_dir, synth, capsys):
     v, path = synth
-    assert run(["ground", path, "--query", v.expressions[0].text, "--json", "--model", model_dir]) == 0
+    assert cli(["ground", path, "--query", v.expressions[0].text, "--json", "--model", model_dir]) == 0
     windows = json.loads(capsys.readouterr().out)["pred_relevant_windows"]
     assert 1 <= len(windows) <= 10
     scores = [w[2] for w in windows]
@@ -80,22 +71,22 @@ def test_ground_cli_json(model_dir, synth, capsys):
         (["--text", "x", "--model", "/nonexistent/model"], "no model"),
     ],
 )
-def test_segment_bad_input_is_one_line_and_leaves_nothing(model_dir, synth, tmp_path, capsys, args, needle):
+def test_segment_bad_input_is_one_line_and_leaves_nothing(cli, model_dir, synth, tmp_path, capsys, args, needle):
     _, path = synth
     out = tmp_path / "out"
     if "--model" not in args:
         args = args + ["--model", model_dir]
-    assert run(["segment", path, "--out", out, *args]) == 2
+    assert cli(["segment", path, "--out", out, *args]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and needle in err and "\n" not in err
     assert not out.exists()
 
 
-def test_segment_corrupt_video(model_dir, tmp_path, capsys):
+def test_segment_corrupt_video(cli, model_dir, tmp_path, capsys):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video at all")
     out = tmp_path / "out"
-    assert run(["segment", bad, "--text", "the red circle", "--out", out, "--model", model_dir]) == 2
+    assert cli(["segment", bad, "--text", "the red circle", "--out", out, "--model", model_dir]) == 2
     assert "bad.mp4" in capsys.readouterr().err
     assert not out.exists()
 

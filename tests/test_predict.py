@@ -7,7 +7,6 @@ import sys
 
 import pytest
 
-from momentseg.cli import main
 from momentseg.data.synthetic import WorldConfig, write_split
 from momentseg.model.momentseg import MomentSegModel
 
@@ -23,64 +22,56 @@ def split(tmp_path_factory):
     return root, model
 
 
-def run(args):
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        return exc.code or 0
-    return 0
-
-
-def test_predict_refvos_then_eval(split, tmp_path):
+def test_predict_refvos_then_eval(cli, split, tmp_path):
     root, model = split
     pred = tmp_path / "pred.json"
     args = ["--model", model, "--device", "cpu", "--keyframes", "3"]
-    assert run(["predict", "--benchmark", "mevis", "--data", root, "--out", pred, *args]) == 0
+    assert cli(["predict", "--benchmark", "mevis", "--data", root, "--out", pred, *args]) == 0
     meta = json.loads((root / "meta_expressions.json").read_text())["videos"]
     written = json.loads(pred.read_text())
     assert {v: sorted(e) for v, e in written.items()} == {v: sorted(m["expressions"]) for v, m in meta.items()}
     for vid, exps in written.items():
         assert all(len(rles) == len(meta[vid]["frames"]) for rles in exps.values())
     report = tmp_path / "report.json"
-    assert run(["eval", "--benchmark", "mevis", "--data", root, "--pred", pred, "--out", report, "-j", "1"]) == 0
+    assert cli(["eval", "--benchmark", "mevis", "--data", root, "--pred", pred, "--out", report, "-j", "1"]) == 0
     rep = json.loads(report.read_text())
     assert rep["missing"] == 0
     assert 0 <= rep["J&F"] <= 100
 
     png = tmp_path / "pred_png"
-    assert run(["predict", "--benchmark", "mevis", "--data", root, "--out", png, *args]) == 0
+    assert cli(["predict", "--benchmark", "mevis", "--data", root, "--out", png, *args]) == 0
     report_png = tmp_path / "report_png.json"
-    assert run(["eval", "--benchmark", "mevis", "--data", root, "--pred", png, "--out", report_png]) == 0
+    assert cli(["eval", "--benchmark", "mevis", "--data", root, "--pred", png, "--out", report_png]) == 0
     assert json.loads(report_png.read_text())["J&F"] == rep["J&F"]
 
 
-def test_predict_tsg_then_eval(split, tmp_path):
+def test_predict_tsg_then_eval(cli, split, tmp_path):
     root, model = split
     pred = tmp_path / "tsg.jsonl"
-    assert run(["predict", "--benchmark", "charades", "--gt", root / "tsg.txt", "--data", root / "JPEGImages",
+    assert cli(["predict", "--benchmark", "charades", "--gt", root / "tsg.txt", "--data", root / "JPEGImages",
                 "--fps", "10", "--out", pred, "--model", model]) == 0
     lines = [json.loads(x) for x in pred.read_text().splitlines()]
     n_queries = len([x for x in (root / "tsg.txt").read_text().splitlines() if x.strip()])
     assert [x["qid"] for x in lines] == list(range(n_queries))
     report = tmp_path / "r.json"
-    assert run(["eval", "--benchmark", "charades", "--gt", root / "tsg.txt", "--pred", pred, "--out", report]) == 0
+    assert cli(["eval", "--benchmark", "charades", "--gt", root / "tsg.txt", "--pred", pred, "--out", report]) == 0
     assert set(json.loads(report.read_text())) >= {"R1@0.3", "R1@0.5", "R1@0.7", "mIoU", "mAP"}
 
 
-def test_predict_unknown_benchmark_and_missing_gt(split, tmp_path, capsys):
+def test_predict_unknown_benchmark_and_missing_gt(cli, split, tmp_path, capsys):
     root, model = split
-    assert run(["predict", "-b", "davis2099", "--data", root, "--out", tmp_path / "p.json"]) == 2
+    assert cli(["predict", "-b", "davis2099", "--data", root, "--out", tmp_path / "p.json"]) == 2
     assert "unknown --benchmark" in capsys.readouterr().err
-    assert run(["predict", "-b", "charades", "--data", root, "--out", tmp_path / "p.jsonl"]) == 2
+    assert cli(["predict", "-b", "charades", "--data", root, "--out", tmp_path / "p.jsonl"]) == 2
     assert "--gt" in capsys.readouterr().err
 
 
-def test_torchrun_two_processes_match_one(split, tmp_path):
+def test_torchrun_two_processes_match_one(cli, split, tmp_path):
     root, model = split
     one, two = tmp_path / "one.json", tmp_path / "two.json"
     common = ["--benchmark", "mevis", "--data", str(root), "--model", str(model), "--device", "cpu",
               "--keyframes", "3"]
-    assert run(["predict", *common, "--out", one]) == 0
+    assert cli(["predict", *common, "--out", one]) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
