@@ -180,3 +180,13 @@ def test_charades_source_samples_on_real_timestamps(tmp_path):
     ann.write_text("ABC12 1.0 2.5##ok\nNOPE 0 1##missing video\n")
     with pytest.raises(InputError, match="NOPE"):
         TSGVideoSource("charades", ann, videos)
+
+
+def test_synthetic_tsg_skips_a_video_with_nothing_to_ground():
+    """Train video 11526 (TSG item 5763) has only no-target expressions; the stream uses the next video."""
+    source = SyntheticSource("tsg", "train")
+    assert not any(e.moments for e in source.video(5763).expressions)
+    a = source.sample(5763, np.random.default_rng(0), SHAPE)
+    b = source.sample(5763, np.random.default_rng(0), SHAPE)
+    assert isinstance(a, TSGSample) and a.positive.any() and a.query == b.query
+    assert a.query in {e.text for e in source.video(5764).expressions}

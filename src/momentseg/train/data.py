@@ -159,11 +159,17 @@ class SyntheticSource:
         from momentseg.model import RefVOSSample, TSGSample
 
         video = self.video(item)
+        if self.task == "tsg":
+            # A generated video whose expressions are all no-target has nothing to ground: the stream takes
+            # the next video of the (infinite, deterministic) world instead, so resume stays exact.
+            step = 1
+            while not any(e.moments for e in video.expressions):
+                if step > 100:
+                    raise ValueError(f"synthetic videos {item}..{item + step} have no expression with a moment")
+                video, step = self.video(item + step), step + 1
         t, hw = len(video.frames), video.frames.shape[1:3]
         if self.task == "tsg":
             exps = [e for e in video.expressions if e.moments]
-            if not exps:
-                raise ValueError(f"synthetic video {video.video_id} has no expression with a moment")
             exp = exps[int(rng.integers(len(exps)))]
             idx = dense_frame_indices(np.arange(t) / video.fps, shape.tsg_fps, shape.tsg_max_frames)
             return TSGSample(
