@@ -33,7 +33,6 @@ propagation).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -50,36 +49,6 @@ import numpy as np
 SAMPLINGS = ("first-k", "uniform", "random", "mcs")
 PROPAGATIONS = ("forward", "anchor-forward", "bap")
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "ablation.json"
-
-
-@contextlib.contextmanager
-def shared_image_features(sam2) -> Iterator[dict]:
-    """Within the block, SAM2's image encoder runs at most once per frame index, in every session and pass.
-
-    transformers' ``Sam2VideoModel._prepare_vision_features(session, frame_idx, batch_size)`` computes a frame's
-    features (or reads the session's one-frame cache); here it is wrapped on the instance by a memo keyed by
-    ``frame_idx``. The features depend only on the frame, so the results are unchanged — but the memo is valid
-    for ONE video: use one block per video. Yields the memo (frame_idx -> features).
-    """
-    memo: dict[int, tuple] = {}
-    original = sam2._prepare_vision_features
-    had_attr = "_prepare_vision_features" in sam2.__dict__
-
-    def prepare(inference_session, frame_idx, batch_size):
-        if batch_size != 1:
-            return original(inference_session, frame_idx, batch_size)
-        if frame_idx not in memo:
-            memo[frame_idx] = original(inference_session, frame_idx, 1)
-        return memo[frame_idx]
-
-    sam2._prepare_vision_features = prepare
-    try:
-        yield memo
-    finally:
-        if had_attr:
-            sam2._prepare_vision_features = original
-        else:
-            del sam2._prepare_vision_features
 
 
 @dataclass(frozen=True)
@@ -135,6 +104,7 @@ def score_video(job: Job) -> dict:
     from momentseg.grounding.sampling import select_keyframes
     from momentseg.io.video import open_video
     from momentseg.model.sam2 import preprocess_for_sam2
+    from momentseg.propagation.session import shared_image_features
 
     start = time.perf_counter()
     torch.set_num_threads(job.threads)

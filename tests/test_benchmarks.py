@@ -15,6 +15,7 @@ from momentseg.io.video import open_video
 from momentseg.model.momentseg import MomentSegModel
 from momentseg.model.sam2 import preprocess_for_sam2
 from momentseg.pipeline import MomentSeg
+from momentseg.propagation.session import shared_image_features
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -54,7 +55,7 @@ def test_ablation_rows_equal_the_public_segment_api(model_dir):
     sam2 = pipe.model.sam2
     for sampling, k in (("mcs", 3), ("random", 4)):
         choice = select_keyframes(grounding.probabilities, k, sampling, seed=1)
-        with ablation.shared_image_features(sam2) as memo:
+        with shared_image_features(sam2) as memo:
             got = ablation._propagation_scores(pipe, video, exp.text, choice, pipe._context(video), frames, gt)
             assert sorted(memo) == list(range(len(video)))  # each frame encoded once, all passes reuse it
         assert "_prepare_vision_features" not in sam2.__dict__  # the wrapper is gone after the block

@@ -100,3 +100,11 @@ def test_several_expressions_share_decoding_and_match_single_runs(model_dir, syn
     a, b = both.expressions[1], alone.expressions[0]
     assert np.array_equal(a.keyframes, b.keyframes)
     assert a.masks.rles == b.masks.rles
+
+
+def test_offloaded_sam2_state_gives_the_same_masks(model_dir, synth):
+    _, path = synth
+    text = "the red circle"
+    kept = MomentSeg.from_pretrained(model_dir, device="cpu").segment(path, text, keyframes=3)
+    offloaded = MomentSeg.from_pretrained(model_dir, device="cpu", offload_state=True).segment(path, text, keyframes=3)
+    assert offloaded.expressions[0].masks.rles == kept.expressions[0].masks.rles

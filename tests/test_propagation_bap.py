@@ -213,3 +213,31 @@ def test_bad_arguments_raise_input_errors(sam2, video, masks):
         propagate(sam2, lambda i: video[i], KEYS, ANCHOR, mask_prompts=masks)  # callable without num_frames
     with pytest.raises(InputError):
         list(propagate(sam2, video[:, :, :64, :64], KEYS, ANCHOR, mask_prompts=masks))  # wrong frame size
+
+
+def test_shared_image_features_encode_each_frame_once_bounded_and_change_nothing(sam2, video, masks):
+    from momentseg.propagation.session import shared_image_features
+
+    plain = [r.mask_logits.clone() for r in _run(sam2, video, mask_prompts=masks)]
+    calls = []
+    original = sam2.get_image_features
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    sam2.get_image_features = counting
+    try:
+        with shared_image_features(sam2) as memo:
+            first = [r.mask_logits.clone() for r in _run(sam2, video, mask_prompts=masks)]
+            second = [r.mask_logits.clone() for r in _run(sam2, video, mask_prompts=masks)]
+            assert sorted(memo) == list(range(T))
+        assert len(calls) == T  # two BAP runs (four passes) encode each frame once
+        with shared_image_features(sam2, max_bytes=1) as memo:
+            _run(sam2, video, mask_prompts=masks)
+            assert len(memo) == 1  # the bound holds (one entry is always kept)
+    finally:
+        del sam2.get_image_features
+    assert "_prepare_vision_features" not in sam2.__dict__
+    for a, b, c in zip(plain, first, second, strict=True):
+        assert torch.equal(a, b) and torch.equal(a, c)

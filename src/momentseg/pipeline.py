@@ -36,12 +36,17 @@ from momentseg.io.video import Video, open_video
 from momentseg.model.preprocess import target_size
 from momentseg.propagation.bap import propagate, upsample_mask
 from momentseg.propagation.policy import MODES
+from momentseg.propagation.session import shared_image_features
 
 #: Where the embedded (packaged) tiny model lives.
 EMBEDDED = "embedded"
 #: SAM2-size frames are decoded in chunks of consecutive frames of about this many bytes (uint8), two chunks
 #: kept: few re-opens / seeks of the video file (each seek decodes from the previous keyframe), bounded memory.
 FRAME_CHUNK_BYTES = 96 * 2**20
+
+#: SAM2 image features kept across the expressions / passes of one video (per frame: ~0.3 MB at 128², ~17 MB
+#: at 1024²).
+FEATURE_CACHE_BYTES = 1024 * 2**20
 
 Progress = Callable[[str, int, int], None]
 
@@ -201,14 +206,16 @@ class _SamFrames:
 class MomentSeg:
     """MomentSeg inference: ``ground`` (TSG) and ``segment`` (RefVOS) on any video."""
 
-    def __init__(self, model, device: str | torch.device = "cpu"):
+    def __init__(self, model, device: str | torch.device = "cpu", offload_state: bool = False):
+        """``offload_state``: keep SAM2's stored memories on the CPU (for long videos on a small GPU)."""
         self.device = resolve_device(device) if isinstance(device, str) else device
+        self.offload_state = offload_state
         torch.set_flush_denormal(True)  # denormals make CPU kernels ~100x slower; they never matter here
         self.model = model.to(self.device).eval()
         self.config = model.config
 
     @classmethod
-    def from_pretrained(cls, path: str | Path = EMBEDDED, device: str = "auto") -> MomentSeg:
+    def from_pretrained(cls, path: str | Path = EMBEDDED, device: str = "auto", offload_state: bool = False) -> MomentSeg:
         """Load a MomentSeg checkpoint folder (``save_pretrained`` layout), or ``"embedded"`` for the tiny model."""
         from momentseg.model.momentseg import MomentSegModel
 
@@ -216,7 +223,7 @@ class MomentSeg:
         if not (folder / "config.json").is_file():
             what = "the embedded model is not installed" if str(path) == EMBEDDED else "no model"
             raise InputError(f"{what}: {folder} has no config.json (expected a momentseg checkpoint folder)")
-        return cls(MomentSegModel.from_pretrained(folder), device=device)
+        return cls(MomentSegModel.from_pretrained(folder), device=device, offload_state=offload_state)
 
     # ------------------------------------------------------------------ grounding
     def _video(self, video) -> Video:
@@ -292,10 +299,14 @@ class MomentSeg:
         frames = _SamFrames(video, sam_size, preprocess_for_sam2)
         context = self._context(video)
         results = []
-        for i, text in enumerate(texts):
-            grounding = self._ground(video, text, dense, lowres)
-            choice = select_keyframes(grounding.probabilities, keyframes, sampling, seed=seed)
-            results.append(self._segment_one(video, text, grounding, choice, frames, context, propagation, i, progress))
+        # SAM2 encodes each frame once for every expression and pass (bounded: least recently used out)
+        with shared_image_features(self.model.sam2, max_bytes=FEATURE_CACHE_BYTES):
+            for i, text in enumerate(texts):
+                grounding = self._ground(video, text, dense, lowres)
+                choice = select_keyframes(grounding.probabilities, keyframes, sampling, seed=seed)
+                results.append(
+                    self._segment_one(video, text, grounding, choice, frames, context, propagation, i, progress)
+                )
         settings = {"keyframes": keyframes, "sampling": sampling, "propagation": propagation, "seed": seed}
         return SegmentResult(video, results, settings)
 
@@ -333,6 +344,7 @@ class MomentSeg:
             mode=propagation,
             num_frames=T,
             video_size=(H, W),
+            inference_state_device="cpu" if self.offload_state else None,
         )
         for done, out in enumerate(outputs, start=1):
             rles[out.frame_idx] = rle_encode(upsample_mask(out.mask_logits, (H, W)).cpu().numpy())

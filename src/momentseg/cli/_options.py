@@ -8,8 +8,11 @@ MODEL = typer.Option("embedded", "--model", "-m", help="Checkpoint folder, or 'e
 DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda.")
 
 
-def load_pipeline(model: str, device: str):
+OFFLOAD = typer.Option(False, "--offload-state", help="Keep SAM2's memories on the CPU (long videos, small GPU).")
+
+
+def load_pipeline(model: str, device: str, offload_state: bool = False):
     from momentseg.pipeline import MomentSeg, resolve_device
 
     resolve_device(device)  # validate before the (slow) load
-    return MomentSeg.from_pretrained(model, device=device)
+    return MomentSeg.from_pretrained(model, device=device, offload_state=offload_state)

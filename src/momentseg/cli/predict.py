@@ -5,7 +5,7 @@ from pathlib import Path
 import typer
 
 from momentseg.cli import app
-from momentseg.cli._options import DEVICE, MODEL, load_pipeline
+from momentseg.cli._options import DEVICE, MODEL, OFFLOAD, load_pipeline
 
 REFVOS = ("mevis", "revos", "refdavis", "refytvos", "refsav")
 TSG = ("charades", "anet", "qvhighlights")
@@ -27,6 +27,7 @@ def predict(
     seed: int = typer.Option(0, help="Seed for --sampling random."),
     model: str = MODEL,
     device: str = DEVICE,
+    offload_state: bool = OFFLOAD,
 ) -> None:
     """Run a model over a benchmark split into the formats `momentseg eval` reads. Under
     `torchrun --nproc_per_node N -m momentseg predict ...` the videos are sharded and rank 0 gathers."""
@@ -52,7 +53,7 @@ def predict(
 
         queries = TSG_LOADERS[benchmark](gt)
         total = len({q.vid for q in queries})
-    pipe = load_pipeline(model, device)
+    pipe = load_pipeline(model, device, offload_state)
     with Progress(transient=True, disable=rank != 0) as bar:
         task = bar.add_task(f"{benchmark} (rank 0 of {world})", total=len(range(rank, total, world)))
 

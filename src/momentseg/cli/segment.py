@@ -5,7 +5,7 @@ from pathlib import Path
 import typer
 
 from momentseg.cli import app
-from momentseg.cli._options import DEVICE, MODEL, load_pipeline
+from momentseg.cli._options import DEVICE, MODEL, OFFLOAD, load_pipeline
 
 
 @app.command("segment")
@@ -20,6 +20,7 @@ def segment(
     seed: int = typer.Option(0, help="Seed for --sampling random."),
     model: str = MODEL,
     device: str = DEVICE,
+    offload_state: bool = OFFLOAD,
 ) -> None:
     """Ground and segment each --text in VIDEO; writes result.json, masks/<k>/<frame>.png, similarity.png."""
     from rich.progress import Progress
@@ -27,7 +28,7 @@ def segment(
     from momentseg.io.video import open_video
 
     vid = open_video(video)  # fail on a bad video before loading the model
-    pipe = load_pipeline(model, device)
+    pipe = load_pipeline(model, device, offload_state)
     with Progress(transient=True) as bar:
         task = bar.add_task("segmenting", total=None)
 

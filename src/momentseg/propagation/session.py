@@ -20,6 +20,7 @@ Tested against transformers 5.24.0 (pinned), whose session internals these funct
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from typing import NamedTuple
@@ -289,3 +290,51 @@ class PropagationSession:
             for name in ("maskmem_features", "maskmem_pos_enc"):
                 if name in entry:
                     entry[name] = entry[name].to(state_device)
+
+
+def _nbytes(x) -> int:
+    if isinstance(x, torch.Tensor):
+        return x.numel() * x.element_size()
+    if isinstance(x, (list, tuple)):
+        return sum(_nbytes(v) for v in x)
+    if isinstance(x, dict):
+        return sum(_nbytes(v) for v in x.values())
+    return 0
+
+
+@contextlib.contextmanager
+def shared_image_features(sam2, max_bytes: int | None = None) -> Iterator[OrderedDict]:
+    """Within the block SAM2's image encoder runs once per frame index, across every session and pass (all the
+    expressions of one video, both BAP directions), keeping at most ``max_bytes`` of features (least recently
+    used first out; ``None``: no bound).
+
+    transformers' ``Sam2VideoModel._prepare_vision_features(session, frame_idx, batch_size)`` is wrapped on the
+    instance by a memo keyed by ``frame_idx``; features depend only on the frame, so results are unchanged, but
+    the memo is valid for ONE video: use one block per video. Yields the memo (frame_idx -> features).
+    """
+    memo: OrderedDict[int, tuple] = OrderedDict()
+    size = {"bytes": 0}
+    original = sam2._prepare_vision_features
+    had_attr = "_prepare_vision_features" in sam2.__dict__
+
+    def prepare(inference_session, frame_idx, batch_size):
+        if batch_size != 1:
+            return original(inference_session, frame_idx, batch_size)
+        if frame_idx in memo:
+            memo.move_to_end(frame_idx)
+            return memo[frame_idx]
+        features = original(inference_session, frame_idx, 1)
+        memo[frame_idx] = features
+        size["bytes"] += _nbytes(features)
+        while max_bytes is not None and size["bytes"] > max_bytes and len(memo) > 1:
+            size["bytes"] -= _nbytes(memo.popitem(last=False)[1])
+        return features
+
+    sam2._prepare_vision_features = prepare
+    try:
+        yield memo
+    finally:
+        if had_attr:
+            sam2._prepare_vision_features = original
+        else:
+            del sam2._prepare_vision_features
