@@ -9,16 +9,15 @@ import pytest
 
 from momentseg.data.synthetic import SPLIT_SEEDS, generate_video, video_seed
 from momentseg.eval.metrics import f_measure, j_measure
-from momentseg.eval.tsg import top1_iou
 from momentseg.io.video import open_video
 from momentseg.pipeline import MomentSeg, embedded_model_dir
 
-#: Held-out test-split videos used for the quality check, and the floor it must clear. A random-weight tiny
-#: model scores about 3 J&F and 0.1 mean tIoU on these; the trained model's measured values are in
-#: BENCHMARKS.md. The floors are well below the measured values so CPU-to-CPU float noise cannot flip them.
+#: Held-out test-split videos used for the quality check, and the floor it must clear: on these 9 expressions
+#: the embedded model measured J&F 0.240 and a random-weight tiny model 0.023 (/tmp checks, 2026-11-25). The
+#: floor sits between, well below the trained value so float noise across CPUs cannot flip it. (Top-1 tIoU
+#: does not separate the two on so few expressions — 0.34 vs 0.32 — so it is measured in BENCHMARKS.md only.)
 VIDEOS = (0, 1, 2)
-MIN_JF = 0.0
-MIN_TIOU = 0.0
+MIN_JF = 0.12
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +48,7 @@ def test_demo_command_runs_and_reports(tmp_path):
 
 
 def test_embedded_model_is_trained(pipe):
-    jfs, tious = [], []
+    jfs = []
     for i in VIDEOS:
         video = generate_video(video_seed(SPLIT_SEEDS["test"], i), f"vid_{i:05d}")
         exps = [e for e in video.expressions if e.obj_ids and e.moments][:3]
@@ -57,5 +56,4 @@ def test_embedded_model_is_trained(pipe):
         for exp, r in zip(exps, result.expressions, strict=True):
             gt, pred = video.expression_masks(exp), r.masks.to_array()
             jfs.append((np.mean(j_measure(gt, pred)) + np.mean(f_measure(gt, pred))) / 2)
-            tious.append(top1_iou(r.grounding.moments[:1], exp.moments))
-    assert np.mean(jfs) > MIN_JF and np.mean(tious) > MIN_TIOU
+    assert np.mean(jfs) > MIN_JF
