@@ -210,7 +210,6 @@ class MomentSeg:
         """``offload_state``: keep SAM2's stored memories on the CPU (for long videos on a small GPU)."""
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.offload_state = offload_state
-        torch.set_flush_denormal(True)  # denormals make CPU kernels ~100x slower; they never matter here
         self.model = model.to(self.device).eval()
         self.config = model.config
 

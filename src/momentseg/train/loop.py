@@ -180,8 +180,6 @@ def train(
         raise InputError(f"--resume: no checkpoint found under {out}/checkpoints")
     accelerator.wait_for_everyone()  # every process has looked before the main one writes anything
 
-    # Denormal floats (tiny gradients / memory features late in training) make CPU kernels ~100x slower.
-    torch.set_flush_denormal(True)
     torch.manual_seed(cfg.seed)  # the same initial weights on every process and on resume
     if model is None:
         model = build_model(cfg)
