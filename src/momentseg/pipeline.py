@@ -16,6 +16,7 @@ Several expressions on one video share the decoded frames (a bounded chunk cache
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -44,9 +45,10 @@ EMBEDDED = "embedded"
 #: kept: few re-opens / seeks of the video file (each seek decodes from the previous keyframe), bounded memory.
 FRAME_CHUNK_BYTES = 96 * 2**20
 
-#: SAM2 image features kept across the expressions / passes of one video (per frame: ~0.3 MB at 128², ~17 MB
-#: at 1024²).
-FEATURE_CACHE_BYTES = 1024 * 2**20
+#: SAM2 image features kept across the expressions of one video (per frame: ~0.6 MB at 128², ~17 MB at
+#: 1024²), least recently used out. Only used with several expressions: one expression's BAP visits each frame
+#: once, so a cache would only cost memory. A video longer than the cache gets no reuse (LRU on cyclic passes).
+FEATURE_CACHE_BYTES = 512 * 2**20
 
 Progress = Callable[[str, int, int], None]
 
@@ -298,8 +300,9 @@ class MomentSeg:
         frames = _SamFrames(video, sam_size, preprocess_for_sam2)
         context = self._context(video)
         results = []
-        # SAM2 encodes each frame once for every expression and pass (bounded: least recently used out)
-        with shared_image_features(self.model.sam2, max_bytes=FEATURE_CACHE_BYTES):
+        # several expressions: SAM2 encodes each frame once for all of them (bounded cache)
+        share = shared_image_features(self.model.sam2, max_bytes=FEATURE_CACHE_BYTES) if len(texts) > 1 else None
+        with share or contextlib.nullcontext():
             for i, text in enumerate(texts):
                 grounding = self._ground(video, text, dense, lowres)
                 choice = select_keyframes(grounding.probabilities, keyframes, sampling, seed=seed)
