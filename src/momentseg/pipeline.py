@@ -301,8 +301,11 @@ class MomentSeg:
         context = self._context(video)
         results = []
         # several expressions: SAM2 encodes each frame once for all of them (bounded cache)
-        share = shared_image_features(self.model.sam2, max_bytes=FEATURE_CACHE_BYTES) if len(texts) > 1 else None
-        with share or contextlib.nullcontext():
+        if len(texts) > 1:
+            share = shared_image_features(self.model.sam2, max_bytes=FEATURE_CACHE_BYTES)
+        else:
+            share = contextlib.nullcontext()
+        with share:
             for i, text in enumerate(texts):
                 grounding = self._ground(video, text, dense, lowres)
                 choice = select_keyframes(grounding.probabilities, keyframes, sampling, seed=seed)
