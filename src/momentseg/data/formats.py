@@ -158,28 +158,28 @@ class RefVOSSplit:
     def frame_path(self, vid: str, frame: str) -> Path:
         return self.root / "JPEGImages" / vid / f"{frame}.jpg"
 
+    def _json_object(self, path: Path | None, missing: str, layout: str) -> dict:
+        if path is None:
+            raise InputError(f"{self.root} has no {missing}")
+        data = load_json(path)
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: expected an object {layout}")
+        return data
+
     @property
     def mask_dict(self) -> dict:
         if self._mask_dict is None:
-            if self.mask_dict_path is None:
-                raise InputError(f"{self.root} has no mask_dict.json (no ground truth in this split)")
-            data = load_json(self.mask_dict_path)
-            if not isinstance(data, dict):
-                raise InputError(f"{self.mask_dict_path}: expected an object {{anno_id: [RLE per frame]}}")
-            self._mask_dict = data
+            self._mask_dict = self._json_object(
+                self.mask_dict_path, "mask_dict.json (no ground truth in this split)", "{anno_id: [RLE per frame]}"
+            )
         return self._mask_dict
 
     @property
     def foreground(self) -> dict:
         if self._foreground is None:
-            if self.foreground_path is None:
-                raise InputError(f"{self.root} has no mask_dict_foreground.json (needed for ReVOS R)")
-            data = load_json(self.foreground_path)
-            if not isinstance(data, dict):
-                raise InputError(
-                    f"{self.foreground_path}: expected an object {{vid: {{'masks_rle': [...]}}}}"
-                )
-            self._foreground = data
+            self._foreground = self._json_object(
+                self.foreground_path, "mask_dict_foreground.json (needed for ReVOS R)", "{vid: {'masks_rle': [...]}}"
+            )
         return self._foreground
 
     def gt_rles(self, vid: str, exp_id: str) -> list[list]:

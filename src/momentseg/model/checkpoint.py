@@ -13,6 +13,7 @@ mapped to transformers' Sam2Video names by :func:`sam2_original_to_hf` (its inve
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import warnings
@@ -23,7 +24,7 @@ import torch
 
 from momentseg.errors import CheckpointError, InputError
 from momentseg.io.atomic import atomic_dir
-from momentseg.model.config import MomentSegConfig, preset_config
+from momentseg.model.config import HIERA_LARGE_BACKBONE, MomentSegConfig, preset_config
 from momentseg.model.tokenizer import add_task_tokens, load_tokenizer
 
 CONFIG_FILE = "config.json"
@@ -372,15 +373,7 @@ _HIERA_VARIANTS = {
         "global_attention_blocks": [12, 16, 20],
         "window_positional_embedding_background_size": [14, 14],
     },
-    (144, 48): {
-        "hidden_size": 144,
-        "embed_dim_per_stage": [144, 288, 576, 1152],
-        "num_attention_heads_per_stage": [2, 4, 8, 16],
-        "blocks_per_stage": [2, 6, 36, 4],
-        "global_attention_blocks": [23, 33, 43],
-        "window_positional_embedding_background_size": [7, 7],
-        "window_size_per_stage": [8, 4, 16, 8],
-    },
+    (144, 48): HIERA_LARGE_BACKBONE,
 }
 
 
@@ -394,7 +387,7 @@ def infer_sam2_config(original_state: dict[str, torch.Tensor], image_size: int =
         raise CheckpointError(
             f"unknown SAM2 image encoder (width {width}, {blocks} blocks); pass the SAM2 config explicitly"
         )
-    backbone = dict(backbone, image_size=[image_size, image_size])
+    backbone = dict(copy.deepcopy(backbone), image_size=[image_size, image_size])
     channels = backbone.get("embed_dim_per_stage", [96, 192, 384, 768])[::-1]
     s = image_size
     return {
