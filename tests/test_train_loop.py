@@ -283,7 +283,7 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path):
     opt = torch.optim.AdamW(model.parameters(), lr=0.1)
     model.forward_tsg([stream().sample(1)])["loss"].backward()
     opt.step()
-    folder = ckpt.save_checkpoint(tmp_path, 1, model, opt, {"seed": 0}, keep_last=1)
+    folder = ckpt.save_checkpoint(tmp_path, 1, ckpt.snapshot(model, opt), {"seed": 0}, keep_last=1)
     assert sorted(p.name for p in folder.iterdir()) == ["optimizer.safetensors", "state.json", "trainable.safetensors"]
     other = StandIn()
     opt2 = torch.optim.AdamW(other.parameters(), lr=0.5)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +54,42 @@ def _trainable(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
 
-def save_checkpoint(
-    out: Path,
-    step: int,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    facts: dict[str, Any],
-    keep_last: int,
-) -> Path:
-    """Write the checkpoint of ``step`` (call on one process only) and prune old ones; returns its folder."""
+@dataclass
+class Snapshot:
+    """A training state, full (unsharded) and keyed by parameter name, as a checkpoint holds it.
+
+    ``params``: trainable parameter → tensor; ``optimizer``: ``"<param>::<key>"`` → tensor (only parameters
+    that have optimizer state); ``scalars``: param → non-tensor optimizer state; ``groups``: the optimizer's
+    param groups, hyper-parameters plus ``"params"`` = parameter names in order.
+    """
+
+    params: dict[str, torch.Tensor]
+    optimizer: dict[str, torch.Tensor]
+    scalars: dict[str, dict[str, Any]]
+    groups: list[dict[str, Any]]
+
+
+def full_tensor(t: torch.Tensor) -> torch.Tensor:
+    """A CPU copy of ``t`` whole (never a view of live training state): an FSDP2 shard (DTensor) is
+    all-gathered (collective)."""
+    if hasattr(t, "full_tensor"):  # torch.distributed.tensor.DTensor
+        t = t.full_tensor()
+    return t.detach().to("cpu", copy=True).contiguous()
+
+
+def like(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """A copy of ``value`` (a whole tensor) laid out as ``target``: this process's shard when ``target`` is a
+    DTensor."""
+    if hasattr(target, "device_mesh"):
+        from torch.distributed.tensor import distribute_tensor
+
+        return distribute_tensor(value.to(target.device, target.dtype), target.device_mesh, target.placements)
+    return value.to(target.device, target.dtype, copy=True)
+
+
+def snapshot(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Snapshot:
+    """The :class:`Snapshot` of ``model`` and its (torch) ``optimizer``. With FSDP2 (DTensor parameters and
+    state) this is collective: every process calls it and gets the whole state."""
     params = _trainable(model)
     name_of = {id(p): n for n, p in params.items()}
     sd = optimizer.state_dict()
@@ -72,30 +100,33 @@ def save_checkpoint(
             if id(p) not in name_of:
                 raise CheckpointError("the optimizer holds a parameter that does not train")
             index_to_name[idx] = name_of[id(p)]
-    opt_tensors, opt_scalars = {}, {}
+    tensors, scalars = {}, {}
     for idx, state in sd["state"].items():
         name = index_to_name[idx]
         for key, value in state.items():
             if torch.is_tensor(value):
-                opt_tensors[f"{name}{_SEP}{key}"] = value.detach().cpu().contiguous()
+                tensors[f"{name}{_SEP}{key}"] = full_tensor(value)
             else:
-                opt_scalars.setdefault(name, {})[key] = value
-    groups = []
-    for sd_group in sd["param_groups"]:
-        g = {k: v for k, v in sd_group.items() if k != "params"}
-        g["params"] = [index_to_name[i] for i in sd_group["params"]]
-        groups.append(g)
+                scalars.setdefault(name, {})[key] = value
+    groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": [index_to_name[i] for i in g["params"]]}
+              for g in sd["param_groups"]]
+    return Snapshot({n: full_tensor(p) for n, p in params.items()}, tensors, scalars, groups)
+
+
+def save_checkpoint(out: Path, step: int, snap: Snapshot, facts: dict[str, Any], keep_last: int) -> Path:
+    """Write ``snap`` as the checkpoint of ``step`` (call on one process only) and prune old ones; returns
+    its folder."""
     state = {
         "format": FORMAT,
         "step": step,
-        "param_groups": groups,
-        "optimizer_scalars": opt_scalars,
+        "param_groups": snap.groups,
+        "optimizer_scalars": snap.scalars,
         "facts": facts,
     }
     target = checkpoint_dir(out, step)
     with atomic_dir(target) as tmp:
-        save_file({n: p.detach().cpu().contiguous() for n, p in params.items()}, str(tmp / "trainable.safetensors"))
-        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+        save_file({n: t.contiguous() for n, t in snap.params.items()}, str(tmp / "trainable.safetensors"))
+        save_file({n: t.contiguous() for n, t in snap.optimizer.items()}, str(tmp / "optimizer.safetensors"))
         (tmp / "state.json").write_text(json.dumps(state, indent=1, default=_json_default), encoding="utf-8")
     for _, old in list_checkpoints(out)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
@@ -118,53 +149,88 @@ def read_state(folder: Path) -> dict[str, Any]:
     return state
 
 
-def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Load trainable parameters and optimizer state from ``folder`` into ``model``/``optimizer`` (built
-    exactly as for the saved run); returns the checkpoint's state.json content."""
+def read_checkpoint(folder: Path) -> tuple[Snapshot, dict[str, Any]]:
+    """The :class:`Snapshot` stored in ``folder`` and its state.json content."""
     folder = Path(folder)
     state = read_state(folder)
-    params = _trainable(model)
-    weights = load_file(str(folder / "trainable.safetensors"))
-    if set(weights) != set(params):
-        missing, extra = sorted(set(params) - set(weights)), sorted(set(weights) - set(params))
+    try:
+        params = load_file(str(folder / "trainable.safetensors"))
+        tensors = load_file(str(folder / "optimizer.safetensors"))
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"unreadable checkpoint {folder}: {exc}") from None
+    groups = []
+    for g in state["param_groups"]:  # JSON turned tuples (betas) into lists
+        groups.append({k: (tuple(v) if k != "params" and isinstance(v, list) else v) for k, v in g.items()})
+    return Snapshot(params, tensors, state["optimizer_scalars"], groups), state
+
+
+def check_snapshot(snap: Snapshot, shapes: dict[str, tuple[int, ...]], group_names: list[list[str]],
+                   where: Path | str) -> None:
+    """Raise CheckpointError unless ``snap`` fits a model whose trainable parameters have ``shapes`` and an
+    optimizer whose groups hold ``group_names``."""
+    if set(snap.params) != set(shapes):
+        missing, extra = sorted(set(shapes) - set(snap.params)), sorted(set(snap.params) - set(shapes))
         raise CheckpointError(
-            f"checkpoint {folder} does not match the model's trainable parameters "
+            f"checkpoint {where} does not match the model's trainable parameters "
             f"(missing {missing[:3]}{'…' if len(missing) > 3 else ''}, unexpected {extra[:3]}"
             f"{'…' if len(extra) > 3 else ''})"
         )
-    with torch.no_grad():
-        for name, p in params.items():
-            if weights[name].shape != p.shape:
-                raise CheckpointError(f"checkpoint {folder}: {name} has shape {tuple(weights[name].shape)}, "
-                                      f"the model has {tuple(p.shape)}")
-            p.copy_(weights[name])
-    opt_tensors = load_file(str(folder / "optimizer.safetensors"))
+    for name, shape in shapes.items():
+        if tuple(snap.params[name].shape) != tuple(shape):
+            raise CheckpointError(f"checkpoint {where}: {name} has shape {tuple(snap.params[name].shape)}, "
+                                  f"the model has {tuple(shape)}")
+    if len(snap.groups) != len(group_names):
+        raise CheckpointError(f"checkpoint {where} has {len(snap.groups)} optimizer groups, "
+                              f"the optimizer has {len(group_names)}")
+    if [g["params"] for g in snap.groups] != group_names:
+        raise CheckpointError(f"checkpoint {where}: optimizer parameter groups differ from this model's")
+
+
+def optimizer_state_of(snap: Snapshot, name: str) -> dict[str, Any]:
+    """The optimizer state of parameter ``name`` in ``snap`` (empty if it has none)."""
+    prefix = f"{name}{_SEP}"
+    out: dict[str, Any] = {k[len(prefix):]: v for k, v in snap.optimizer.items() if k.startswith(prefix)}
+    out.update(snap.scalars.get(name, {}))
+    return out
+
+
+def restore(snap: Snapshot, model: torch.nn.Module, optimizer: torch.optim.Optimizer, where: Path | str) -> None:
+    """Load ``snap`` into ``model`` and its (torch) ``optimizer``, built exactly as for the saved run
+    (mismatch → CheckpointError). FSDP2-sharded parameters and state get this process's shards."""
+    params = _trainable(model)
     name_of = {id(p): n for n, p in params.items()}
-    index = {}  # param name -> index in this optimizer's numbering
-    saved_groups = state["param_groups"]
-    if len(saved_groups) != len(optimizer.param_groups):
-        raise CheckpointError(f"checkpoint {folder} has {len(saved_groups)} optimizer groups, "
-                              f"the optimizer has {len(optimizer.param_groups)}")
-    groups, i = [], 0
-    for saved, group in zip(saved_groups, optimizer.param_groups, strict=True):
-        names = [name_of.get(id(p)) for p in group["params"]]
-        if names != saved["params"]:
-            raise CheckpointError(f"checkpoint {folder}: optimizer parameter groups differ from this model's")
-        ids = []
-        for n in names:
-            index[n] = i
-            ids.append(i)
-            i += 1
-        groups.append({**{k: v for k, v in saved.items() if k != "params"}, "params": ids})
-    opt_state: dict[int, dict[str, Any]] = {}
-    for key, tensor in opt_tensors.items():
-        name, sub = key.rsplit(_SEP, 1)
-        opt_state.setdefault(index[name], {})[sub] = tensor
-    for name, scalars in state["optimizer_scalars"].items():
-        opt_state.setdefault(index[name], {}).update(scalars)
-    for g in groups:  # JSON turned tuples (betas) into lists
-        for k, v in g.items():
-            if k != "params" and isinstance(v, list):
-                g[k] = tuple(v)
+    group_names = [[name_of.get(id(p)) for p in g["params"]] for g in optimizer.param_groups]
+    check_snapshot(snap, {n: tuple(p.shape) for n, p in params.items()}, group_names, where)
+    restore_params(snap, model)
+    index = {n: i for i, n in enumerate(n for names in group_names for n in names)}
+    opt_state = {}
+    for n in index:
+        state = optimizer_state_of(snap, n)
+        if state:  # per-element state (Adam moments) sharded like the parameter; scalars and step as saved
+            opt_state[index[n]] = {k: _state_value(v, params[n]) for k, v in state.items()}
+    groups = [{**{k: v for k, v in saved.items() if k != "params"}, "params": [index[n] for n in saved["params"]]}
+              for saved in snap.groups]
     optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
+
+
+def _state_value(value: Any, param: torch.Tensor) -> Any:
+    """An optimizer state entry for ``param``: per-element tensors (Adam's moments) laid out like it, other
+    tensors (the step count) copied: the optimizer updates them in place, the snapshot must not change."""
+    if not torch.is_tensor(value):
+        return value
+    return like(value, param) if value.shape == param.shape else value.clone()
+
+
+def restore_params(snap: Snapshot, model: torch.nn.Module) -> None:
+    """Copy ``snap``'s parameters into the trainable parameters of ``model`` (shards of them with FSDP2)."""
+    with torch.no_grad():
+        for name, p in _trainable(model).items():
+            p.copy_(like(snap.params[name], p))
+
+
+def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Load trainable parameters and optimizer state from ``folder`` into an unsharded ``model`` and its
+    ``optimizer``; returns the checkpoint's state.json content."""
+    snap, state = read_checkpoint(folder)
+    restore(snap, model, optimizer, folder)
     return state

@@ -6,16 +6,17 @@ trains here. The trainer is the one place where components are weighted (``loss:
 micro-batch's loss is the mean over its samples of ``Σ weight × component``, so with gradient accumulation
 and data parallelism every sample of an optimizer step counts equally.
 
-Distributed training runs through 🤗 accelerate (launch with ``accelerate launch`` or ``torchrun``), as DDP.
-FSDP / DeepSpeed ZeRO-2 accelerate configs ship in ``configs/accelerate/`` but are refused for now: their
-sharded state needs gathering that ``checkpoint.py`` does not do yet. Checkpoints are written by the main
-process; resume is exact (see ``data.py`` for why no sampler/RNG state is needed).
+Distributed training runs through 🤗 accelerate (launch with ``accelerate launch`` or ``torchrun``): DDP,
+FSDP or DeepSpeed ZeRO-2 (``configs/accelerate/``). Checkpoints hold the full state, gathered from every
+process (:mod:`momentseg.train.engine`) and written by the main one; resume is exact (see ``data.py`` for why no
+sampler/RNG state is needed).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from momentseg.io.atomic import atomic_dir, atomic_write_text
 from momentseg.train import checkpoint as ckpt
 from momentseg.train.config import LossConfig, TrainConfig
 from momentseg.train.data import SampleStream, batch_positions
+from momentseg.train.engine import TrainState, engine_kind
 
 WEIGHT_ATTRS = {
     "find_loss": ("find", "find_loss_weight"),
@@ -157,18 +159,35 @@ def train(
 
     out = Path(out if out is not None else cfg.out)
     run = cfg.run
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    if deepspeed and not torch.cuda.is_available():
+        # DeepSpeed on CPU (its CPU accelerator): accelerate only enables DeepSpeed with cpu=False, and then
+        # counts the processes only when told the backend
+        from accelerate import PartialState
+
+        PartialState(cpu=False, backend="gloo")
     accelerator = Accelerator(
         mixed_precision=_mixed_precision(run.precision),
         gradient_accumulation_steps=run.grad_accum,
-        cpu=not torch.cuda.is_available(),
+        cpu=not torch.cuda.is_available() and not deepspeed,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
-    from accelerate.utils import DistributedType
-
-    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-        # Their sharded parameters / optimizer state need collective gathering that checkpoint.py does not do.
-        raise InputError(f"momentseg train runs single-process or DDP; checkpointing under "
-                         f"{accelerator.distributed_type.value} is not implemented yet (use configs/accelerate/ddp.yaml)")
+    kind = engine_kind(accelerator)
+    if kind == "fsdp":
+        if accelerator.state.fsdp_plugin.fsdp_version != 2:
+            raise InputError("FSDP: momentseg train runs FSDP2 (fsdp_version: 2, configs/accelerate/fsdp.yaml); "
+                             "FSDP1's flat parameters are not supported")
+        if model is not None:
+            raise InputError("FSDP training builds its model from the config (the final model is rebuilt from it)")
+    if kind == "deepspeed":
+        ds = accelerator.state.deepspeed_plugin.deepspeed_config
+        stage = ds.get("zero_optimization", {}).get("stage", 0)
+        if stage not in (1, 2):
+            raise InputError(f"DeepSpeed ZeRO stage {stage}: momentseg train supports stages 1 and 2 "
+                             f"(configs/accelerate/deepspeed_zero2.json)")
+        # the training config owns batch size and clipping (the DeepSpeed JSON says "auto")
+        ds["train_micro_batch_size_per_gpu"] = run.batch_size
+        ds["gradient_clipping"] = cfg.optim.clip
     rank, world = accelerator.process_index, accelerator.num_processes
     main = accelerator.is_main_process
     global_batch = world * run.grad_accum * run.batch_size
@@ -193,24 +212,26 @@ def train(
         param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps
     )
     facts = {"seed": cfg.seed, "global_batch": global_batch, "steps": run.steps}
+    state = TrainState(model, optimizer)
+    module = JointLoss(model, cfg.loss)
+    module, optimizer = accelerator.prepare(module, optimizer)
+    state.bind(kind, module, optimizer)
+    trainable = [p for p in module.parameters() if p.requires_grad]
     start = 0
     if resume:
         last_step, folder = existing[-1]
-        state = ckpt.load_checkpoint(folder, model, optimizer)
-        saved = state["facts"]
+        snap, saved_state = ckpt.read_checkpoint(folder)
+        saved = saved_state["facts"]
         if saved["seed"] != cfg.seed or saved["global_batch"] != global_batch:
             raise InputError(
                 f"--resume: {folder} was written with seed {saved['seed']} and global batch "
                 f"{saved['global_batch']}, this run has seed {cfg.seed} and global batch {global_batch} "
                 f"(processes × grad_accum × batch_size); an exact resume needs both equal"
             )
-        start = state["step"]
+        start = saved_state["step"]
         if start >= run.steps:
             raise InputError(f"--resume: {folder} is at step {start}, the config asks for {run.steps} steps")
-
-    module = JointLoss(model, cfg.loss)
-    module, optimizer = accelerator.prepare(module, optimizer)
-    trainable = [p for p in module.parameters() if p.requires_grad]
+        state.restore(snap, folder)
 
     log_path = out / "metrics.jsonl"
     if main:
@@ -239,7 +260,7 @@ def train(
                     result = module(tsg, refvos)
                     accelerator.backward(result["loss"])
                     if accelerator.sync_gradients:
-                        if cfg.optim.clip > 0:
+                        if cfg.optim.clip > 0 and kind != "deepspeed":  # DeepSpeed clips in its step
                             grad_norm = accelerator.clip_grad_norm_(trainable, cfg.optim.clip)
                         optimizer.step()
                         optimizer.zero_grad(set_to_none=True)
@@ -257,17 +278,26 @@ def train(
                 if on_step is not None:
                     on_step(record)
                 progress.update(record)
+            if kind == "deepspeed" and grad_norm is None:
+                grad_norm = module.get_global_grad_norm()
             if (step + 1) % run.checkpoint_every == 0 or step + 1 == run.steps:
                 accelerator.wait_for_everyone()
+                snap = state.snapshot()  # collective: every process takes part in gathering
                 if main:
-                    ckpt.save_checkpoint(out, step + 1, accelerator.unwrap_model(module).model, optimizer.optimizer,
-                                         facts, run.keep_last)
+                    ckpt.save_checkpoint(out, step + 1, snap, facts, run.keep_last)
                 accelerator.wait_for_everyone()
 
     final = out / "final"
     accelerator.wait_for_everyone()
     if main:
-        inner = accelerator.unwrap_model(module).model
+        if kind == "fsdp":
+            # the trained module's parameters are shards: rebuild the model and load the gathered state
+            torch.manual_seed(cfg.seed)
+            inner = build_model(cfg)
+            apply_trainable(inner, cfg.model)
+            ckpt.restore_params(snap, inner)
+        else:
+            inner = accelerator.unwrap_model(module).model
         with atomic_dir(final) as tmp:
             merge_lora(inner).save_pretrained(tmp)
     accelerator.wait_for_everyone()
