@@ -48,7 +48,7 @@ def _step(module, optimizer, samples):
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(loss)
+    return float(loss.detach())
 
 
 def _batches():
@@ -96,6 +96,7 @@ def _worker(out: Path):
         ckpt.save_checkpoint(out / "final", STEPS + 1, final, {}, keep_last=1)
         save_file({"after": torch.tensor(after), "resumed": torch.tensor(resumed),
                    "absent": torch.tensor(absent)}, str(out / "values.safetensors"))
+    dist.barrier()  # both processes are done with gloo before it is torn down
     dist.destroy_process_group()
 
 
