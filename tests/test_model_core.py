@@ -143,3 +143,23 @@ def test_pooled_query_makes_the_seg_embedding_follow_the_text(model):
     b, _ = model.seg_embedding(kf, "blue cube")
     cos = torch.nn.functional.cosine_similarity(a, b, dim=0)
     assert cos < 0.99
+
+
+def test_tiny_sam2_starts_with_unit_scale_features(model):
+    """A from-scratch SAM2 (tiny preset) must not start with vanishing features: under transformers' N(0, 0.02)
+    init the S/4 features read by the mask decoder and the pixel query have std ≈ 0.003 and the [SEG] path
+    barely learns; the tiny preset re-initialises SAM2's convs / linears with PyTorch's fan-in init."""
+    from momentseg.data import synthetic as syn
+    from momentseg.model.sam2 import build_sam2, preprocess_for_sam2
+
+    video = syn.generate_video(syn.video_seed(syn.SPLIT_SEEDS["val"], 0), syn.video_id(0), syn.WorldConfig())
+    px = preprocess_for_sam2(video.frames[:2], model.config.sam2_image_size)
+
+    def s4_std(sam2):
+        with torch.no_grad():
+            return float(sam2.get_image_features(px, return_dict=True).fpn_hidden_states[0].std())
+
+    assert s4_std(model.sam2) > 0.05
+    torch.manual_seed(0)
+    assert s4_std(build_sam2(model.config.sam2)) < 0.02  # transformers' own init, for contrast
+    assert model.sam2.mask_decoder.pred_obj_score_head.proj_out.bias.item() == pytest.approx(2.0)

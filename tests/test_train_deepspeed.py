@@ -78,6 +78,10 @@ def test_zero2_matches_one_process_and_resumes_exactly(tmp_path):
     l_one = json.loads((tmp_path / "single" / "losses.json").read_text())
     assert len(l_ds) == STEPS
     np.testing.assert_allclose(l_ds, l_one, rtol=1e-5)
+    # the logged gradient norm (before clipping) is DeepSpeed's, equal to the one process's
+    norms = [[json.loads(x)["grad_norm"] for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+             for run in ("ds", "single")]
+    np.testing.assert_allclose(norms[0], norms[1], rtol=1e-4)
 
     # the DeepSpeed checkpoint holds the full (gathered) state: the same parameter names and shapes as the
     # plain run's checkpoint, Adam moments for every trained parameter, close to the plain run's values

@@ -268,6 +268,8 @@ def train(
                     if k != "loss":
                         sums[k] = sums.get(k, 0.0) + v
                 sums["loss"] = sums.get("loss", 0.0) + result["loss"].detach().float().cpu() * len(positions)
+            if kind == "deepspeed":  # DeepSpeed clipped inside its step; it keeps the norm it measured
+                grad_norm = module.get_global_grad_norm()
             record = _step_record(accelerator, sums, step + 1, lr, global_batch,
                                   time.perf_counter() - t0, grad_norm)
             if main:
@@ -278,8 +280,6 @@ def train(
                 if on_step is not None:
                     on_step(record)
                 progress.update(record)
-            if kind == "deepspeed" and grad_norm is None:
-                grad_norm = module.get_global_grad_norm()
             if (step + 1) % run.checkpoint_every == 0 or step + 1 == run.steps:
                 accelerator.wait_for_everyone()
                 snap = state.snapshot()  # collective: every process takes part in gathering
@@ -294,6 +294,7 @@ def train(
             # the trained module's parameters are shards: rebuild the model and load the gathered state
             torch.manual_seed(cfg.seed)
             inner = build_model(cfg)
+            set_loss_weights(inner, cfg.loss)
             apply_trainable(inner, cfg.model)
             ckpt.restore_params(snap, inner)
         else:
