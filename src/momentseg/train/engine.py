@@ -121,7 +121,9 @@ class TrainState:
         for group, names in enumerate(self.group_names):
             states = [optimizer_state_of(snap, n) for n in names]
             if any(states) and not all(states):
-                raise CheckpointError("DeepSpeed resume: some parameters of an optimizer group have no state")
+                raise CheckpointError("DeepSpeed resume: some parameters of an optimizer group have no optimizer "
+                                      "state in the checkpoint (they never got a gradient), but ZeRO keeps one "
+                                      "state per group; resume that run under DDP or a single process")
             if states and states[0]:
                 flat = zero.single_partition_of_fp32_groups[group]
                 # ZeRO creates its optimizer state lazily at the first step: create it here so it can be filled
@@ -129,9 +131,8 @@ class TrainState:
                 base.state[flat] = {k: torch.zeros_like(flat) for k in keys}
                 base.state[flat]["step"] = states[0]["step"].clone().to(torch.float32)
         _relink(zero)
-        saved_groups = {i: g for i, g in enumerate(snap.groups)}
-        for i, g in enumerate(base.param_groups):
-            g.update({k: v for k, v in saved_groups[i].items() if k != "params"})
+        for g, saved in zip(base.param_groups, snap.groups, strict=True):
+            g.update({k: v for k, v in saved.items() if k != "params"})
         for names in self.group_names:
             for name in names:
                 p = live[name]
