@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,7 +18,6 @@ from safetensors.torch import load_file, save_file
 
 pytest.importorskip("deepspeed", reason="DeepSpeed is in the dev extra; install it to run this test")
 
-ROOT = Path(__file__).resolve().parents[1]
 STEPS = 4
 
 
@@ -41,33 +38,18 @@ def _run(out: Path, batch: int, resume: bool = False):
         (out / f"losses{'-resumed' if resume else ''}.json").write_text(json.dumps([r["loss"] for r in result.history]))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(*args: str):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent), "DS_ACCELERATOR": "cpu"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           "configs/accelerate/deepspeed_zero2.yaml", "--num_processes", "2", "--main_process_port",
-           str(_free_port()), str(Path(__file__).resolve()), *args]
-    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("[rank")]
-    assert proc.returncode == 0, "\n".join(errors[-30:]) or proc.stderr[-4000:]
+    from multiproc import accelerate_launch
+
+    accelerate_launch("configs/accelerate/deepspeed_zero2.yaml", __file__, *args, env={"DS_ACCELERATOR": "cpu"})
 
 
 def test_zero2_matches_one_process_and_resumes_exactly(tmp_path):
     from momentseg.train import checkpoint as ckpt
+    from multiproc import synced_weights
 
     _launch(str(tmp_path / "ds"), "fresh")
-    r0 = load_file(str(tmp_path / "ds" / "rank0.safetensors"))
-    r1 = load_file(str(tmp_path / "ds" / "rank1.safetensors"))
-    for k in r0:
-        assert torch.equal(r0[k], r1[k]), f"processes diverged at {k}"
-    final = load_file(str(tmp_path / "ds" / "final" / "model.safetensors"))
-    for k in r0:
-        assert torch.equal(r0[k], final[k])
+    r0 = synced_weights(tmp_path / "ds")
 
     # one plain process, batch 2·2 (× the same accumulation) = the same global batch
     _run(tmp_path / "single", batch=4)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -32,26 +30,11 @@ def _run(out: Path, batch: int):
         (out / "losses.json").write_text(json.dumps([r["loss"] for r in result.history]))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_stay_in_sync_and_match_one_process(tmp_path):
-    here = Path(__file__).resolve()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(here.parent)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), str(here), str(tmp_path / "ddp")]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r0 = load_file(str(tmp_path / "ddp" / "rank0.safetensors"))
-    r1 = load_file(str(tmp_path / "ddp" / "rank1.safetensors"))
-    for k in r0:
-        assert torch.equal(r0[k], r1[k]), f"processes diverged at {k}"
-    final = load_file(str(tmp_path / "ddp" / "final" / "model.safetensors"))
-    for k in r0:
-        assert torch.equal(r0[k], final[k])
+    from multiproc import synced_weights, torchrun
+
+    torchrun(__file__, tmp_path / "ddp")
+    r0 = synced_weights(tmp_path / "ddp")
     # one process, batch 2·2 = the same global batch
     _run(tmp_path / "single", batch=4)
     single = load_file(str(tmp_path / "single" / "rank0.safetensors"))

@@ -6,9 +6,6 @@ Run as a script, this file is the worker that torchrun starts."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -100,24 +97,13 @@ def _worker(out: Path):
     dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_fsdp_snapshot_is_the_full_state_and_restores_exactly(tmp_path):
     from safetensors.torch import load_file
 
     from momentseg.train import checkpoint as ckpt
+    from multiproc import torchrun
 
-    here = Path(__file__).resolve()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(here.parent)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), str(here), str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("[rank")]
-    assert proc.returncode == 0, "\n".join(errors[-30:]) or proc.stderr[-4000:]
+    torchrun(__file__, tmp_path)
 
     def read(name):
         return ckpt.read_checkpoint(ckpt.list_checkpoints(tmp_path / name)[-1][1])[0]
