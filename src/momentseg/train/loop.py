@@ -282,7 +282,8 @@ def train(
                 progress.update(record)
             if (step + 1) % run.checkpoint_every == 0 or step + 1 == run.steps:
                 accelerator.wait_for_everyone()
-                snap = state.snapshot()  # collective: every process takes part in gathering
+                # sharded engines gather collectively (every process); under DDP only the main process copies
+                snap = state.snapshot() if main or kind != "torch" else None
                 if main:
                     ckpt.save_checkpoint(out, step + 1, snap, facts, run.keep_last)
                 accelerator.wait_for_everyone()
