@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from momentseg.cli import main
 from momentseg.errors import InputError
 from momentseg.eval.davis_unsupervised import PROTOCOL, evaluate_referformer_davis
 from momentseg.eval.metrics import db_statistics, f_measure
@@ -130,15 +129,7 @@ def brute_force_annotator(preds):
 # ----------------------------------------------------------------------------------------------------- tests
 
 
-def run_cli(args):
-    try:
-        main(args)
-    except SystemExit as exc:
-        return exc.code
-    return 0
-
-
-def test_perfect_permuted_ids_score_100_via_cli(tmp_path, capsys):
+def test_perfect_permuted_ids_score_100_via_cli(tmp_path, capsys, cli):
     root = make_davis(tmp_path / "DAVIS")
     pred = tmp_path / "valid"
     perms = [{1: 1, 2: 2}, {1: 2, 2: 1}, {1: 2, 2: 1}, {1: 1, 2: 2}]
@@ -150,7 +141,7 @@ def test_perfect_permuted_ids_score_100_via_cli(tmp_path, capsys):
     )  # eval_davis.py output, not a sequence
     out = tmp_path / "r.json"
     args = ["eval", "-b", "refdavis", "--protocol", "referformer", "--data", str(root), "--pred", str(pred)]
-    assert run_cli([*args, "--out", str(out), "-j", "1"]) == 0
+    assert cli([*args, "--out", str(out), "-j", "1"]) == 0
     report = json.loads(out.read_text())
     assert (report["J"], report["F"], report["J&F"]) == (100.0, 100.0, 100.0)
     assert report["protocol"] == PROTOCOL and report["benchmark"] == "refdavis"
@@ -200,7 +191,7 @@ def test_hand_computable_case_and_annotator_mean(tmp_path):
     assert evaluate_referformer_davis(root, pred, workers=2, n_annotators=2) == report
 
 
-def test_errors(tmp_path, capsys):
+def test_errors(tmp_path, capsys, cli):
     root = make_davis(tmp_path / "DAVIS")
     pred = tmp_path / "pred"
     for a in range(2):
@@ -209,11 +200,11 @@ def test_errors(tmp_path, capsys):
     out = tmp_path / "r.json"
     base = ["eval", "--data", str(root), "--pred", str(pred), "--out", str(out), "-j", "1"]
 
-    assert run_cli([*base, "-b", "mevis", "--protocol", "referformer"]) == 2
+    assert cli([*base, "-b", "mevis", "--protocol", "referformer"]) == 2
     assert "--protocol is only for --benchmark refdavis" in capsys.readouterr().err
-    assert run_cli([*base, "-b", "refdavis", "--protocol", "davis"]) == 2
+    assert cli([*base, "-b", "refdavis", "--protocol", "davis"]) == 2
     assert "--protocol must be one of sa2va, referformer" in capsys.readouterr().err
-    assert run_cli([*base, "-b", "refdavis", "--protocol", "referformer"]) == 2  # needs anno_0..anno_3
+    assert cli([*base, "-b", "refdavis", "--protocol", "referformer"]) == 2  # needs anno_0..anno_3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "anno_2" in err[0] and "not found" in err[0] and not out.exists()
     with pytest.raises(InputError, match="only for --benchmark refdavis"):

@@ -272,20 +272,12 @@ def test_bad_inputs(tmp_path):
 # ----------------------------------------------------------------------------------------------------- CLI
 
 
-def run_cli(args):
-    try:
-        main(args)
-    except SystemExit as exc:
-        return exc.code
-    return 0
-
-
-def test_cli_eval_refvos_and_tsg(tmp_path, capsys):
+def test_cli_eval_refvos_and_tsg(tmp_path, capsys, cli):
     data = make_split(tmp_path / "valid_u", MEVIS)
     pred = _mevis_preds(tmp_path)
     out = tmp_path / "report.json"
     assert (
-        run_cli(
+        cli(
             [
                 "eval",
                 "--benchmark",
@@ -317,7 +309,7 @@ def test_cli_eval_refvos_and_tsg(tmp_path, capsys):
     tp.write_text(json.dumps({"qid": 0, "pred_relevant_windows": [[0, 10, 1.0]]}) + "\n")
     out2 = tmp_path / "tsg.json"
     assert (
-        run_cli(["eval", "--benchmark", "charades", "--gt", str(gt), "--pred", str(tp), "--out", str(out2)])
+        cli(["eval", "--benchmark", "charades", "--gt", str(gt), "--pred", str(tp), "--out", str(out2)])
         == 0
     )
     rep = json.loads(out2.read_text())
