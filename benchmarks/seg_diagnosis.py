@@ -16,6 +16,7 @@ If the three agree, neither sampling nor propagation limits the model: the text 
 from __future__ import annotations
 
 import argparse
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -24,7 +25,6 @@ import torch.nn.functional as F
 from momentseg.data import synthetic as syn
 from momentseg.eval.metrics import j_measure
 from momentseg.io.video import open_video
-from momentseg.model.preprocess import target_size
 from momentseg.model.sam2 import decode_clip, preprocess_for_sam2
 from momentseg.pipeline import MomentSeg
 
@@ -57,12 +57,12 @@ def main() -> None:
             gt = v.expression_masks(exp)
             r = pipe.segment(video, [exp.text]).expressions[0]
             bap = float(np.mean(j_measure(gt, r.masks.to_array())))
-            seg_hw = target_size(video.height, video.width, c.seg_frame_size, m.layout)
-            emb, _ = m.seg_embedding(video.get_frames(r.keyframes, size=seg_hw), exp.text, context=context)
+            # the pipeline's [SEG] pass on its own keyframes, then on oracle ones
+            emb, _ = pipe._seg_prompt(video, exp.text, SimpleNamespace(indices=r.keyframes), context)
             independent = float(np.mean(j_measure(gt, frame_by_frame(m, px, emb, hw))))
             visible = np.flatnonzero(gt.reshape(len(gt), -1).any(1))
             keys = visible[np.linspace(0, len(visible) - 1, 8).round().astype(int)]
-            emb, _ = m.seg_embedding(video.get_frames(keys, size=seg_hw), exp.text, context=context)
+            emb, _ = pipe._seg_prompt(video, exp.text, SimpleNamespace(indices=keys), context)
             oracle = float(np.mean(j_measure(gt, frame_by_frame(m, px, emb, hw))))
             rows.append((bap, independent, oracle))
             print(f"{v.video_id} {exp.text[:48]:48s} bap {bap:.3f}  independent {independent:.3f}  "

@@ -70,10 +70,10 @@ class TrainState:
 
     def restore(self, snap: Snapshot, where: Path | str) -> None:
         """Load ``snap`` (collective: every process calls with the same snapshot)."""
-        check_snapshot(snap, self.shapes, self.group_names, where)
         if self.kind == "deepspeed":
+            check_snapshot(snap, self.shapes, self.group_names, where)
             self._deepspeed_restore(snap)
-        else:
+        else:  # checks the snapshot against the live parameters itself
             restore(snap, self._inner_model(), self._torch_optimizer(), where)
 
     # ------------------------------------------------------------------ DeepSpeed ZeRO-2

@@ -155,7 +155,7 @@ def train(
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
-    from momentseg.train.params import apply_trainable, enable_gradient_checkpointing, merge_lora
+    from momentseg.train.params import enable_gradient_checkpointing, merge_lora
 
     out = Path(out if out is not None else cfg.out)
     run = cfg.run
@@ -199,11 +199,7 @@ def train(
         raise InputError(f"--resume: no checkpoint found under {out}/checkpoints")
     accelerator.wait_for_everyone()  # every process has looked before the main one writes anything
 
-    torch.manual_seed(cfg.seed)  # the same initial weights on every process and on resume
-    if model is None:
-        model = build_model(cfg)
-    set_loss_weights(model, cfg.loss)
-    apply_trainable(model, cfg.model)
+    model = _initial_model(cfg, model)
     if cfg.model.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     if stream is None:
@@ -292,11 +288,10 @@ def train(
     accelerator.wait_for_everyone()
     if main:
         if kind == "fsdp":
-            # the trained module's parameters are shards: rebuild the model and load the gathered state
-            torch.manual_seed(cfg.seed)
-            inner = build_model(cfg)
-            set_loss_weights(inner, cfg.loss)
-            apply_trainable(inner, cfg.model)
+            # the trained module's parameters are shards: rebuild the model (with the config training ended
+            # with: build_stream may have set its frame sampling) and load the gathered state
+            inner = _initial_model(cfg)
+            inner.config = accelerator.unwrap_model(module).model.config
             ckpt.restore_params(snap, inner)
         else:
             inner = accelerator.unwrap_model(module).model
@@ -365,6 +360,19 @@ class _Progress:
         if self.enabled:
             info = f"loss {record['loss']:.4f}  lr {record['lr']:.2e}  {record['samples_per_s']:.1f} samples/s"
             self._bar.update(self._task, completed=record["step"], info=info)
+
+
+def _initial_model(cfg: TrainConfig, model: torch.nn.Module | None = None) -> torch.nn.Module:
+    """``model`` (default: the one the config names, built under ``cfg.seed`` so every process and every
+    rebuild gets the same weights) with the config's loss weights and trainable parts set."""
+    from momentseg.train.params import apply_trainable
+
+    torch.manual_seed(cfg.seed)
+    if model is None:
+        model = build_model(cfg)
+    set_loss_weights(model, cfg.loss)
+    apply_trainable(model, cfg.model)
+    return model
 
 
 def build_model(cfg: TrainConfig) -> torch.nn.Module:
