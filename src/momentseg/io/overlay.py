@@ -60,18 +60,38 @@ def _pick_codec() -> str:
         return "mpeg4"
 
 
-def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float) -> int:
+TIME_BASE = Fraction(1, 60000)
+"""Time base of videos written with explicit ``timestamps``: exact for 24, 25, 30, 50, 60 and 29.97 fps, and
+within the limit of MPEG-4 Part 2 (denominator <= 65535)."""
+
+
+def write_video(
+    path: str | os.PathLike,
+    frames: Iterable[np.ndarray],
+    fps: float,
+    timestamps: Sequence[float] | np.ndarray | None = None,
+) -> int:
     """Encode ``frames`` (each ``(H, W, 3) uint8`` RGB, all one size) to a video file at ``fps``.
 
-    The container follows ``path``'s suffix (normally ``.mp4``). Frames are encoded one at a time as they
-    come (memory stays flat). Odd heights/widths are padded by one edge row/column, because yuv420p needs
-    even sizes. Written atomically. Returns the number of frames written.
+    ``timestamps`` (seconds, one per frame, increasing; the first frame is shown at 0): each frame keeps its
+    own presentation time (variable frame rate preserved, rounded to :data:`TIME_BASE`); ``fps`` is then
+    only the nominal rate. The container follows ``path``'s suffix (normally ``.mp4``). Frames are encoded
+    one at a time as they come (memory stays flat). Odd heights/widths are padded by one edge row/column,
+    because yuv420p needs even sizes. Written atomically. Returns the number of frames written.
     """
     import av
 
     if not (isinstance(fps, (int, float)) and np.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be a positive number, got {fps!r}")
     rate = Fraction(fps).limit_denominator(65535)  # MPEG-4 Part 2 allows time-base denominators <= 65535
+    pts = None
+    if timestamps is not None:
+        seconds = np.asarray(timestamps, dtype=np.float64)
+        if seconds.ndim != 1 or not np.all(np.isfinite(seconds)):
+            raise ValueError("timestamps must be a 1-D sequence of finite seconds")
+        pts = np.rint((seconds - (seconds[0] if len(seconds) else 0.0)) * TIME_BASE.denominator).astype(np.int64)
+        if len(pts) > 1 and np.any(np.diff(pts) <= 0):
+            raise ValueError("timestamps must increase (by at least 1/60000 s) from frame to frame")
     codec = _pick_codec()
     count = 0
     with atomic_path(path) as tmp:
@@ -85,10 +105,15 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
                         raise ValueError(f"frames must be (H, W, 3) uint8, got {frame.shape} {frame.dtype}")
                     shape = frame.shape
                     stream = container.add_stream(codec, rate=rate)
+                    if pts is not None:
+                        stream.codec_context.time_base = TIME_BASE
+                        stream.time_base = TIME_BASE
                     stream.height, stream.width = shape[0] + shape[0] % 2, shape[1] + shape[1] % 2
                     stream.pix_fmt = "yuv420p"
                     if codec == "libx264":
                         stream.options = {"crf": "18", "preset": "veryfast"}
+                        if pts is not None:  # no B-frames: an mp4 then declares the true (VFR) duration
+                            stream.options = {**stream.options, "bf": "0"}
                     else:
                         stream.bit_rate = int(stream.width * stream.height * float(rate) * 0.6)
                 elif frame.shape != shape or frame.dtype != np.uint8:
@@ -96,11 +121,19 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
                 if shape[0] % 2 or shape[1] % 2:
                     frame = np.pad(frame, ((0, shape[0] % 2), (0, shape[1] % 2), (0, 0)), mode="edge")
                 av_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-                av_frame.pts = count
+                if pts is not None:
+                    if count >= len(pts):
+                        raise ValueError(f"got more frames than the {len(pts)} timestamps")
+                    av_frame.pts = int(pts[count])
+                    av_frame.time_base = TIME_BASE
+                else:
+                    av_frame.pts = count
                 container.mux(stream.encode(av_frame))
                 count += 1
             if stream is None:
                 raise ValueError("write_video got no frames")
+            if pts is not None and count != len(pts):
+                raise ValueError(f"got {count} frames but {len(pts)} timestamps")
             container.mux(stream.encode(None))
     return count
 
@@ -125,6 +158,7 @@ def write_overlay(
         size: ``(height, width)`` of the drawn frames (default: the video's size); masks are resized to it
             (nearest neighbour). A panel with the texts and timelines is added below the frame.
 
+    Each frame keeps its timestamp in ``video`` (a variable-frame-rate video stays variable).
     Returns the number of frames written (``len(video)``).
     """
     if len(masks) != len(texts):
@@ -157,7 +191,7 @@ def write_overlay(
                 paint_mask(frame, mask, PALETTE[k % len(PALETTE)])
             yield np.concatenate([frame, panel.draw(float(video.timestamps[i]))], axis=0)
 
-    return write_video(path, frames(), video.fps)
+    return write_video(path, frames(), video.fps, timestamps=video.timestamps)
 
 
 def paint_mask(frame: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -> None:

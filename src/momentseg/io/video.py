@@ -9,13 +9,16 @@ timestamps, decoding nothing), never from container metadata: ``num_frames`` is 
 stream really holds and ``timestamps`` are each frame's ``pts × time_base`` (seconds, relative to the first
 frame), so variable-frame-rate files are exact. Frames are matched by pts while decoding, which makes
 random access frame-exact: far-apart indices are reached by seeking to the keyframe before the target and
-decoding forward. Every problem with the input is raised as :class:`momentseg.errors.InputError` naming the
+decoding forward. When the container's header declares a frame count or duration that the stream does not
+hold (a file cut short), a one-line warning is logged (logger ``momentseg.io.video``) and the frames that can be
+read are used. Every problem with the input is raised as :class:`momentseg.errors.InputError` naming the
 file; PyAV's own exceptions never leak.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 import re
@@ -34,6 +37,14 @@ DEFAULT_FPS = 30.0
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 """File name endings (case-insensitive) that count as frames in a frame folder; other files are ignored."""
 
+log = logging.getLogger(__name__)
+
+DAMAGE_TOLERANCE = 0.05
+"""A video file whose header declares a frame count or duration differing from what its stream holds by more
+than this fraction (and more than :data:`DAMAGE_MIN_FRAMES` frames) is reported as damaged / truncated."""
+
+DAMAGE_MIN_FRAMES = 2
+
 _SEEK_MIN_SKIP = 16
 """Seek forward only when that skips decoding at least this many frames (a seek costs a few decodes)."""
 
@@ -49,7 +60,8 @@ class Video:
         fps: average frame rate, frames per second.
         timestamps: ``(num_frames,) float64`` seconds of each frame; the first frame is at 0.
         height, width: frame size in pixels.
-        frame_names: one name per frame — file stems for a frame folder, ``f"{i:05d}"`` otherwise.
+        frame_names: one unique name per frame — file stems for a frame folder (full file names when two
+            stems coincide), ``f"{i:05d}"`` otherwise. Output masks are named after them.
     """
 
     source: str
@@ -255,6 +267,10 @@ class _FolderVideo(Video):
         self.fps = fps
         self.timestamps = _regular_timestamps(self.num_frames, fps)
         self.frame_names = [f.stem for f in self._files]
+        if len(set(self.frame_names)) != self.num_frames:  # e.g. a.jpg and a.png: keep the suffix
+            self.frame_names = [f.name for f in self._files]
+        if len(set(self.frame_names)) != self.num_frames:  # one file listed twice (or two folders)
+            self.frame_names = [f"{i:05d}_{name}" for i, name in enumerate(self.frame_names)]
         with self._open_image(0) as image:
             self.width, self.height = image.size
 
@@ -307,6 +323,7 @@ class _FileIndex:
     fps: float
     height: int
     width: int
+    damage: str | None = None  # why the stream disagrees with the container's header, if it does
 
 
 def _short(error: BaseException) -> str:
@@ -363,10 +380,15 @@ def _index_file(path: Path, _resolved: str, _size: int, _mtime_ns: int) -> _File
         pts_list: list[int | None] = []
         keys: list[tuple[int | None, int | None]] = []  # (pts, dts) of keyframe packets
         earliest = None  # smallest pts or dts of any packet: seeking there restarts from the beginning
+        last_pts, last_packet_duration = None, None  # the last frame in time, and how long it lasts
+        placeholders = 0  # empty packets with a timestamp (e.g. AVI "drop" frames): counted in headers
         for packet in container.demux(stream):
             if packet.size == 0 or getattr(packet, "is_discard", False):  # flush / outside the edit list
+                placeholders += packet.pts is not None
                 continue
             pts_list.append(packet.pts)
+            if packet.pts is not None and (last_pts is None or packet.pts >= last_pts):
+                last_pts, last_packet_duration = packet.pts, packet.duration
             if packet.is_keyframe:
                 keys.append((packet.pts, packet.dts))
             for ts in (packet.pts, packet.dts):
@@ -377,6 +399,9 @@ def _index_file(path: Path, _resolved: str, _size: int, _mtime_ns: int) -> _File
         time_base = stream.time_base or Fraction(1, 1)
         width, height = stream.codec_context.width, stream.codec_context.height
         rate = stream.average_rate or stream.guessed_rate
+        declared_frames = int(stream.frames or 0)
+        declared_seconds = _declared_seconds(container, stream)
+        last_duration = last_packet_duration
     except _av_errors() as e:
         raise _decode_error(path, _short(e)) from None
     finally:
@@ -400,6 +425,12 @@ def _index_file(path: Path, _resolved: str, _size: int, _mtime_ns: int) -> _File
         pts = np.arange(n, dtype=np.int64)
         key_pairs = [(0, 0)]
     pts.flags.writeable = False
+    if by_pts:
+        step = Fraction(int(last_duration)) * time_base if last_duration else Fraction(1) / Fraction(fps)
+        seconds = float(Fraction(int(pts[-1] - pts[0])) * time_base + step)
+    else:
+        seconds = n / fps
+    damage = _damage(n, n + placeholders, seconds, fps, declared_frames, declared_seconds)
     return _FileIndex(
         pts=pts,
         by_pts=by_pts,
@@ -409,7 +440,38 @@ def _index_file(path: Path, _resolved: str, _size: int, _mtime_ns: int) -> _File
         fps=fps,
         height=height,
         width=width,
+        damage=damage,
     )
+
+
+def _declared_seconds(container, stream) -> float | None:
+    """The video stream's duration as the container's header declares it (seconds), if it declares one."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    tag = (stream.metadata or {}).get("DURATION") or (stream.metadata or {}).get("duration")
+    if tag:  # Matroska / WebM: a per-track "HH:MM:SS.nnnnnnnnn" tag
+        match = re.fullmatch(r"\s*(\d+):(\d{1,2}):(\d{1,2}(?:\.\d*)?)\s*", str(tag))
+        if match:
+            return int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3])
+    if container.duration and len(container.streams) == 1:  # the container's duration is this stream's
+        return container.duration / 1_000_000
+    return None
+
+
+def _damage(frames: int, packets: int, seconds: float, fps: float, declared_frames: int,
+            declared_seconds: float | None) -> str | None:
+    """Why ``frames`` frames (``packets`` stream entries) lasting ``seconds`` fall short of the header's frame
+    count / duration, or None. Only a shortfall is reported: a header declaring less than the stream holds
+    loses nothing (and muxers write such headers, e.g. mp4 durations of variable-rate B-frame streams)."""
+
+    def off(got: float, declared: float, unit: float) -> bool:
+        return declared - got > max(DAMAGE_MIN_FRAMES * unit, DAMAGE_TOLERANCE * declared)
+
+    if declared_frames > 0 and off(packets, declared_frames, 1.0):
+        return f"its header declares {declared_frames} frames but {frames} can be read"
+    if declared_seconds is not None and declared_seconds > 0 and off(seconds, declared_seconds, 1.0 / fps):
+        return f"its header declares {declared_seconds:.2f} s but the {frames} frames that can be read last {seconds:.2f} s"
+    return None
 
 
 class _FileVideo(Video):
@@ -435,6 +497,8 @@ class _FileVideo(Video):
         self.frame_names = [f"{i:05d}" for i in range(self.num_frames)]
         if self.height <= 0 or self.width <= 0:
             raise _decode_error(path, "unknown frame size")
+        if index.damage is not None:
+            warn_damaged(path, index.damage, self.num_frames)
         # Decode the first frame now so an undecodable stream fails at open time, not mid-pipeline.
         for _ in self._iter([0], (1, 1)):
             pass
@@ -455,6 +519,13 @@ class _FileVideo(Video):
             raise _decode_error(self._path, _short(e)) from None
         finally:
             container.close()
+
+
+def warn_damaged(path: Path, reason: str, frames: int) -> None:
+    """Report a damaged or truncated video file on one line (logger ``momentseg.io.video``; with no logging
+    configured Python prints the message alone on stderr)."""
+    log.warning("warning: video '%s' looks truncated or damaged: %s; only those %d frames are processed",
+                path, reason, frames)
 
 
 class _Cursor:
