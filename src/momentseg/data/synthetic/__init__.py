@@ -14,6 +14,18 @@ Public API::
     SPLIT_SEEDS, VOCABULARY, tokenize(text)
 """
 
+from momentseg.data.synthetic.captions import (
+    CAPTION_KINDS,
+    CAPTION_WORDS,
+    CaptionPair,
+    caption_pairs,
+    caption_vocabulary,
+    format_time,
+    objects_f1,
+    parse_time,
+    time_error,
+    where_answer,
+)
 from momentseg.data.synthetic.config import (
     COLOURS,
     EXPRESSION_KINDS,
@@ -29,6 +41,16 @@ from momentseg.data.synthetic.split import expression_flags, split_stats, write_
 from momentseg.data.synthetic.video import generate_video, iter_videos, video_id, video_seed
 
 __all__ = [
+    "CAPTION_KINDS",
+    "CAPTION_WORDS",
+    "CaptionPair",
+    "caption_pairs",
+    "caption_vocabulary",
+    "format_time",
+    "objects_f1",
+    "parse_time",
+    "time_error",
+    "where_answer",
     "COLOURS",
     "EXPRESSION_KINDS",
     "PALETTE",
