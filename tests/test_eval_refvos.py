@@ -150,15 +150,18 @@ def test_revos_subsets_a_r(tmp_path):
 
     referring = {k: (per("0")[k] + per("1")[k]) / 2 for k in "JFAR"}
     reasoning = per("2")
-    for k in "JFAR":
-        assert report[k] == round((referring[k] + reasoning[k]) / 2, 2)
-        assert report["subsets"]["referring"][k] == round(referring[k], 2)
+    # J and F are binary; the binarised A / R are reported as A_binary / R_binary (the official A / R use the
+    # raw 0/255 values: see test_eval_official.py)
+    for k, key in (("J", "J"), ("F", "F"), ("A", "A_binary"), ("R", "R_binary")):
+        assert report[key] == round((referring[k] + reasoning[k]) / 2, 2)
+        assert report["subsets"]["referring"][key] == round(referring[k], 2)
+    assert report["protocol"] == "official-visa" and any("A_binary" in q for q in report["quirks"])
     # the subset-mean protocol differs from a pooled mean here
     pooled_j = round((per("0")["J"] + per("1")["J"] + per("2")["J"]) / 3, 2)
     assert report["J"] != pooled_j
     assert report["subsets"]["referring"]["n"] == 2 and report["subsets"]["reasoning"]["n"] == 1
     assert report["ignored"] == 1 and len(report["per_expression"]) == 4
-    assert 0 < report["R"] < 100
+    assert 0 < report["R_binary"] < 100 and report["A"] < report["A_binary"]
 
 
 def test_revos_needs_type_id_and_foreground(tmp_path):
@@ -193,7 +196,7 @@ def test_refsav_and_refdavis(tmp_path):
     pred = tmp_path / "dpred"
     write_png_predictions(pred, "bear", "0", [f"{i:05d}" for i in range(T)], OBJ["0"])
     rep = evaluate_refvos("refdavis", davis, pred, workers=1)
-    assert rep["protocol"].startswith("sa2va-per-expression") and rep["J&F"] == 100.0
+    assert rep["protocol"] == "official-visa-davis17" and rep["J&F"] == 100.0
 
 
 def test_refytvos_no_gt_and_submission_zip(tmp_path):

@@ -21,9 +21,9 @@ def test_temporal_iou_hand_computed():
     assert temporal_iou([[2, 4]], [[0, 10]])[0, 0] == pytest.approx(0.2)
 
 
-def test_top1_is_highest_score_and_best_gt():
-    preds = [[0, 10, 0.2], [20, 30, 0.9], [40, 50, 0.9]]
-    assert top1_window(preds) == [20.0, 30.0]  # highest score, first on ties
+def test_top1_is_first_window_and_best_gt():
+    preds = [[20, 30, 0.2], [0, 10, 0.9], [40, 50, 0.9]]
+    assert top1_window(preds) == [20.0, 30.0]  # the first window, as Moment-DETR: not the best score
     assert top1_window([]) is None
     # two GT windows: the one that matches the top-1 counts
     assert top1_iou(preds, [[0, 10], [20, 28]]) == pytest.approx(0.8)
@@ -98,14 +98,17 @@ def test_evaluate_anet_and_workers_identical(tmp_path):
         [
             {"qid": 0, "pred_relevant_windows": [[0, 20, 0.5]]},  # iou 2/3
             {"qid": 1, "pred_relevant_windows": [[40, 60]]},  # no score: order is the ranking; iou 2/3
-            {"qid": 2, "pred_relevant_windows": [[5, 9, 0.3], [0, 20, 0.4]]},  # top-1 [0, 20]: iou 0.25
+            # unsorted: the top-1 is still the first window [5, 9] (iou 4/5), not [0, 20] (iou 0.25)
+            {"qid": 2, "pred_relevant_windows": [[5, 9, 0.3], [0, 20, 0.4]]},
         ],
     )
     r1 = evaluate_tsg("anet", gt, pred, workers=1)
     r2 = evaluate_tsg("anet", gt, pred, workers=2)
     assert r1 == r2
-    assert r1["R1@0.3"] == pytest.approx(66.67) and r1["R1@0.7"] == 0.0
-    assert r1["mIoU"] == round(100 * (2 / 3 + 2 / 3 + 0.25) / 3, 2)
+    assert r1["R1@0.3"] == 100.0 and r1["R1@0.7"] == pytest.approx(33.33)
+    assert r1["mIoU"] == round(100 * (2 / 3 + 2 / 3 + 0.8) / 3, 2)
+    assert r1["unsorted_predictions"] == 1 and any("not by descending score" in w for w in r1["warnings"])
+    assert r1["protocol"] == "official-moment-detr"
     assert [q["qid"] for q in r1["per_query"]] == [0, 1, 2] and r1["per_query"][2]["vid"] == "v_b"
 
 

@@ -10,6 +10,7 @@ RefVOS splits (MeViS, ReVOS, Ref-DAVIS17, Ref-YouTube-VOS, Ref-SAV) all use the 
                                                                           "type_id": 0 | 1 | 2 (ReVOS, Ref-SAV)}},
                                                  "fps" / "height" / "width" / ...: optional, kept}}}
     SPLIT/mask_dict.json       {str(anno_id): [COCO RLE or null, one per frame]}      (absent: no GT)
+    SPLIT/mask_dict.pkl        the same, pickled (VISA / Sa2VA Ref-DAVIS17); read when there is no .json
     SPLIT/mask_dict_foreground.json  {vid: {"masks_rle": [RLE or [RLE, ...], one per frame]}}  (ReVOS only)
 
 The meta file name per benchmark (the first that exists): MeViS / Ref-DAVIS17 / Ref-YouTube-VOS
@@ -18,8 +19,20 @@ meta_expressions.json``, the official layout); ReVOS ``meta_expressions_valid_.j
 ``meta_expressions_valid.json``; each falls back to ``meta_expressions.json``. ``split`` may also be the meta
 JSON file itself (e.g. ReVOS ``meta_expressions_train_.json``); its folder is then the split folder.
 Ref-YouTube-VOS's official valid meta also lists the test videos; when ``../meta_expressions/test/
-meta_expressions.json`` exists those videos are dropped (as ReferFormer does). Pickled mask dicts (Sa2VA's
-Ref-DAVIS ``*.pkl``) are not read: convert them to ``mask_dict.json``.
+meta_expressions.json`` exists those videos are dropped (as ReferFormer does).
+
+``anno_id`` is what links an expression to its GT. A meta without it (the Ref-DAVIS17 / Ref-YouTube-VOS meta
+that ReferFormer, VISA and Sa2VA ship) is handled as the official tooling does, never as an empty GT:
+
+* ``refdavis``: when **no** expression has an ``anno_id``, they are numbered by a running index over the
+  videos in sorted order and, inside each video, the expression ids in sorted (string) order, from 0 —
+  VISA ``tools/eval_davis17.py`` / Sa2VA ``get_meta_exp``; ``RefVOSSplit.anno_id_fallback`` is then True.
+  Some with and some without → one-line error.
+* everywhere else, scoring an expression without ``anno_id`` (absent or ``null``) is a one-line error naming
+  the meta file and the field. ``"anno_id": []`` is an expression without target (empty GT, as officially).
+
+``mask_dict.pkl`` is read by a restricted unpickler: only dicts, lists, tuples, strings, bytes, numbers,
+booleans and None can be built (any class or function reference is refused with a one-line error).
 
 Mask predictions (read by :func:`open_mask_predictions`, written by the ``write_*`` functions):
 
@@ -30,15 +43,21 @@ Mask predictions (read by :func:`open_mask_predictions`, written by the ``write_
 TSG ground truth: Charades-STA ``vid start end##sentence`` lines (qid = 0-based index of the non-empty
 line), ActivityNet Captions JSON ``{vid: {"duration", "timestamps": [[s, e], ...], "sentences": [...]}}``
 (qid = running index over (video, sentence) in file order), QVHighlights JSONL (``qid``, ``query``, ``vid``,
-``duration``, ``relevant_windows``). TSG predictions: JSONL ``{"qid": int, "pred_relevant_windows":
-[[s, e, score], ...]}`` (``[s, e]`` without scores is accepted: then the given order is the ranking).
+``duration``, ``relevant_windows``). Charades-STA and ActivityNet also read that JSONL form (Lighthouse's
+``charades-sta_test.jsonl`` / ``activitynet_val_1.jsonl`` style: ``qid``, ``query``, ``duration``, ``vid``,
+``relevant_windows``), recognised by its first line being a JSON object with ``qid`` and
+``relevant_windows``. TSG predictions: JSONL ``{"qid": int, "pred_relevant_windows": [[s, e, score], ...]}``
+(``[s, e]`` without scores is accepted: then the given order is the ranking); as in Moment-DETR's
+``standalone_eval`` a predicted window may end before it starts (it then overlaps nothing).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
+import pickle
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +69,6 @@ from momentseg.errors import InputError
 from momentseg.io.atomic import atomic_dir, atomic_write_text
 from momentseg.io.masks import (
     png_mask_bytes,
-    read_png_mask,
     rle_decode,
     rle_decode_layers,
     rle_encode,
@@ -82,6 +100,45 @@ def load_json(path: str | os.PathLike) -> Any:
         raise InputError(f"malformed JSON in {path}: {exc}") from None
 
 
+class _PlainDataUnpickler(pickle.Unpickler):
+    """Unpickler that builds only plain data: every global (class, function) reference is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def load_plain_pickle(path: str | os.PathLike) -> Any:
+    """Unpickle ``path`` allowing only dicts, lists, tuples, sets, strings, bytes, numbers, bools and None.
+
+    Anything that needs a class or function (numpy arrays, custom objects, ``__reduce__`` payloads) raises a
+    one-line :class:`InputError` naming the file; so does a missing or malformed file.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"file not found: {path}") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+    try:
+        return _PlainDataUnpickler(io.BytesIO(data)).load()
+    except pickle.UnpicklingError as exc:
+        raise InputError(
+            f"{path}: not a plain-data pickle ({exc}); only dicts, lists, strings, bytes and numbers are read"
+        ) from None
+    except Exception as exc:  # truncated / corrupt data raise many kinds of errors
+        raise InputError(f"{path}: malformed pickle: {type(exc).__name__}: {exc}") from None
+
+
+def load_mask_dict(path: str | os.PathLike) -> dict:
+    """``mask_dict.json`` or ``mask_dict.pkl`` → ``{str(anno_id): [RLE or None per frame]}`` (keys as str)."""
+    path = Path(path)
+    data = load_plain_pickle(path) if path.suffix == ".pkl" else load_json(path)
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected an object {{anno_id: [RLE per frame]}}")
+    return {str(k): v for k, v in data.items()}
+
+
 def _id_list(value: Any, what: str, where: str) -> tuple:
     if value is None:
         return ()
@@ -97,13 +154,17 @@ def _id_list(value: Any, what: str, where: str) -> tuple:
 
 @dataclass(frozen=True)
 class RefVOSExpression:
-    """One referring expression: ``anno_ids`` index ``mask_dict.json``; ``type_id`` is ReVOS / Ref-SAV only."""
+    """One referring expression: ``anno_ids`` index ``mask_dict.json``; ``type_id`` is ReVOS / Ref-SAV only.
+
+    ``has_anno_id`` is False when the meta gives no ``anno_id`` (absent or null): its GT cannot be found.
+    """
 
     exp_id: str
     text: str
     anno_ids: tuple[str, ...]
     obj_ids: tuple = ()
     type_id: int | None = None
+    has_anno_id: bool = True
 
 
 @dataclass
@@ -123,7 +184,8 @@ class RefVOSSplit:
     """A RefVOS split in the MeViS layout (see the module docstring); GT masks are loaded lazily.
 
     Attributes: ``benchmark``, ``root`` (split folder), ``meta_path``, ``videos`` (vid → :class:`RefVOSVideo`,
-    meta order), ``mask_dict_path`` / ``foreground_path`` (``None`` when the file is absent).
+    meta order), ``mask_dict_path`` / ``foreground_path`` (``None`` when the file is absent),
+    ``anno_id_fallback`` (True when the anno_ids are VISA's running index, see the module docstring).
     """
 
     def __init__(
@@ -134,8 +196,10 @@ class RefVOSSplit:
         videos: dict[str, RefVOSVideo],
         mask_dict_path: Path | None,
         foreground_path: Path | None,
+        anno_id_fallback: bool = False,
     ):
         self.benchmark = benchmark
+        self.anno_id_fallback = anno_id_fallback
         self.root = root
         self.meta_path = meta_path
         self.videos = videos
@@ -169,24 +233,32 @@ class RefVOSSplit:
     @property
     def mask_dict(self) -> dict:
         if self._mask_dict is None:
-            self._mask_dict = self._json_object(
-                self.mask_dict_path, "mask_dict.json (no ground truth in this split)", "{anno_id: [RLE per frame]}"
-            )
+            if self.mask_dict_path is None:
+                raise InputError(f"{self.root} has no mask_dict.json (no ground truth in this split)")
+            self._mask_dict = load_mask_dict(self.mask_dict_path)
         return self._mask_dict
 
     @property
     def foreground(self) -> dict:
         if self._foreground is None:
             self._foreground = self._json_object(
-                self.foreground_path, "mask_dict_foreground.json (needed for ReVOS R)", "{vid: {'masks_rle': [...]}}"
+                self.foreground_path,
+                "mask_dict_foreground.json (needed for ReVOS R)",
+                "{vid: {'masks_rle': [...]}}",
             )
         return self._foreground
 
     def gt_rles(self, vid: str, exp_id: str) -> list[list]:
         """GT RLEs of an expression: one list per anno_id of ``len(frames)`` RLE-or-None entries."""
         video = self.videos[vid]
+        exp = video.expressions[exp_id]
+        if not exp.has_anno_id:
+            raise InputError(
+                f"{self.meta_path}: video {vid}, expression {exp_id} has no 'anno_id' (needed to find its "
+                f"ground truth in {self.mask_dict_path.name if self.mask_dict_path else 'mask_dict.json'})"
+            )
         out = []
-        for anno in video.expressions[exp_id].anno_ids:
+        for anno in exp.anno_ids:
             entry = self.mask_dict.get(str(anno))
             if entry is None:
                 raise InputError(
@@ -251,6 +323,12 @@ class RefVOSSplit:
         hw = self.frame_size(vid)
         return gt_from_rles(rles, len(self.videos[vid].frames), hw, str(self.mask_dict_path))
 
+    def gt_values(self, vid: str, exp_id: str) -> np.ndarray:
+        """GT of an expression as the official scripts build it: ``(T, H, W)`` uint8 *sum* of the objects."""
+        rles = self.gt_rles(vid, exp_id)
+        hw = self.frame_size(vid)
+        return gt_values_from_rles(rles, len(self.videos[vid].frames), hw, str(self.mask_dict_path))
+
 
 def _first_size(rles: Iterable, where: Path | None) -> tuple[int, int] | None:
     """Size of the first non-empty RLE in ``rles`` (``None`` if all are empty)."""
@@ -276,15 +354,43 @@ def gt_from_rles(rles: Sequence[Sequence], n_frames: int, hw: tuple[int, int], w
     return out
 
 
+def gt_values_from_rles(
+    rles: Sequence[Sequence], n_frames: int, hw: tuple[int, int], where: str
+) -> np.ndarray:
+    """Official GT of several objects → ``(T, H, W)`` uint8: the per-pixel **sum** of their 0/1 masks.
+
+    This is what MeViS / VISA / Sa2VA build (``gt_masks[t] += cocomask.decode(rle)`` on uint8), so pixels where
+    objects overlap hold 2, 3, ... (modulo 256). J and F only look at ``!= 0`` (the union); the official ReVOS
+    A and R use these raw values.
+    """
+    out = np.zeros((n_frames, hw[0], hw[1]), dtype=np.uint8)
+    for per_frame in rles:
+        for t, rle in enumerate(per_frame):
+            if rle:
+                try:
+                    layers = rle_decode_layers(rle, hw)
+                except ValueError as exc:
+                    raise InputError(f"{where}: frame {t}: {exc}") from None
+                for layer in layers:
+                    out[t] += layer.view(np.uint8)
+    return out
+
+
 def foreground_area(rles: Sequence, hw: tuple[int, int], where: str) -> np.ndarray:
-    """Per-frame foreground area ``(T,)``: the summed area of all object layers (ReVOS R denominator)."""
+    """Per-frame foreground area ``(T,)`` (ReVOS R denominator), as VISA ``eval_revos.py`` computes it.
+
+    The frame's object layers are summed per pixel, cast to uint8 (wrapping at 256 overlapping objects) and
+    then summed; so overlapping objects count once per object.
+    """
     areas = np.zeros(len(rles), dtype=np.float64)
     for t, rle in enumerate(rles):
         if rle:
             try:
-                areas[t] = float(rle_decode_layers(rle, hw).sum())
+                layers = rle_decode_layers(rle, hw)
             except ValueError as exc:
                 raise InputError(f"{where}: frame {t}: {exc}") from None
+            per_pixel = layers.sum(axis=0, dtype=np.int64).astype(np.uint8)
+            areas[t] = float(per_pixel.sum(dtype=np.uint64))
     return areas
 
 
@@ -343,6 +449,7 @@ def load_refvos_split(path: str | os.PathLike, benchmark: str = "mevis") -> RefV
                 anno_ids=tuple(str(a) for a in _id_list(e.get("anno_id"), "anno_id", where)),
                 obj_ids=_id_list(e.get("obj_id"), "obj_id", where),
                 type_id=type_id,
+                has_anno_id=e.get("anno_id") is not None,
             )
         known = {"frames", "expressions", "fps", "height", "width"}
         fps = v.get("fps")
@@ -355,16 +462,57 @@ def load_refvos_split(path: str | os.PathLike, benchmark: str = "mevis") -> RefV
             width=v.get("width") if isinstance(v.get("width"), int) else None,
             extra={k: val for k, val in v.items() if k not in known},
         )
-    mask_dict = root / "mask_dict.json"
+    fallback = False
+    if benchmark == "refdavis":
+        fallback = _refdavis_anno_ids(videos, meta_path)
+    mask_dict = next((p for p in (root / "mask_dict.json", root / "mask_dict.pkl") if p.is_file()), None)
     fg = root / "mask_dict_foreground.json"
     return RefVOSSplit(
         benchmark=benchmark,
         root=root,
         meta_path=meta_path,
         videos=videos,
-        mask_dict_path=mask_dict if mask_dict.is_file() else None,
+        mask_dict_path=mask_dict,
         foreground_path=fg if fg.is_file() else None,
+        anno_id_fallback=fallback,
     )
+
+
+def _refdavis_anno_ids(videos: dict[str, RefVOSVideo], meta_path: Path) -> bool:
+    """Ref-DAVIS17 meta without ``anno_id``: number the expressions as VISA / Sa2VA do (returns True if so).
+
+    The official ``get_meta_exp`` walks ``sorted(videos)`` and, per video, ``sorted(expression ids)`` (string
+    order: "10" < "2") and gives each expression ``anno_id = [running index]`` starting at 0.
+    """
+    flags = [e.has_anno_id for v in videos.values() for e in v.expressions.values()]
+    if all(flags):
+        return False
+    if any(flags):
+        missing = next(
+            f"video {v.vid}, expression {e.exp_id}"
+            for v in videos.values()
+            for e in v.expressions.values()
+            if not e.has_anno_id
+        )
+        raise InputError(
+            f"{meta_path}: {missing} has no 'anno_id' but other expressions do; give all or none "
+            f"(none: numbered by a running index, as VISA / Sa2VA do)"
+        )
+    count = 0
+    for vid in sorted(videos):
+        video = videos[vid]
+        for exp_id in sorted(video.expressions):
+            old = video.expressions[exp_id]
+            video.expressions[exp_id] = RefVOSExpression(
+                exp_id=old.exp_id,
+                text=old.text,
+                anno_ids=(str(count),),
+                obj_ids=old.obj_ids,
+                type_id=old.type_id,
+                has_anno_id=True,
+            )
+            count += 1
+    return True
 
 
 def load_mevis_split(path: str | os.PathLike) -> RefVOSSplit:
@@ -463,18 +611,56 @@ class MaskPredictions:
         return ("rle", self._rle[vid][exp_id])
 
 
-def load_predicted_masks(
+def read_png_gray(path: str | os.PathLike, hw: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a PNG mask as the ``(H, W)`` uint8 grey values ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)`` gives.
+
+    8-bit grayscale PNGs (what MeViS, VISA, Sa2VA and ``momentseg predict`` write) are returned as stored, so
+    0/255 and 0/1 masks keep their values; 1-bit PNGs give 0/255, 16-bit ones their high byte; with an alpha
+    channel the alpha is dropped. Palette and colour PNGs are converted with Pillow's ITU-R 601 luma, which can
+    differ from OpenCV's conversion by one grey level. Raises :class:`InputError` naming the file if it cannot
+    be read or, when ``hw`` is given, is not ``hw`` (height, width) in size.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            if mode == "L":
+                arr = np.asarray(img)
+            elif mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = (np.asarray(img).astype(np.int64) >> 8).clip(0, 255).astype(np.uint8)
+            elif mode == "LA":
+                arr = np.asarray(img)[..., 0]
+            else:
+                arr = np.asarray(img.convert("L"))
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"cannot read mask PNG {path}: {exc}") from None
+    arr = np.ascontiguousarray(arr, dtype=np.uint8)
+    if hw is not None and arr.shape != tuple(hw):
+        raise InputError(
+            f"mask {path} is {arr.shape[1]}x{arr.shape[0]} (WxH) but the frame is {hw[1]}x{hw[0]}"
+        )
+    return arr
+
+
+def load_predicted_values(
     source: tuple[str, Any], frames: Sequence[str], hw: tuple[int, int], where: str
 ) -> np.ndarray:
-    """Masks ``(T, H, W)`` bool from a :meth:`MaskPredictions.task_source`; missing frames are empty."""
+    """Predicted masks ``(T, H, W)`` uint8 with the values the official scripts see; missing frames are 0.
+
+    PNG: the grey value of each pixel (:func:`read_png_gray`; a 0/255 PNG gives 0/255). RLE: 0/1, as
+    ``cocomask.decode`` gives.
+    """
     kind, ref = source
-    out = np.zeros((len(frames), hw[0], hw[1]), dtype=bool)
+    out = np.zeros((len(frames), hw[0], hw[1]), dtype=np.uint8)
     if kind == "png":
         folder = Path(ref)
         for t, frame in enumerate(frames):
             p = folder / f"{frame}.png"
             if p.exists():
-                out[t] = read_png_mask(p, hw)
+                out[t] = read_png_gray(p, hw)
     elif kind == "rle":
         for t, rle in enumerate(ref):
             if rle:
@@ -483,6 +669,13 @@ def load_predicted_masks(
                 except ValueError as exc:
                     raise InputError(f"{where}: frame {frames[t]}: {exc}") from None
     return out
+
+
+def load_predicted_masks(
+    source: tuple[str, Any], frames: Sequence[str], hw: tuple[int, int], where: str
+) -> np.ndarray:
+    """Masks ``(T, H, W)`` bool (grey value ≠ 0) from a :meth:`MaskPredictions.task_source`; missing = empty."""
+    return load_predicted_values(source, frames, hw, where) != 0
 
 
 def open_mask_predictions(path: str | os.PathLike) -> MaskPredictions:
@@ -539,7 +732,7 @@ class TSGQuery:
     duration: float | None = None
 
 
-def _window(value: Any, where: str) -> list[float]:
+def _window(value: Any, where: str, allow_reversed: bool = False) -> list[float]:
     if (
         not isinstance(value, (list, tuple))
         or len(value) != 2
@@ -547,8 +740,10 @@ def _window(value: Any, where: str) -> list[float]:
     ):
         raise InputError(f"{where}: a window must be [start, end] in seconds, got {value!r}")
     s, e = float(value[0]), float(value[1])
-    if not (math.isfinite(s) and math.isfinite(e)) or e < s:
-        raise InputError(f"{where}: bad window [{s}, {e}] (end before start or not finite)")
+    if not (math.isfinite(s) and math.isfinite(e)):
+        raise InputError(f"{where}: bad window [{s}, {e}] (not finite)")
+    if e < s and not allow_reversed:
+        raise InputError(f"{where}: bad window [{s}, {e}] (end before start)")
     return [s, e]
 
 
@@ -561,9 +756,27 @@ def _read_lines(path: Path) -> list[str]:
         raise InputError(f"cannot read {path}: {exc}") from None
 
 
+def _is_tsg_jsonl(path: Path) -> bool:
+    """True when the first non-empty line of ``path`` is a JSON object with ``qid`` and ``relevant_windows``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError:
+                        return False
+                    return isinstance(row, dict) and "qid" in row and "relevant_windows" in row
+    except (OSError, UnicodeDecodeError):
+        return False  # the format's own reader reports the problem
+    return False
+
+
 def load_charades(path: str | os.PathLike) -> list[TSGQuery]:
-    """Charades-STA annotation file: ``vid start end##sentence`` per line; qid = index of the non-empty line."""
+    """Charades-STA: ``vid start end##sentence`` lines (qid = index of the non-empty line) or Lighthouse JSONL."""
     path = Path(path)
+    if _is_tsg_jsonl(path):
+        return load_tsg_jsonl(path)
     out = []
     for lineno, line in enumerate(_read_lines(path), 1):
         if not line.strip():
@@ -582,8 +795,10 @@ def load_charades(path: str | os.PathLike) -> list[TSGQuery]:
 
 
 def load_anet(path: str | os.PathLike) -> list[TSGQuery]:
-    """ActivityNet Captions JSON; qid = running index over (video, sentence) in file order."""
+    """ActivityNet Captions JSON (qid = running index over (video, sentence) in file order) or Lighthouse JSONL."""
     path = Path(path)
+    if _is_tsg_jsonl(path):
+        return load_tsg_jsonl(path)
     data = load_json(path)
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected {{vid: {{'duration', 'timestamps', 'sentences'}}}}")
@@ -629,8 +844,12 @@ def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
         yield lineno, row
 
 
-def load_qvhighlights(path: str | os.PathLike) -> list[TSGQuery]:
-    """QVHighlights JSONL (``qid``, ``query``, ``vid``, ``duration``, ``relevant_windows``; test has no windows)."""
+def load_tsg_jsonl(path: str | os.PathLike) -> list[TSGQuery]:
+    """Moment-DETR / Lighthouse GT JSONL (``qid``, ``query``, ``vid``, ``duration``, ``relevant_windows``).
+
+    QVHighlights ships this form (its test split has no windows); Lighthouse ships Charades-STA and
+    ActivityNet Captions in it too.
+    """
     path = Path(path)
     out = []
     seen: set[int] = set()
@@ -658,7 +877,9 @@ def load_qvhighlights(path: str | os.PathLike) -> list[TSGQuery]:
     return out
 
 
-TSG_LOADERS = {"charades": load_charades, "anet": load_anet, "qvhighlights": load_qvhighlights}
+load_qvhighlights = load_tsg_jsonl
+
+TSG_LOADERS = {"charades": load_charades, "anet": load_anet, "qvhighlights": load_tsg_jsonl}
 
 
 def load_tsg_predictions(path: str | os.PathLike) -> dict[int, list[list[float]]]:
@@ -686,7 +907,7 @@ def load_tsg_predictions(path: str | os.PathLike) -> dict[int, list[list[float]]
         for i, w in enumerate(wins):
             if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in w):
                 raise InputError(f"{where}: window {w!r} has non-numbers")
-            s, e = _window(w[:2], where)
+            s, e = _window(w[:2], where, allow_reversed=True)
             parsed.append([s, e, float(w[2]) if len(w) == 3 else 1.0 / (i + 1)])
         out[qid] = parsed
     return out

@@ -15,9 +15,17 @@ and the ReVOS ``get_r2vos_accuracy`` / ``get_r2vos_robustness``:
 * R = mean over frames of ``max(1 − |P \\ G| / (|foreground| + 1e-6), 0)`` where ``|foreground|`` is the
   summed area of all annotated objects of that frame (``mask_dict_foreground.json``).
 
-All masks are bool-like arrays, ``(H, W)`` for one frame or ``(T, H, W)`` for a sequence; non-zero is
+J and F take bool-like arrays, ``(H, W)`` for one frame or ``(T, H, W)`` for a sequence; non-zero is
 foreground (the reference also casts to bool, so 0/255 PNGs and summed multi-object masks work). Void
 pixels are not used by any of the referring benchmarks and are not supported.
+
+A and R come in two forms. :func:`r2vos_accuracy` / :func:`r2vos_robustness` are the official ones: VISA's
+``get_r2vos_accuracy`` / ``get_r2vos_robustness`` work on the **raw uint8 values** — the predicted PNG's grey
+values and the GT built as the uint8 *sum* of the objects' masks — so a 0/255 prediction never "agrees" with
+a 0/1 GT pixel, and ``(1 − gt) · pred`` wraps modulo 256 (a false-positive pixel of a 0/255 PNG weighs 255,
+a predicted pixel on two overlapping objects weighs 255·255 mod 256 = 1). Published ReVOS A / R numbers come
+from this code. :func:`pixel_accuracy` / :func:`robustness` are the binarised forms (the evident intent),
+reported next to the official ones as ``A_binary`` / ``R_binary``.
 """
 
 from __future__ import annotations
@@ -161,6 +169,41 @@ def robustness(gt: np.ndarray, pred: np.ndarray, foreground_area: float | np.nda
     """
     gt, pred = _check_pair(gt, pred)
     neg = np.sum(~gt & pred, axis=(-2, -1)).astype(np.float64)
+    pos = np.asarray(foreground_area, dtype=np.float64)
+    if pos.shape != neg.shape:
+        raise ValueError(f"foreground_area shape {pos.shape} does not match {neg.shape} frames")
+    r = np.maximum(1.0 - neg / (pos + 1e-6), 0.0)
+    return float(r) if r.ndim == 0 else r
+
+
+def r2vos_accuracy(gt_values: np.ndarray, pred_values: np.ndarray) -> float | np.ndarray:
+    """Official ReVOS A per frame (VISA ``get_r2vos_accuracy``): fraction of pixels whose **raw** values are equal.
+
+    ``gt_values``: the uint8 sum of the objects' 0/1 masks; ``pred_values``: the predicted grey values (0/255
+    for usual PNGs, 0/1 for RLE). Values are compared as they are, without binarising.
+    """
+    gt, pred = np.asarray(gt_values), np.asarray(pred_values)
+    if gt.shape != pred.shape:
+        raise ValueError(f"GT shape {gt.shape} and prediction shape {pred.shape} differ")
+    acc = np.mean(gt == pred, axis=(-2, -1))
+    return float(acc) if np.ndim(acc) == 0 else acc
+
+
+def r2vos_robustness(
+    gt_values: np.ndarray, pred_values: np.ndarray, foreground_area: float | np.ndarray
+) -> float | np.ndarray:
+    """Official ReVOS R per frame (VISA ``get_r2vos_robustness``) on raw uint8 values.
+
+    ``neg = Σ ((1 − gt) · pred)`` computed in uint8 arithmetic (both the subtraction and the product wrap
+    modulo 256, then the sum is exact), ``R = max(1 − neg / (foreground_area + 1e-6), 0)``.
+    """
+    gt = np.asarray(gt_values).astype(np.uint8)
+    pred = np.asarray(pred_values).astype(np.uint8)
+    if gt.shape != pred.shape:
+        raise ValueError(f"GT shape {gt.shape} and prediction shape {pred.shape} differ")
+    complement = np.subtract(np.uint8(1), gt, dtype=np.uint8)  # 1 − gt mod 256
+    weighted = np.multiply(complement, pred, dtype=np.uint8)  # mod 256
+    neg = np.sum(weighted, axis=(-2, -1), dtype=np.uint64).astype(np.float64)
     pos = np.asarray(foreground_area, dtype=np.float64)
     if pos.shape != neg.shape:
         raise ValueError(f"foreground_area shape {pos.shape} does not match {neg.shape} frames")

@@ -1,24 +1,35 @@
 """RefVOS benchmark protocols (MeViS, ReVOS, Ref-DAVIS17, Ref-YouTube-VOS, Ref-SAV) and CodaLab submissions.
 
-Every benchmark scores each (video, expression) over **all** frames of the video listed in the meta file:
-GT = union of the expression's ``anno_id`` masks per frame (empty where absent), J and F per frame
-(:mod:`momentseg.eval.metrics`), averaged over frames, then over expressions; J&F = (J + F) / 2; reported
-in percent with 2 decimals. Per benchmark:
+The default of every benchmark is its official script, bit for bit, quirks included; each report names it
+(``protocol``) and lists its quirks (``quirks``). Every benchmark scores each (video, expression) over **all**
+frames of the video listed in the meta file: GT = the uint8 **sum** of the expression's ``anno_id`` masks
+per frame (empty where absent; J and F see its union), J and F per frame (:mod:`momentseg.eval.metrics`),
+averaged over frames, then over expressions; J&F = (J + F) / 2; reported in percent with 2 decimals
+(``exact`` holds the same numbers unrounded). Per benchmark:
 
-* ``mevis`` — J, F (``MeViS/tools/eval_mevis.py``).
-* ``revos`` — J, F, A, R (``VISA tools/eval_revos.py``): per-expression values in percent rounded to 2
-  decimals, means over the ``referring`` (type_id 0) and ``reasoning`` (type_id 1) subsets; expressions with
-  type_id 2 are scored and listed but not aggregated; the overall number is the mean of the subset means.
-* ``refsav`` — J, F, A (``Sa2VA tools/eval/eval_ref_sav.py``); with type_ids, ``long`` (0) and ``short`` (1)
-  subsets and overall = mean of the subset means (per-expression rounding as ReVOS); without, a plain mean.
-* ``refdavis`` — by default the Sa2VA/VISA per-expression ``mask_dict`` protocol (``protocol`` field of the
-  report); ``protocol="referformer"`` runs the ReferFormer per-annotator davis2017 unsupervised protocol
+* ``mevis`` — J, F (``official-mevis``: ``MeViS/tools/eval_mevis.py``).
+* ``revos`` — J, F, A, R (``official-visa``: VISA ``tools/eval_revos.py``): per-expression values in percent
+  rounded to 2 decimals, means over the ``referring`` (type_id 0) and ``reasoning`` (type_id 1) subsets;
+  expressions with type_id 2 are scored and listed but not aggregated; the overall number is the mean of the
+  subset means. A and R are computed on the raw uint8 values as VISA does (a 0/255 PNG is compared with the
+  0/1 / summed GT; see :func:`~momentseg.eval.metrics.r2vos_accuracy`); their binarised values are reported
+  too, as ``A_binary`` / ``R_binary``.
+* ``refsav`` — J, F, A (``official-sa2va-refsav``: Sa2VA ``tools/eval/eval_ref_sav.py``, which reads RLE
+  predictions, i.e. 0/1 values; PNG predictions are read as 0/1 too); with type_ids, ``long`` (0) and
+  ``short`` (1) subsets and overall = mean of the subset means (per-expression rounding as ReVOS); without,
+  a plain mean. ``A_binary`` as for ReVOS.
+* ``refdavis`` — by default the Sa2VA/VISA per-expression ``mask_dict`` protocol (``official-visa-davis17``:
+  VISA ``tools/eval_davis17.py``, plain means, ``mask_dict.json`` or ``.pkl``; a meta without ``anno_id`` is
+  numbered by VISA's running index); ``protocol="referformer"`` runs the ReferFormer per-annotator davis2017 unsupervised protocol
   instead (:mod:`momentseg.eval.davis_unsupervised`: DAVIS root + ``anno_0..anno_3`` PNG folders).
 * ``refytvos`` — scored like MeViS when the split has a ``mask_dict.json``; the official ``valid`` split has
   no GT and is scored only by the CodaLab server (:func:`write_submission_zip`).
 
 A missing prediction (no masks for an expression) counts as empty masks; a missing PNG of one frame as an
 empty frame. Both are counted in the report (``missing``, ``missing_frames``) and listed in ``warnings``.
+This is the one deliberate difference from the official scripts, which score a missing video as 0 (MeViS,
+VISA) and silently drop an expression whose folder or frame PNG is missing (MeViS: the worker crashes and its
+expression never reaches the mean) or score it 0 (VISA).
 """
 
 from __future__ import annotations
@@ -35,25 +46,70 @@ from momentseg.data.formats import (
     MaskPredictions,
     RefVOSSplit,
     foreground_area,
-    gt_from_rles,
+    gt_values_from_rles,
     load_predicted_masks,
+    load_predicted_values,
     load_refvos_split,
     open_mask_predictions,
 )
 from momentseg.errors import InputError
-from momentseg.eval.metrics import db_statistics, f_measure, j_measure, pixel_accuracy, robustness
+from momentseg.eval.metrics import (
+    db_statistics,
+    f_measure,
+    j_measure,
+    pixel_accuracy,
+    r2vos_accuracy,
+    r2vos_robustness,
+    robustness,
+)
 from momentseg.eval.parallel import parallel_map
 from momentseg.io.atomic import atomic_path
 from momentseg.io.masks import png_mask_bytes, read_png_mask
 
 PROTOCOLS = {
-    "mevis": "mevis: per expression over all frames, GT = union of anno_ids, mean over expressions",
-    "revos": "revos: per expression over all frames (J, F, A, R), overall = mean of referring and reasoning means",
-    "refdavis": "sa2va-per-expression: Sa2VA/VISA mask_dict protocol, per expression over all frames "
-    "(not the ReferFormer per-annotator davis2017 protocol)",
-    "refytvos": "mevis-style: per expression over all frames, GT = union of anno_ids, mean over expressions",
-    "refsav": "refsav: per expression over all frames (J, F, A), overall = mean of long and short means",
+    "mevis": "official-mevis",
+    "revos": "official-visa",
+    "refdavis": "official-visa-davis17",
+    "refytvos": "official-mevis",
+    "refsav": "official-sa2va-refsav",
 }
+PROTOCOL_DESCRIPTIONS = {
+    "mevis": "MeViS tools/eval_mevis.py: per expression over all frames, mean over expressions",
+    "revos": "VISA tools/eval_revos.py: per expression over all frames (J, F, A, R), per-expression values "
+    "rounded to 2 decimals, overall = mean of the referring and reasoning means",
+    "refdavis": "Sa2VA/VISA per-expression mask_dict protocol (VISA tools/eval_davis17.py), all frames, "
+    "mean over expressions (not the ReferFormer per-annotator davis2017 protocol)",
+    "refytvos": "MeViS-style (tools/eval_mevis.py): per expression over all frames, mean over expressions",
+    "refsav": "Sa2VA tools/eval/eval_ref_sav.py: per expression over all frames (J, F, A), overall = mean of "
+    "the long and short means",
+}
+_GT_SUM = (
+    "GT of a multi-object expression is the uint8 sum of the objects' masks (overlap = 2, ...); J and F see "
+    "its union"
+)
+QUIRKS = {
+    "mevis": [_GT_SUM],
+    "refytvos": [_GT_SUM],
+    "refdavis": [_GT_SUM],
+    "revos": [
+        _GT_SUM,
+        "A compares raw uint8 values (a 0/255 PNG pixel never equals a GT of 1); the binarised value is "
+        "A_binary",
+        "R uses raw uint8 values with wrap-around ((1 - gt) * pred mod 256: a 0/255 false positive weighs "
+        "255); the binarised value is R_binary",
+        "per-expression values are rounded to 2 decimals before the subset means",
+    ],
+    "refsav": [
+        _GT_SUM,
+        "A compares raw values (predictions 0/1, GT summed: overlap pixels never agree); the binarised value "
+        "is A_binary",
+        "per-expression values are rounded to 2 decimals before the subset means",
+    ],
+}
+_ANNO_ID_FALLBACK = (
+    "the meta has no anno_id: expressions numbered by a running index over sorted videos and sorted "
+    "expression ids (VISA / Sa2VA get_meta_exp)"
+)
 REFDAVIS_PROTOCOLS = ("sa2va", "referformer")
 SUBSETS = {"revos": {0: "referring", 1: "reasoning"}, "refsav": {0: "long", 1: "short"}}
 SUBMISSION_PREFIX = {"mevis": "", "refytvos": "Annotations/"}
@@ -73,36 +129,45 @@ class _Task:
     want_a: bool
     gt_where: str
     pred_where: str
+    binary_pred: bool = False
 
 
 def _score(task: _Task) -> dict[str, Any]:
-    gt = gt_from_rles(task.gt, len(task.frames), task.hw, task.gt_where)
-    pred = load_predicted_masks(task.pred, task.frames, task.hw, task.pred_where)
+    gt_v = gt_values_from_rles(task.gt, len(task.frames), task.hw, task.gt_where)
+    pred_v = load_predicted_values(task.pred, task.frames, task.hw, task.pred_where)
+    if task.binary_pred:  # Ref-SAV's official script reads RLE, i.e. 0/1
+        pred_v = (pred_v != 0).view(np.uint8)
+    gt, pred = gt_v != 0, pred_v != 0
     j = np.asarray(j_measure(gt, pred), dtype=np.float64).reshape(-1)
     f = np.asarray(f_measure(gt, pred), dtype=np.float64).reshape(-1)
     js, fs = db_statistics(j), db_statistics(f)
     out: dict[str, Any] = {
-        "J": js["mean"],
-        "F": fs["mean"],
+        "J": float(j.mean()),
+        "F": float(f.mean()),
         "J_recall": js["recall"],
         "J_decay": js["decay"],
         "F_recall": fs["recall"],
         "F_decay": fs["decay"],
     }
     if task.want_a:
-        out["A"] = float(np.mean(pixel_accuracy(gt, pred)))
+        out["A"] = float(np.mean(r2vos_accuracy(gt_v, pred_v)))
+        out["A_binary"] = float(np.mean(pixel_accuracy(gt, pred)))
     if task.foreground is not None:
         area = foreground_area(task.foreground, task.hw, task.gt_where)
-        out["R"] = float(np.mean(robustness(gt, pred, area)))
+        out["R"] = float(np.mean(r2vos_robustness(gt_v, pred_v, area)))
+        out["R_binary"] = float(np.mean(robustness(gt, pred, area)))
     return out
 
 
 def _metric_keys(benchmark: str) -> tuple[str, ...]:
-    return {"revos": ("J", "F", "A", "R"), "refsav": ("J", "F", "A")}.get(benchmark, ("J", "F"))
+    return {
+        "revos": ("J", "F", "A", "R", "A_binary", "R_binary"),
+        "refsav": ("J", "F", "A", "A_binary"),
+    }.get(benchmark, ("J", "F"))
 
 
-def _aggregate(benchmark: str, rows: list[dict], split: RefVOSSplit) -> tuple[dict, dict, list[str]]:
-    """Headline numbers (percent, 2 decimals), per-subset blocks and warnings."""
+def _aggregate(benchmark: str, rows: list[dict], split: RefVOSSplit) -> tuple[dict, dict, list[str], dict]:
+    """Headline numbers (percent, 2 decimals), per-subset blocks, warnings and the unrounded headline."""
     keys = _metric_keys(benchmark)
     warnings: list[str] = []
     subsets_def = SUBSETS.get(benchmark)
@@ -117,7 +182,7 @@ def _aggregate(benchmark: str, rows: list[dict], split: RefVOSSplit) -> tuple[di
         # Plain mean over expressions of the unrounded fractions.
         head = {k: 100.0 * float(np.mean([r[k] for r in rows])) for k in keys}
         head["J&F"] = (head["J"] + head["F"]) / 2
-        return {k: round(v, 2) for k, v in head.items()}, {}, warnings
+        return {k: round(v, 2) for k, v in head.items()}, {}, warnings, head
     # Subset protocol (VISA / Sa2VA): per-expression percent rounded to 2 decimals, mean per subset.
     blocks: dict[str, dict] = {}
     for type_id, name in subsets_def.items():
@@ -135,7 +200,7 @@ def _aggregate(benchmark: str, rows: list[dict], split: RefVOSSplit) -> tuple[di
     rounded = {
         name: {k: (round(v, 2) if k != "n" else v) for k, v in b.items()} for name, b in blocks.items()
     }
-    return {k: round(v, 2) for k, v in head.items()}, rounded, warnings
+    return {k: round(v, 2) for k, v in head.items()}, rounded, warnings, head
 
 
 def _build_tasks(
@@ -159,6 +224,7 @@ def _build_tasks(
                 want_a=want_a,
                 gt_where=str(split.mask_dict_path),
                 pred_where=str(preds.path),
+                binary_pred=benchmark == "refsav",
             )
         )
         row: dict[str, Any] = {"vid": video.vid, "exp_id": exp.exp_id, "exp": exp.text}
@@ -220,7 +286,7 @@ def evaluate_refvos(
     scores = parallel_map(_score, tasks, workers)
     for row, s in zip(rows, scores, strict=True):
         row.update(s)
-    head, subsets, warnings = _aggregate(benchmark, rows, split)
+    head, subsets, warnings, exact = _aggregate(benchmark, rows, split)
     n_missing = sum(r["missing"] for r in rows)
     n_missing_frames = sum(r["missing_frames"] for r in rows)
     if n_missing:
@@ -233,12 +299,18 @@ def evaluate_refvos(
     if n_missing_frames:
         warnings.insert(0, f"{n_missing_frames} frames have no PNG (scored as empty masks)")
     ignored = sum(1 for r in rows if benchmark in SUBSETS and r.get("type_id") not in (None, 0, 1))
+    quirks = list(QUIRKS[benchmark])
+    if split.anno_id_fallback:
+        quirks.append(_ANNO_ID_FALLBACK)
     report: dict[str, Any] = {
         "benchmark": benchmark,
         "protocol": PROTOCOLS[benchmark],
+        "protocol_description": PROTOCOL_DESCRIPTIONS[benchmark],
+        "quirks": quirks,
         "data": str(split.meta_path),
         "pred": str(preds.path),
         **head,
+        "exact": exact,
     }
     if subsets:
         report["subsets"] = subsets
@@ -260,7 +332,7 @@ def evaluate_refvos(
 def _round_row(row: dict) -> dict:
     out = {}
     for k, v in row.items():
-        if k in ("J", "F", "A", "R", "J_recall", "F_recall", "J_decay", "F_decay"):
+        if k in ("J", "F", "A", "R", "A_binary", "R_binary", "J_recall", "F_recall", "J_decay", "F_decay"):
             out[k] = round(100.0 * v, 4)
         else:
             out[k] = v

@@ -1,16 +1,30 @@
 """Temporal sentence grounding metrics: tIoU, R1@θ, mIoU and mAP@[0.5:0.05:0.95].
 
-Conventions (Moment-DETR ``standalone_eval`` / ActivityNet ``compute_average_precision_detection``):
+The default is the official evaluation, bit for bit (``protocol: official-moment-detr``): Moment-DETR
+``standalone_eval/eval.py`` + ``utils.py``, which Lighthouse ships unchanged for QVHighlights, Charades-STA
+and ActivityNet Captions. Its conventions, quirks included (each also listed in the report's ``quirks``):
 
-* tIoU of ``[s1, e1]`` and ``[s2, e2]`` = ``max(0, min(e1, e2) − max(s1, s2)) / (max(e1, e2) − min(s1, s2))``,
-  0 when the union is 0. (Equal to the true IoU whenever the windows overlap.)
-* Top-1 prediction = the highest-scoring window (the first one on ties). With several GT windows the best
-  matching GT (highest tIoU with the top-1 window) counts.
-* R1@θ = percentage of queries whose top-1 tIoU ≥ θ; mIoU = mean top-1 tIoU × 100.
-* mAP: per query, at most :data:`MAX_PRED_WINDOWS` predicted windows (the first ten as given), sorted by
-  score (stable), greedily matched to unmatched GT windows at each tIoU threshold, AP = area under the
-  interpolated precision–recall curve; mean over queries, then over thresholds.
-* A query without predictions counts as a miss (tIoU 0, AP 0).
+* **Top-1** = the **first** window of ``pred_relevant_windows`` (``pred_relevant_windows[0]``), whatever the
+  scores say; predictions are expected sorted by score. ``top1_by_score`` is reported as a side note only.
+* **R1@θ**: among several GT windows, the one with the highest tIoU to the top-1 window counts (first on
+  ties), chosen with the AP's tIoU below; the R1 tIoU itself is then ``max(0, min(e1, e2) − max(s1, s2)) /
+  (max(e1, e2) − min(s1, s2))`` (0 when that "union" is 0; equal to the true IoU whenever the windows
+  overlap). R1@θ = percentage of queries with tIoU ≥ θ; mIoU = mean of the same tIoU × 100 (the TSG-LLM
+  convention; not in Moment-DETR).
+* **mAP** (ActivityNet ``compute_average_precision_detection``): per query the first
+  :data:`MAX_PRED_WINDOWS` windows as given, sorted by descending score (stable: equal scores keep their
+  order); tIoU = ``inter / (a1 + a2 − inter)`` with ``a = end − start`` (a window ending before it starts
+  has a negative area; 0 / 0 gives NaN, which passes every threshold, as officially); the GT windows are
+  tried in ``tiou.argsort()[::-1]`` order (ties: the later GT window first), an already matched GT window is
+  skipped, the first one below the threshold stops the search; AP = VOC-interpolated area under the
+  precision–recall curve. Thresholds ``np.linspace(0.5, 0.95, 10)`` rounded to 2 decimals
+  (:data:`MAP_THRESHOLDS`: 0.9, not 0.8999999999999999). mAP = mean over thresholds of the mean over queries.
+* A predicted window may end before it starts (accepted, as officially; it overlaps nothing).
+* Percentages are rounded to 2 decimals (``float(f"{100 * x:.2f}")`` officially, the same as ``round``).
+
+Deliberate difference: a query without prediction (or with an empty window list) is scored as a miss (tIoU 0,
+AP 0) and counted in ``missing``; the official code asserts that every GT qid has a prediction (and crashes on
+an empty list).
 """
 
 from __future__ import annotations
@@ -20,37 +34,72 @@ from collections.abc import Sequence
 import numpy as np
 
 R1_THRESHOLDS = (0.3, 0.5, 0.7)
-MAP_THRESHOLDS = tuple(float(t) for t in np.linspace(0.5, 0.95, 10))
+MAP_THRESHOLDS = tuple(float(f"{t:.2f}") for t in np.linspace(0.5, 0.95, 10))
 MAX_PRED_WINDOWS = 10
+PROTOCOL = "official-moment-detr"
+QUIRKS = [
+    "top-1 = pred_relevant_windows[0] (the first window as given), not the highest-scoring one",
+    "R1 / mIoU tIoU = inter / (max end - min start) (0 when that is 0); the best of several GT windows is "
+    "chosen with the AP tIoU",
+    "mAP tIoU = inter / (len1 + len2 - inter); GT ties tried in argsort()[::-1] order; 0/0 tIoU (NaN) counts "
+    "as a match",
+    "mAP uses the first 10 predicted windows as given, then sorts them by score (stable)",
+    "mAP thresholds np.linspace(0.5, 0.95, 10) rounded to 2 decimals",
+    "predicted windows may end before they start",
+]
+
+
+def _windows(w: np.ndarray | Sequence) -> np.ndarray:
+    return np.asarray(w, dtype=np.float64).reshape(-1, 2)
 
 
 def temporal_iou(pred: np.ndarray | Sequence, gt: np.ndarray | Sequence) -> np.ndarray:
-    """tIoU matrix ``(N, M)`` between ``N`` predicted and ``M`` GT windows ``[start, end]`` (seconds)."""
-    p = np.asarray(pred, dtype=np.float64).reshape(-1, 2)
-    g = np.asarray(gt, dtype=np.float64).reshape(-1, 2)
-    inter = np.clip(
-        np.minimum(p[:, None, 1], g[None, :, 1]) - np.maximum(p[:, None, 0], g[None, :, 0]), 0, None
+    """R1 / mIoU tIoU matrix ``(N, M)``: ``inter / (max(e) − min(s))``, 0 where that is 0 (Moment-DETR
+    ``compute_temporal_iou_batch_paired``, for every pair)."""
+    p, g = _windows(pred), _windows(gt)
+    inter = np.maximum(
+        0.0, np.minimum(p[:, None, 1], g[None, :, 1]) - np.maximum(p[:, None, 0], g[None, :, 0])
     )
     union = np.maximum(p[:, None, 1], g[None, :, 1]) - np.minimum(p[:, None, 0], g[None, :, 0])
+    out = np.zeros_like(inter)
+    np.divide(inter, union, out=out, where=union != 0)
+    return out
+
+
+def temporal_iou_ap(pred: np.ndarray | Sequence, gt: np.ndarray | Sequence) -> np.ndarray:
+    """AP tIoU matrix ``(N, M)``: ``inter / (len1 + len2 − inter)`` with signed lengths; 0 / 0 → NaN
+    (Moment-DETR ``compute_temporal_iou_batch_cross``)."""
+    p, g = _windows(pred), _windows(gt)
+    left = np.maximum(p[:, None, 0], g[None, :, 0])
+    right = np.minimum(p[:, None, 1], g[None, :, 1])
+    inter = np.clip(right - left, 0, None)
+    union = (p[:, 1] - p[:, 0])[:, None] + (g[:, 1] - g[:, 0])[None, :] - inter
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+        return inter / union
 
 
 def top1_window(pred_windows: Sequence[Sequence[float]]) -> list[float] | None:
-    """The highest-scoring ``[s, e]`` of ``[[s, e, score], ...]`` (first on ties); ``None`` if there is none."""
+    """The first ``[s, e]`` of ``[[s, e, score], ...]`` (the official top-1); ``None`` if there is none."""
     if len(pred_windows) == 0:
         return None
-    scores = np.asarray([w[2] for w in pred_windows], dtype=np.float64)
-    best = int(np.argmax(scores))
+    return [float(pred_windows[0][0]), float(pred_windows[0][1])]
+
+
+def top1_by_score(pred_windows: Sequence[Sequence[float]]) -> list[float] | None:
+    """The highest-scoring ``[s, e]`` (first on ties); ``None`` if there is none. Not used for the metrics."""
+    if len(pred_windows) == 0:
+        return None
+    best = int(np.argmax(np.asarray([w[2] for w in pred_windows], dtype=np.float64)))
     return [float(pred_windows[best][0]), float(pred_windows[best][1])]
 
 
 def top1_iou(pred_windows: Sequence[Sequence[float]], gt_windows: Sequence[Sequence[float]]) -> float:
-    """tIoU of the top-1 predicted window with its best-matching GT window (0 without predictions)."""
+    """R1 tIoU of the top-1 window with the GT window of highest AP tIoU to it (0 without predictions)."""
     top = top1_window(pred_windows)
     if top is None or len(gt_windows) == 0:
         return 0.0
-    return float(temporal_iou([top], gt_windows).max())
+    best = int(np.argmax(temporal_iou_ap([top], gt_windows)[0]))
+    return float(temporal_iou([top], [gt_windows[best]])[0, 0])
 
 
 def _interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
@@ -80,25 +129,25 @@ def average_precision(
     if not preds or n_gt == 0:
         return ap
     scores = np.asarray([w[2] for w in preds], dtype=np.float64)
-    order = np.argsort(-scores, kind="stable")
+    order = np.argsort(-scores, kind="stable")  # Python's list.sort(key=-score) is stable too
     windows = np.asarray([[preds[i][0], preds[i][1]] for i in order], dtype=np.float64)
-    ious = temporal_iou(windows, gt_windows)  # (N, M)
+    ious = temporal_iou_ap(windows, gt_windows)  # (N, M)
+    locked = np.zeros((len(thresholds), n_gt), dtype=bool)
     tp = np.zeros((len(thresholds), len(windows)))
     fp = np.zeros_like(tp)
-    for t, thr in enumerate(thresholds):
-        locked = np.zeros(n_gt, dtype=bool)
-        for i in range(len(windows)):
-            matched = False
-            for j in np.argsort(-ious[i], kind="stable"):
-                if ious[i, j] < thr:
+    for i in range(len(windows)):
+        tried = np.argsort(ious[i])[::-1]  # the official tie order (NaN first)
+        for t, thr in enumerate(thresholds):
+            tp[t, i] = 0.0
+            for j in tried:
+                if ious[i, j] < thr:  # False for NaN: a NaN tIoU matches, as officially
                     break
-                if locked[j]:
+                if locked[t, j]:
                     continue
-                locked[j] = True
-                matched = True
+                locked[t, j] = True
+                tp[t, i] = 1.0
                 break
-            tp[t, i] = matched
-            fp[t, i] = not matched
+            fp[t, i] = 1.0 - tp[t, i]
     tp_c = np.cumsum(tp, axis=1)
     fp_c = np.cumsum(fp, axis=1)
     recall = tp_c / n_gt
@@ -117,8 +166,8 @@ def score_query(pred_windows: Sequence[Sequence[float]], gt_windows: Sequence[Se
     }
 
 
-def summarize(per_query: Sequence[dict]) -> dict[str, float]:
-    """Headline numbers in percent (2 decimals) from :func:`score_query` results.
+def summarize_exact(per_query: Sequence[dict]) -> dict[str, float]:
+    """Headline numbers in percent, unrounded, from :func:`score_query` results.
 
     Keys: ``R1@0.3``, ``R1@0.5``, ``R1@0.7``, ``mIoU``, ``mAP`` (mean over thresholds of the mean over queries),
     ``mAP@0.5``, ``mAP@0.75``.
@@ -127,12 +176,22 @@ def summarize(per_query: Sequence[dict]) -> dict[str, float]:
         raise ValueError("no queries to summarise")
     ious = np.asarray([q["iou"] for q in per_query], dtype=np.float64)
     aps = np.asarray([q["ap"] for q in per_query], dtype=np.float64).mean(axis=0)
-    out = {f"R1@{t}": round(100.0 * float(np.mean(ious >= t)), 2) for t in R1_THRESHOLDS}
-    out["mIoU"] = round(100.0 * float(ious.mean()), 2)
-    out["mAP"] = round(100.0 * float(aps.mean()), 2)
-    out["mAP@0.5"] = round(100.0 * float(aps[0]), 2)
-    out["mAP@0.75"] = round(100.0 * float(aps[5]), 2)
+    out = {f"R1@{t}": 100.0 * float(np.mean(ious >= t)) for t in R1_THRESHOLDS}
+    out["mIoU"] = 100.0 * float(ious.mean())
+    out["mAP"] = 100.0 * float(np.mean(aps))
+    out["mAP@0.5"] = 100.0 * float(aps[0])
+    out["mAP@0.75"] = 100.0 * float(aps[5])
     return out
+
+
+def summarize(per_query: Sequence[dict]) -> dict[str, float]:
+    """:func:`summarize_exact` rounded to 2 decimals (the official ``float(f"{100 * x:.2f}")``)."""
+    return {k: round(v, 2) for k, v in summarize_exact(per_query).items()}
+
+
+def _unsorted(windows: Sequence[Sequence[float]]) -> bool:
+    scores = [w[2] for w in windows]
+    return any(a < b for a, b in zip(scores, scores[1:], strict=False))
 
 
 def _score_item(item: tuple[list, list]) -> dict:
@@ -142,8 +201,10 @@ def _score_item(item: tuple[list, list]) -> dict:
 def evaluate_tsg(benchmark: str, gt_path, pred_path, workers: int | None = None) -> dict:
     """Score a TSG prediction JSONL against ``charades`` / ``anet`` / ``qvhighlights`` GT; returns the report.
 
-    Report keys: ``benchmark``, ``gt``, ``pred``, ``R1@0.3``, ``R1@0.5``, ``R1@0.7``, ``mIoU``, ``mAP``,
-    ``mAP@0.5``, ``mAP@0.75`` (percent), ``n_queries``, ``missing``, ``warnings``, ``per_query``. A prediction
+    Report keys: ``benchmark``, ``protocol``, ``quirks``, ``gt``, ``pred``, ``R1@0.3``, ``R1@0.5``,
+    ``R1@0.7``, ``mIoU``, ``mAP``, ``mAP@0.5``, ``mAP@0.75`` (percent, 2 decimals), ``exact`` (the same,
+    unrounded), ``n_queries``, ``missing``, ``empty_predictions``, ``unsorted_predictions``, ``warnings``,
+    ``per_query``. A prediction
     for a qid that is not in the GT raises :class:`InputError`; a GT query without prediction is a miss.
     """
     from momentseg.data.formats import TSG_LOADERS, load_tsg_predictions
@@ -167,11 +228,23 @@ def evaluate_tsg(benchmark: str, gt_path, pred_path, workers: int | None = None)
         raise InputError(f"{pred_path}: prediction for unknown qid {unknown[0]} (not in {gt_path})")
     results = parallel_map(_score_item, [(preds.get(q.qid, []), q.windows) for q in queries], workers)
     missing = [q.qid for q in queries if q.qid not in preds]
+    empty = [q.qid for q in queries if q.qid in preds and not preds[q.qid]]
+    unsorted = [q.qid for q in queries if _unsorted(preds.get(q.qid, []))]
     warnings = []
     if missing:
         warnings.append(
-            f"{len(missing)} of {len(queries)} queries have no prediction (scored as misses), "
-            f"e.g. qid {missing[0]}"
+            f"{len(missing)} of {len(queries)} queries have no prediction (scored as misses; the official "
+            f"script refuses such a submission), e.g. qid {missing[0]}"
+        )
+    if empty:
+        warnings.append(
+            f"{len(empty)} predictions have no window (scored as misses; the official script crashes), "
+            f"e.g. qid {empty[0]}"
+        )
+    if unsorted:
+        warnings.append(
+            f"{len(unsorted)} predictions list their windows not by descending score; as officially, top-1 is "
+            f"the first window, not the highest-scoring one (e.g. qid {unsorted[0]})"
         )
     per_query = []
     for q, r in zip(queries, results, strict=True):
@@ -187,13 +260,19 @@ def evaluate_tsg(benchmark: str, gt_path, pred_path, workers: int | None = None)
                 "missing": q.qid not in preds,
             }
         )
+    exact = summarize_exact(results)
     return {
         "benchmark": benchmark,
+        "protocol": PROTOCOL,
+        "quirks": list(QUIRKS),
         "gt": str(gt_path),
         "pred": str(pred_path),
-        **summarize(results),
+        **{k: round(v, 2) for k, v in exact.items()},
+        "exact": exact,
         "n_queries": len(queries),
         "missing": len(missing),
+        "empty_predictions": len(empty),
+        "unsorted_predictions": len(unsorted),
         "warnings": warnings,
         "per_query": per_query,
     }
