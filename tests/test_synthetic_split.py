@@ -198,14 +198,19 @@ def test_cli(tmp_path, capsys):
     assert "late_start" in printed and "no_target" in printed
     stats = json.loads((out / "stats.json").read_text())
     assert stats["seed"] == SPLIT_SEEDS["val"] and stats["n_videos"] == 2
-    before = _digest(out)
-    # refuses a non-empty folder, leaves it untouched
-    assert _cli(["synth", "--out", str(out), "--videos", "1", "--seed", "3"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error:") and "--force" in err and len(err.strip().splitlines()) == 1
-    assert _digest(out) == before
-    assert _cli(["synth", "--out", str(out), "--videos", "1", "--seed", "3", "--force"]) == 0
+    # its own folder is replaced (the previous split's files go), without --overwrite
+    assert _cli(["synth", "--out", str(out), "--videos", "1", "--seed", "3"]) == 0
     assert json.loads((out / "stats.json").read_text())["seed"] == 3
+    # refuses a non-empty folder it did not write, leaves it untouched
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "keep.txt").write_text("mine")
+    assert _cli(["synth", "--out", str(user), "--videos", "1", "--seed", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert [p.name for p in user.iterdir()] == ["keep.txt"]
+    assert _cli(["synth", "--out", str(user), "--videos", "1", "--seed", "3", "--force"]) == 0  # old name
+    assert (user / "keep.txt").read_text() == "mine" and (user / "stats.json").is_file()
     for bad in (
         ["--videos", "1", "--seed", "3", "--split", "val"],
         ["--videos", "1"],

@@ -38,13 +38,14 @@ def demo_video(seed: int) -> SynthVideo:
     return generate_video(video_seed(SPLIT_SEEDS["test"] + 7919, seed), video_id=f"demo_{seed}")
 
 
-def run_demo(pipe, seed: int, out: Path, progress=None) -> tuple[SynthVideo, list[DemoScore]]:
-    """Segment up to :data:`MAX_EXPRESSIONS` expressions of the demo video; write ``out`` (masks, plot, overlay)."""
+def run_demo(pipe, seed: int, out: Path, progress=None, *, overwrite: bool = False) -> tuple[SynthVideo, list[DemoScore]]:
+    """Segment up to :data:`MAX_EXPRESSIONS` expressions of the demo video; write ``out`` (masks, plot, overlay;
+    ``overwrite`` as in :meth:`~momentseg.pipeline.SegmentResult.save`)."""
     synth = demo_video(seed)
     exps = [e for e in synth.expressions if e.obj_ids and e.moments][:MAX_EXPRESSIONS]
     video = open_video(synth.frames, fps=synth.fps)
     result = pipe.segment(video, [e.text for e in exps], progress=progress)
-    result.save(out, overlay=True)
+    result.save(out, overlay=True, overwrite=overwrite)
     scores = []
     for exp, r in zip(exps, result.expressions, strict=True):
         gt = synth.expression_masks(exp)

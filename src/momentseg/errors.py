@@ -21,3 +21,7 @@ class InputError(MomentSegError):
 
 class CheckpointError(MomentSegError):
     """A checkpoint does not match the model it is loaded into."""
+
+
+class OutputError(MomentSegError):
+    """An output path cannot be written without losing or replacing something that is already there."""

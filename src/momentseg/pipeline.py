@@ -161,9 +161,12 @@ class SegmentResult:
             "expressions": [e.to_json() for e in self.expressions],
         }
 
-    def save(self, out_dir: str | Path, overlay: bool = False) -> Path:
+    def save(self, out_dir: str | Path, overlay: bool = False, *, overwrite: bool = False) -> Path:
         """Write ``out_dir`` atomically: ``result.json``, ``masks/<k>/<frame:05d>.png`` for the k-th expression,
-        ``similarity.png`` and, with ``overlay``, ``overlay.mp4``. An existing folder is replaced."""
+        ``similarity.png`` and, with ``overlay``, ``overlay.mp4``.
+
+        ``out_dir`` may be new or a folder momentseg wrote before (its previous output is replaced); another
+        non-empty folder needs ``overwrite`` and keeps its files (:func:`momentseg.io.atomic.atomic_dir`)."""
         import json
 
         from momentseg.io.atomic import atomic_dir
@@ -172,7 +175,7 @@ class SegmentResult:
         from momentseg.io.plot import write_similarity_plot
 
         out_dir = Path(out_dir)
-        with atomic_dir(out_dir) as tmp:
+        with atomic_dir(out_dir, overwrite=overwrite) as tmp:
             for k, expr in enumerate(self.expressions):
                 for t in range(len(expr.masks)):
                     write_png_mask(tmp / "masks" / str(k) / f"{t:05d}.png", expr.masks[t])
@@ -220,10 +223,7 @@ class MomentSeg:
         """Load a MomentSeg checkpoint folder (``save_pretrained`` layout), or ``"embedded"`` for the tiny model."""
         from momentseg.model.momentseg import MomentSegModel
 
-        folder = embedded_model_dir() if str(path) == EMBEDDED else Path(path)
-        if not (folder / "config.json").is_file():
-            what = "the embedded model is not installed" if str(path) == EMBEDDED else "no model"
-            raise InputError(f"{what}: {folder} has no config.json (expected a momentseg checkpoint folder)")
+        folder = check_model_folder(path)
         return cls(MomentSegModel.from_pretrained(folder), device=device, offload_state=offload_state)
 
     # ------------------------------------------------------------------ grounding
@@ -257,7 +257,9 @@ class MomentSeg:
 
     def ground_many(self, video, queries: Sequence[str]) -> list[Grounding]:
         """:meth:`ground` for several queries on one video, decoding its low-res frames once."""
-        queries = [_check_text(q, f"query #{i}") for i, q in enumerate(queries)]
+        if isinstance(queries, str) or not isinstance(queries, Sequence):
+            raise InputError(f"queries must be a list of strings, got {type(queries).__name__}")
+        queries = [check_text(q, f"query #{i}") for i, q in enumerate(queries)]
         video = self._video(video)
         dense = self._dense_frames(video)
         lowres = self._lowres(video, dense)
@@ -281,16 +283,8 @@ class MomentSeg:
         ``propagation``: bap | forward | anchor-forward. ``progress(stage, done, total)`` is called as frames
         are propagated.
         """
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        if not texts:
-            raise InputError("no expression given: pass at least one text")
-        texts = [_check_text(t, f"text #{i}") for i, t in enumerate(texts)]
-        if sampling not in METHODS:
-            raise InputError(f"unknown sampling {sampling!r}: use one of {', '.join(METHODS)}")
-        if propagation not in MODES:
-            raise InputError(f"unknown propagation {propagation!r}: use one of {', '.join(MODES)}")
-        if keyframes < 1:
-            raise InputError(f"keyframes must be at least 1, got {keyframes}")
+        texts = check_texts(texts)
+        check_segment_options(keyframes, sampling, propagation)
         video = self._video(video)
         dense = self._dense_frames(video)
         lowres = self._lowres(video, dense)
@@ -362,9 +356,75 @@ class MomentSeg:
         return MaskSequence(H, W, rles), probs
 
 
-def _check_text(text: str, what: str) -> str:
-    if not isinstance(text, str) or not text.strip():
+def check_text(text: str, what: str = "text") -> str:
+    """``text`` with its whitespace collapsed; an :class:`InputError` for a non-string (e.g. ``None``), text
+    that is not valid UTF-8 (undecodable bytes in a command-line argument) or an empty sentence."""
+    if not isinstance(text, str):
+        raise InputError(f"{what} must be a string, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{what} {text.encode('utf-8', 'replace').decode()!r} is not valid UTF-8: "
+                         "give the sentence as UTF-8 text") from None
+    if not text.strip():
         raise InputError(f"{what} is empty: give a non-empty sentence")
     return " ".join(text.split())
+
+
+def check_texts(texts: str | Sequence[str]) -> list[str]:
+    """One expression or a list of them, each checked by :func:`check_text`; at least one."""
+    if isinstance(texts, str):
+        texts = [texts]
+    elif not isinstance(texts, Sequence):
+        raise InputError(f"texts must be a string or a list of strings, got {type(texts).__name__}")
+    if not texts:
+        raise InputError("no expression given: pass at least one text")
+    return [check_text(t, f"text #{i}") for i, t in enumerate(texts)]
+
+
+def check_segment_options(keyframes: int, sampling: str, propagation: str) -> None:
+    """Validate :meth:`MomentSeg.segment`'s settings (the CLI calls this before loading a model)."""
+    if sampling not in METHODS:
+        raise InputError(f"unknown sampling {sampling!r}: use one of {', '.join(METHODS)}")
+    if propagation not in MODES:
+        raise InputError(f"unknown propagation {propagation!r}: use one of {', '.join(MODES)}")
+    if isinstance(keyframes, bool) or not isinstance(keyframes, int | np.integer) or keyframes < 1:
+        raise InputError(f"keyframes must be a whole number of at least 1, got {keyframes!r}")
+
+
+def check_model_folder(path: str | Path) -> Path:
+    """The checkpoint folder for ``path`` (``"embedded"`` = the shipped model), checked enough that loading it
+    cannot end in a traceback: a JSON object config.json with every required field, weights, tokenizer.json."""
+    import dataclasses
+    import json
+
+    from momentseg.errors import CheckpointError
+    from momentseg.model.config import MomentSegConfig
+
+    folder = embedded_model_dir() if str(path) == EMBEDDED else Path(path)
+    if not folder.is_dir():
+        what = "the embedded model is not installed" if str(path) == EMBEDDED else "no model"
+        raise InputError(f"{what}: {folder} is not a folder (expected a momentseg checkpoint folder)")
+    config = folder / "config.json"
+    if not config.is_file():
+        what = "the embedded model is not installed" if str(path) == EMBEDDED else "no model"
+        raise InputError(f"{what}: {folder} has no config.json (expected a momentseg checkpoint folder)")
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {config}: {exc}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{config} must hold a JSON object, found a JSON {type(data).__name__}")
+    required = [f.name for f in dataclasses.fields(MomentSegConfig)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise CheckpointError(f"{config} lacks the field(s) {', '.join(missing)}: not a complete momentseg config")
+    for name in ("qwen", "sam2"):
+        if not isinstance(data[name], dict):
+            raise CheckpointError(f"{config}: the field {name} must be a JSON object")
+    if not (folder / "tokenizer.json").is_file():
+        raise CheckpointError(f"{folder} has no tokenizer.json: a momentseg checkpoint needs its tokenizer")
+    return folder
 
 

@@ -72,9 +72,12 @@ def split_video(split, vid: str) -> Video:
 
 def predict_refvos(
     pipe, split, out: Path, *, rank: int = 0, world: int = 1, on_video: Callable[[str], None] | None = None,
-    **segment_args,
+    overwrite: bool = False, **segment_args,
 ) -> int:
-    """Segment every expression of ``split``; returns the number of expressions written (by rank 0)."""
+    """Segment every expression of ``split``; returns the number of expressions written (by rank 0).
+
+    A PNG folder ``out`` follows :func:`momentseg.io.atomic.atomic_dir`'s rule (``overwrite``: write into a
+    folder momentseg did not make, keeping its files)."""
     part: dict[str, dict[str, list]] = {}
     for vid in list(split.videos)[rank::world]:
         exps = list(split.videos[vid].expressions.values())
@@ -92,7 +95,7 @@ def predict_refvos(
     else:
         from momentseg.io.masks import rle_decode, write_png_mask
 
-        with atomic_dir(out) as tmp:
+        with atomic_dir(out, overwrite=overwrite) as tmp:
             for vid, exps in merged.items():
                 names = split.videos[vid].frames
                 for exp_id, rles in exps.items():

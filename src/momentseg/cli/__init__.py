@@ -3,12 +3,15 @@
 Each command lives in its own module of this package and registers itself on :data:`app`; heavy imports
 (torch, transformers) happen inside the command functions so ``momentseg --help`` stays fast.
 User errors (:class:`momentseg.errors.MomentSegError`) are printed as one ``error: …`` line with exit
-status 2 and no traceback.
+status 2 and no traceback. SIGTERM ends a command like Ctrl-C does: the temporary files and folders of an
+unfinished output are removed (exit status 143).
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 
 import typer
 
@@ -41,10 +44,21 @@ from momentseg.cli import version as _version  # noqa: E402,F401
 from momentseg.cli import web as _web  # noqa: E402,F401
 
 
+def _on_sigterm(signum, _frame) -> None:
+    # unwinds the stack like Ctrl-C, so every `except BaseException` / `finally` cleanup runs
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         app(args=argv, prog_name="momentseg")
     except MomentSegError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

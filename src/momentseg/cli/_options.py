@@ -8,6 +8,11 @@ MODEL = typer.Option("embedded", "--model", "-m", help="Checkpoint folder, or 'e
 DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda.")
 
 
+OVERWRITE = typer.Option(
+    False, "--overwrite",
+    help="Write into an existing folder that momentseg did not make (its files are kept, never removed).",
+)
+
 OFFLOAD = typer.Option(False, "--offload-state", help="Keep SAM2's memories on the CPU (long videos, small GPU).")
 
 

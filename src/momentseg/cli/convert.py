@@ -14,7 +14,10 @@ from momentseg.errors import InputError
 @app.command("convert")
 def convert(
     src: Path = typer.Argument(..., help="Source checkpoint folder (config.json, tokenizer, safetensors)."),
-    out: Path = typer.Option(..., "--out", help="Destination folder for the MomentSeg checkpoint."),
+    out: Path = typer.Option(..., "--out", help="Destination folder for the MomentSeg checkpoint: new, or one "
+                             "momentseg wrote before (its previous files are replaced; nothing else is touched)."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Write into a non-empty folder momentseg did not make (its files are kept)."),
     source_format: str = typer.Option("sa2va", "--from", help="Source format; only 'sa2va' (Sa2VA-Qwen2.5-VL)."),
     sam2_config: Path | None = typer.Option(
         None,
@@ -28,8 +31,10 @@ def convert(
     """Convert a Sa2VA-Qwen2.5-VL checkpoint into a MomentSeg checkpoint (the [FIND] head starts random)."""
     import warnings
 
+    from momentseg.io.atomic import allow_overwrite, check_output_dir
     from momentseg.model.checkpoint import import_sa2va
 
+    check_output_dir(out, overwrite=overwrite, what="--out")
     if source_format != "sa2va":
         raise InputError(f"--from {source_format!r} is not supported; use --from sa2va")
     if not src.is_dir():
@@ -47,7 +52,8 @@ def convert(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = import_sa2va(src, sam2_config=sam2_dict, preset=preset)
-    model.save_pretrained(out)
+    with allow_overwrite(*([out] if overwrite else [])):
+        model.save_pretrained(out)
     for note in model.config.notes:
         print(f"warning: {note}")
     print(f"wrote {out}")

@@ -5,13 +5,16 @@ from pathlib import Path
 import typer
 
 from momentseg.cli import app
-from momentseg.cli._options import DEVICE, MODEL, load_pipeline
+from momentseg.cli._options import DEVICE, MODEL, OVERWRITE, load_pipeline
 
 
 @app.command("demo")
 def demo(
     seed: int = typer.Option(0, "--seed", "-s", help="Which synthetic video to make (any integer)."),
-    out: Path = typer.Option(Path("momentseg-demo"), "--out", "-o", help="Output folder (replaced)."),
+    out: Path = typer.Option(Path("momentseg-demo"), "--out", "-o",
+                             help="Output folder: new, or one momentseg wrote before (its previous output is "
+                                  "replaced; nothing else is touched)."),
+    overwrite: bool = OVERWRITE,
     model: str = MODEL,
     device: str = DEVICE,
 ) -> None:
@@ -22,13 +25,19 @@ def demo(
     from rich.progress import Progress
     from rich.table import Table
 
-    from momentseg.demo import run_demo
+    from momentseg.demo import demo_video, run_demo
+    from momentseg.io.atomic import check_output_dir
+    from momentseg.pipeline import resolve_device
 
+    check_output_dir(out, overwrite=overwrite, what="--out")
+    if seed < 0:
+        demo_video(seed)  # its one-line error, before the model loads
+    resolve_device(device)
     start = time.perf_counter()
     pipe = load_pipeline(model, device)
     with Progress(transient=True) as bar:
         task = bar.add_task("segmenting", total=None)
-        synth, scores = run_demo(pipe, seed, out,
+        synth, scores = run_demo(pipe, seed, out, overwrite=overwrite,
                                  progress=lambda st, d, t: bar.update(task, description=st, completed=d, total=t))
     console = Console()
     table = Table(title=f"MomentSeg demo: synthetic video {synth.video_id} ({synth.num_frames} frames, "

@@ -58,7 +58,8 @@ def eval_command(
     pred: Path = typer.Option(
         ..., "--pred", help="Predictions: PNG folder PRED/<vid>/<exp_id>/<frame>.png or RLE JSON; TSG: JSONL."
     ),
-    out: Path = typer.Option(None, "--out", help="Write the JSON report here (atomically)."),
+    out: Path = typer.Option(None, "--out", help="Write the JSON report here (atomically); an existing file is "
+                             "replaced only with --overwrite."),
     submission_zip: Path = typer.Option(
         None,
         "--submission-zip",
@@ -71,10 +72,16 @@ def eval_command(
         "(davis2017 unsupervised per annotator, averaged; --data DAVIS_ROOT, --pred PRED/anno_0..anno_3).",
     ),
     workers: int = typer.Option(None, "--workers", "-j", help="Worker processes (default: number of CPUs)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out / --submission-zip file."),
 ) -> None:
     """Score predictions against a benchmark's ground truth, or build a CodaLab submission zip."""
-    from momentseg.io.atomic import atomic_write_text
+    from momentseg.io.atomic import atomic_write_text, check_output_file
 
+    # outputs are checked before any scoring: an unwritable or occupied path fails at once
+    if out is not None:
+        check_output_file(out, overwrite=overwrite, what="--out")
+    if submission_zip is not None:
+        check_output_file(submission_zip, overwrite=overwrite, what="--submission-zip")
     benchmark = benchmark.lower()
     if benchmark not in REFVOS + TSG:
         raise InputError(f"--benchmark must be one of {', '.join(REFVOS + TSG)}, got {benchmark!r}")

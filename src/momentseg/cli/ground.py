@@ -18,7 +18,10 @@ def ground(
 ) -> None:
     """Temporal sentence grounding: print the ranked windows (start_s, end_s, score) for --query."""
     from momentseg.io.video import open_video
+    from momentseg.pipeline import check_text, resolve_device
 
+    query = check_text(query, "--query")
+    resolve_device(device)
     vid = open_video(video)
     result = load_pipeline(model, device).ground(vid, query)
     if as_json:

@@ -5,7 +5,7 @@ from pathlib import Path
 import typer
 
 from momentseg.cli import app
-from momentseg.cli._options import DEVICE, MODEL, OFFLOAD, load_pipeline
+from momentseg.cli._options import DEVICE, MODEL, OFFLOAD, OVERWRITE, load_pipeline
 
 REFVOS = ("mevis", "revos", "refdavis", "refytvos", "refsav")
 TSG = ("charades", "anet", "qvhighlights")
@@ -17,7 +17,9 @@ def predict(
     data: Path = typer.Option(..., "--data", help="RefVOS: the split folder (MeViS layout). TSG: the folder of "
                               "videos (<vid>.mp4 files or <vid>/ frame folders)."),
     out: Path = typer.Option(..., "--out", "-o", help="RefVOS: PRED.json (COCO RLE) or a folder (PNGs). "
-                             "TSG: predictions .jsonl."),
+                             "TSG: predictions .jsonl. An existing file is replaced only with --overwrite; a "
+                             "folder follows segment's --out rule."),
+    overwrite: bool = OVERWRITE,
     gt: Path = typer.Option(None, "--gt", help="TSG: the annotation file (Charades-STA txt, ActivityNet json, "
                             "QVHighlights jsonl) listing the queries."),
     fps: float = typer.Option(None, "--fps", help="TSG: frame rate of frame-folder videos (default 30)."),
@@ -34,10 +36,20 @@ def predict(
     from rich.progress import Progress
 
     from momentseg.errors import InputError
+    from momentseg.io.atomic import check_output_dir, check_output_file
+    from momentseg.pipeline import check_segment_options, resolve_device
     from momentseg.predict import dist_info, predict_refvos, predict_tsg
 
     if benchmark not in REFVOS + TSG:
         raise InputError(f"unknown --benchmark {benchmark!r}: use one of {', '.join(REFVOS + TSG)}")
+    png_folder = benchmark in REFVOS and out.suffix.lower() != ".json"
+    if png_folder:
+        check_output_dir(out, overwrite=overwrite, what="--out")
+    else:
+        check_output_file(out, overwrite=overwrite, what="--out")
+    if benchmark in REFVOS:
+        check_segment_options(keyframes, sampling, propagation)
+    resolve_device(device)
     rank, world = dist_info()
     if benchmark in REFVOS:
         from momentseg.data.formats import load_refvos_split
@@ -62,7 +74,8 @@ def predict(
 
         if benchmark in REFVOS:
             n = predict_refvos(pipe, split, out, rank=rank, world=world, on_video=advance, keyframes=keyframes,
-                               sampling=sampling, propagation=propagation, seed=seed)
+                               sampling=sampling, propagation=propagation, seed=seed,
+                               overwrite=overwrite)
         else:
             n = predict_tsg(pipe, queries, data, out, fps=fps, rank=rank, world=world, on_video=advance)
     if rank == 0:

@@ -5,14 +5,16 @@ from pathlib import Path
 import typer
 
 from momentseg.cli import app
-from momentseg.cli._options import DEVICE, MODEL, OFFLOAD, load_pipeline
+from momentseg.cli._options import DEVICE, MODEL, OFFLOAD, OVERWRITE, load_pipeline
 
 
 @app.command("segment")
 def segment(
     video: str = typer.Argument(..., help="Video file (mp4/mov/webm/avi/mkv) or a folder of JPEG/PNG frames."),
     text: list[str] = typer.Option(..., "--text", "-t", help="A referring expression; repeat for several."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (replaced atomically)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: new, or one momentseg wrote before (its "
+                             "previous output is replaced; nothing else is touched). Written atomically."),
+    overwrite: bool = OVERWRITE,
     overlay: bool = typer.Option(False, "--overlay", help="Also write overlay.mp4 (masks + text + moment)."),
     keyframes: int = typer.Option(8, "--keyframes", "-k", help="Keyframes K given to the [SEG] pass."),
     sampling: str = typer.Option("mcs", help="Keyframe sampling: mcs | uniform | first-k | random."),
@@ -25,8 +27,15 @@ def segment(
     """Ground and segment each --text in VIDEO; writes result.json, masks/<k>/<frame>.png, similarity.png."""
     from rich.progress import Progress
 
+    from momentseg.io.atomic import check_output_dir
     from momentseg.io.video import open_video
+    from momentseg.pipeline import check_segment_options, check_texts, resolve_device
 
+    # every argument is checked before anything is computed or the model loads
+    check_output_dir(out, overwrite=overwrite, what="--out")
+    text = check_texts(text)
+    check_segment_options(keyframes, sampling, propagation)
+    resolve_device(device)
     vid = open_video(video)  # fail on a bad video before loading the model
     pipe = load_pipeline(model, device, offload_state)
     with Progress(transient=True) as bar:
@@ -38,7 +47,7 @@ def segment(
         result = pipe.segment(vid, text, keyframes=keyframes, sampling=sampling, propagation=propagation,
                               seed=seed, progress=progress)
         bar.update(task, description="writing")
-        result.save(out, overlay=overlay)
+        result.save(out, overlay=overlay, overwrite=overwrite)
     for k, expr in enumerate(result.expressions):
         s, e, score = expr.grounding.moments[0]
         print(f"[{k}] {expr.text!r}: moment {s:.2f}-{e:.2f} s (score {score:.2f}), "

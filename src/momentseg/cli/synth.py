@@ -13,7 +13,8 @@ from momentseg.errors import InputError
 
 @app.command("synth")
 def synth(
-    out: Path = typer.Option(..., "--out", help="Output folder; written atomically (MeViS layout)."),
+    out: Path = typer.Option(..., "--out", help="Output folder (MeViS layout), written atomically: new, or one "
+                             "momentseg wrote before (its previous output is replaced; nothing else is touched)."),
     videos: int = typer.Option(..., "--videos", help="Number of videos to generate (>= 1)."),
     seed: int | None = typer.Option(
         None, "--seed", help="Split seed (>= 0). Give exactly one of --seed and --split."
@@ -22,13 +23,15 @@ def synth(
         None, "--split", help="train, val or test: use that split's fixed seed (SPLIT_SEEDS). Not with --seed."
     ),
     workers: int = typer.Option(1, "--workers", help="Processes generating videos; output bytes do not depend on it."),
-    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists and is not empty."),
+    overwrite: bool = typer.Option(False, "--overwrite", "--force",
+                                   help="Write into a non-empty folder momentseg did not make (its files are kept)."),
 ) -> None:
     """Generate a synthetic split where *when* matters, and print its statistics."""
     from rich.console import Console
     from rich.table import Table
 
     from momentseg.data.synthetic import SPLIT_SEEDS, write_split
+    from momentseg.io.atomic import check_output_dir
 
     if (seed is None) == (split is None):
         raise InputError("synth: give exactly one of --seed S or --split train|val|test")
@@ -42,13 +45,10 @@ def synth(
         raise InputError(f"synth: --videos must be >= 1, got {videos}")
     if workers < 1:
         raise InputError(f"synth: --workers must be >= 1, got {workers}")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"synth: --out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise InputError(f"synth: --out {out} is not empty (use --force to replace it)")
+    check_output_dir(out, overwrite=overwrite, what="synth: --out")
 
     start = time.perf_counter()
-    stats = write_split(out, videos, seed, workers=workers)
+    stats = write_split(out, videos, seed, workers=workers, overwrite=overwrite)
     elapsed = time.perf_counter() - start
 
     table = Table(title=f"synthetic split {split or ''} (seed {seed}) -> {out}")

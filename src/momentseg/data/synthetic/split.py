@@ -171,12 +171,14 @@ def _tsg_line(vid: str, exp: dict) -> str | None:
 
 
 def write_split(
-    out_dir: str | os.PathLike, n_videos: int, seed: int, config: WorldConfig = WorldConfig(), workers: int = 1
+    out_dir: str | os.PathLike, n_videos: int, seed: int, config: WorldConfig = WorldConfig(), workers: int = 1,
+    overwrite: bool = False,
 ) -> dict:
     """Generate videos ``0..n_videos-1`` of the split with seed ``seed`` into ``out_dir`` (MeViS format).
 
-    The folder is written atomically and replaces ``out_dir`` if it exists (the CLI refuses that without
-    ``--force``).  ``workers > 1`` generates in processes; the bytes are identical for any ``workers``.
+    The folder is written atomically under :func:`momentseg.io.atomic.atomic_dir`'s rule: a new folder, or one
+    momentseg wrote before (its previous output is replaced); another non-empty folder only with ``overwrite``
+    (its files are kept).  ``workers > 1`` generates in processes; the bytes are identical for any ``workers``.
     Returns the statistics that are also written to ``stats.json``.
     """
     if n_videos < 1:
@@ -185,7 +187,7 @@ def write_split(
         raise InputError(f"write_split: workers must be >= 1, got {workers}")
     if seed < 0:
         raise InputError(f"write_split: seed must be >= 0, got {seed}")
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         (tmp / "JPEGImages").mkdir()
         jobs = [(int(seed), i, config, str(tmp)) for i in range(n_videos)]
         pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
