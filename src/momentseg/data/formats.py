@@ -100,11 +100,15 @@ def load_json(path: str | os.PathLike) -> Any:
         raise InputError(f"malformed JSON in {path}: {exc}") from None
 
 
+class _Refused(pickle.UnpicklingError):
+    pass
+
+
 class _PlainDataUnpickler(pickle.Unpickler):
     """Unpickler that builds only plain data: every global (class, function) reference is refused."""
 
     def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        raise _Refused(f"refusing to load {module}.{name}")
 
 
 def load_plain_pickle(path: str | os.PathLike) -> Any:
@@ -122,7 +126,7 @@ def load_plain_pickle(path: str | os.PathLike) -> Any:
         raise InputError(f"cannot read {path}: {exc}") from None
     try:
         return _PlainDataUnpickler(io.BytesIO(data)).load()
-    except pickle.UnpicklingError as exc:
+    except _Refused as exc:
         raise InputError(
             f"{path}: not a plain-data pickle ({exc}); only dicts, lists, strings, bytes and numbers are read"
         ) from None
