@@ -312,3 +312,15 @@ def test_lighthouse_jsonl_gt_for_charades_and_anet(tmp_path):
         # mAP@0.5 = (0.5 + 1) / 2 = 75; mAP = mean over thresholds of (0.5 + [1,0,...]) / 2 = 25 + 5 = 30
         assert r["mAP@0.5"] == 75.0 and r["mAP"] == 30.0
         assert r["unsorted_predictions"] == 1 and r["protocol"] == "official-moment-detr"
+
+
+def test_empty_anno_id_list_is_a_no_target_expression(tmp_path):
+    # "anno_id": [] is an expression without target: the official loop adds nothing → empty GT; we warn.
+    data = _revos_split(tmp_path / "revos", {"0": ([], 0), "1": ([1], 1)}, {"0": OBJ0, "1": OBJ1})
+    pred = tmp_path / "pred"
+    write_png_mask(pred / "v" / "0" / "00000.png", np.zeros(HW, np.uint8))
+    write_png_mask(pred / "v" / "1" / "00000.png", OBJ1)
+    report = evaluate_refvos("revos", data, pred, workers=1)
+    # expression 0: empty GT, empty prediction → J = F = 1 (both empty)
+    assert report["subsets"]["referring"]["J"] == 100.0 and report["subsets"]["referring"]["F"] == 100.0
+    assert any("empty 'anno_id' list" in w and "v/0" in w for w in report["warnings"])

@@ -298,6 +298,12 @@ def evaluate_refvos(
         )
     if n_missing_frames:
         warnings.insert(0, f"{n_missing_frames} frames have no PNG (scored as empty masks)")
+    no_target = [f"{v.vid}/{e.exp_id}" for v, e in split.expressions() if not e.anno_ids]
+    if no_target:
+        warnings.append(
+            f"{len(no_target)} expressions have an empty 'anno_id' list in {split.meta_path.name} (scored "
+            f"against an empty GT, as officially), e.g. {no_target[0]}"
+        )
     ignored = sum(1 for r in rows if benchmark in SUBSETS and r.get("type_id") not in (None, 0, 1))
     quirks = list(QUIRKS[benchmark])
     if split.anno_id_fallback:
