@@ -1,8 +1,9 @@
 """End-to-end: ``momentseg web`` serving a tiny random-weight MomentSeg, used through headless Chromium.
 
 The server runs as a real subprocess (the CLI command); Playwright drives Debian's ``/usr/bin/chromium``
-(CI installs it with apt-get; ``playwright install`` is not used). The masks of a random model mean
-nothing, but every output must reach the page. A screenshot of the page after a run is kept as
+(CI installs it with apt-get; ``playwright install`` is not used). Without it the module is skipped, unless
+``MOMENTSEG_REQUIRE_BROWSER=1`` (set by ``.ci/run``) makes that a failure; ``MOMENTSEG_CHROMIUM`` names
+another Chromium binary. The masks of a random model mean nothing, but every output must reach the page. A screenshot of the page after a run is kept as
 ``<tmp_path>/web.png`` and, when ``MOMENTSEG_ARTIFACTS`` is set, copied to ``test-artifacts/web.png``.
 """
 
@@ -26,12 +27,19 @@ from momentseg.demo import MAX_EXPRESSIONS, demo_video
 from momentseg.io.overlay import write_video
 from momentseg.model.momentseg import MomentSegModel
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("MOMENTSEG_CHROMIUM", "/usr/bin/chromium"))
+#: Set (as .ci/run does) to make a missing browser a failure instead of a skip.
+REQUIRE_BROWSER = os.environ.get("MOMENTSEG_REQUIRE_BROWSER", "") not in ("", "0")
 # Without the background-networking flags Chromium dials out on start, which a closed network refuses.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 REPO = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_MS = 60_000
+
+if not CHROMIUM.is_file() and not REQUIRE_BROWSER:
+    pytest.skip(f"the web end-to-end test needs Chromium at {CHROMIUM} (Debian: `apt-get install chromium "
+                "chromium-driver`); set MOMENTSEG_REQUIRE_BROWSER=1 to make its absence a failure",
+                allow_module_level=True)
 
 
 def _free_port() -> int:
