@@ -2,8 +2,10 @@
 
 Methods (same backbones, one expression, one video file read from disk):
 
-* ``momentseg``: ``MomentSeg.segment(path, text)`` with its defaults (K = 8, MCS, BAP): dense ``[FIND]`` pass,
-  ``[SEG]`` pass, BAP over every frame with frames decoded in chunks and pruned SAM2 memory, masks stored as RLE.
+* ``momentseg``: ``MomentSeg.segment(path, text, out=DIR)`` with its defaults (K = 8, MCS, BAP): dense ``[FIND]``
+  pass, ``[SEG]`` pass, BAP over every frame with frames decoded in chunks and pruned SAM2 memory, each mask
+  written as a PNG into a temporary output folder as it is produced (streaming: only its area is kept), plus
+  result.json and similarity.png.
 * ``sam2``: the floor — SAM2 propagation alone from one given mask on frame 0 (``propagate`` with a mask prompt,
   forward) over frames decoded in one sequential pass, one at a time; each mask upsampled to the video size and
   stored as RLE, as the pipeline does.
@@ -167,11 +169,14 @@ def sam2_floor(pipe, video) -> list[dict]:
 
 def run_method(method: str, pipe, source) -> tuple[int, int]:
     """Run ``method`` on ``source`` (a path or an array); returns (frames segmented, bytes of the kept masks:
-    RLE ``counts`` strings, or the bool arrays for ``sa2va``)."""
+    RLE ``counts`` strings, the bool arrays for ``sa2va``, the per-frame areas for ``momentseg`` whose masks
+    are on disk)."""
     from momentseg.io.video import open_video
 
     if method == "momentseg":
-        rles = pipe.segment(source, TEXT).expressions[0].masks.rles
+        with tempfile.TemporaryDirectory(prefix="momentseg_cost_") as folder:
+            masks = pipe.segment(source, TEXT, out=Path(folder) / "out").expressions[0].masks
+            return len(masks), int(masks.areas().nbytes)
     elif method == "sam2":
         rles = sam2_floor(pipe, open_video(source))
     else:
@@ -277,7 +282,8 @@ def markdown(rows: list[dict], run: dict) -> str:
         f"{run['device']}, {run['threads']} thread(s). Time: wall clock of one run after an 8-frame warm-up. "
         "Peak: VmHWM of a fresh process; Δ: peak − peak before the run (model + warm-up). "
         "×: ratio to `sam2` (SAM2 alone) at the same length. CPU: process CPU time of the run (all threads). "
-        "Kept masks: the output held at the end (RLE strings, or Sa2VA's full-size bool masks).",
+        "Kept masks: the output held in memory at the end (RLE strings; Sa2VA's full-size bool masks; "
+        "for momentseg, whose masks stream to disk, the per-frame areas).",
         "",
         "| frames | method | time (s) | CPU (s) | frames/s | time × | peak RSS (MiB) | Δ peak (MiB) | Δ × "
         "| kept masks (MiB) |" + (" CUDA peak (MiB) |" if any("cuda_peak_mib" in r for r in rows) else ""),

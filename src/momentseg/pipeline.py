@@ -8,8 +8,9 @@ One expression goes through the stages of the method, each a module of its own:
 3. :mod:`momentseg.grounding.sampling`: K keyframes (Moment-Centric Sampling or a baseline) and the anchor;
 4. ``[SEG]`` pass (:meth:`MomentSegModel.seg_embedding`) on the high-res keyframes → one prompt embedding;
 5. :mod:`momentseg.propagation.bap`: SAM2 propagation over all frames (BAP or a baseline);
-6. each frame's mask is upsampled to the original size and stored as COCO RLE at once (:class:`MaskSequence`),
-   so no all-frames-at-full-size array exists.
+6. each frame's mask is upsampled to the original size and, as soon as it is produced, either written as a PNG
+   into the output folder (``segment(..., out=DIR)``: nothing per frame is kept but its area) or stored as COCO
+   RLE (:class:`MaskSequence`, the in-memory result for short videos); no all-frames-at-full-size array exists.
 
 Several expressions on one video share the decoded frames (a bounded chunk cache of SAM2-size frames).
 """
@@ -32,7 +33,7 @@ from momentseg.errors import InputError
 from momentseg.grounding.moments import ground_moments
 from momentseg.grounding.sampling import METHODS, dense_frame_indices, select_keyframes, uniform_frames
 from momentseg.grounding.similarity import frame_probabilities, resample_to_frames
-from momentseg.io.masks import rle_decode, rle_encode
+from momentseg.io.masks import MaskSequence, MaskWriter, PngMasks  # noqa: F401 (result types, public here)
 from momentseg.io.video import Video, open_video
 from momentseg.model.preprocess import target_size
 from momentseg.propagation.bap import propagate, upsample_mask
@@ -42,8 +43,9 @@ from momentseg.propagation.session import shared_image_features
 #: Where the embedded (packaged) tiny model lives.
 EMBEDDED = "embedded"
 #: SAM2-size frames are decoded in chunks of consecutive frames of about this many bytes (uint8), two chunks
-#: kept: few re-opens / seeks of the video file (each seek decodes from the previous keyframe), bounded memory.
-FRAME_CHUNK_BYTES = 96 * 2**20
+#: kept: few re-opens / seeks of the video file (each seek decodes from the previous keyframe), bounded memory
+#: (small enough that a video of a few hundred frames already fills it: memory does not grow with the length).
+FRAME_CHUNK_BYTES = 8 * 2**20
 
 #: SAM2 image features kept across the expressions of one video (per frame: ~0.6 MB at 128², ~17 MB at
 #: 1024²), least recently used out. Only used with several expressions: one expression's BAP visits each frame
@@ -68,35 +70,6 @@ def resolve_device(device: str) -> torch.device:
     if device == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-
-
-class MaskSequence(Sequence):
-    """Per-frame masks of one expression at the video's original size, stored as COCO RLE.
-
-    ``masks[t]`` decodes frame t to an ``(H, W)`` bool array; ``masks.rles[t]`` is the RLE dict.
-    """
-
-    def __init__(self, height: int, width: int, rles: list[dict]):
-        self.height, self.width = int(height), int(width)
-        self.rles = rles
-
-    def __len__(self) -> int:
-        return len(self.rles)
-
-    def __getitem__(self, t):  # type: ignore[override]
-        if isinstance(t, slice):
-            return np.stack([self[i] for i in range(*t.indices(len(self)))])
-        return rle_decode(self.rles[t], (self.height, self.width))
-
-    def to_array(self) -> np.ndarray:
-        """All frames as one ``(T, H, W)`` bool array (only for short videos)."""
-        return self[:]
-
-    def areas(self) -> np.ndarray:
-        """Foreground pixel count per frame (T,)."""
-        from pycocotools import mask as coco
-
-        return np.array([int(coco.area({**r, "counts": r["counts"].encode()})) for r in self.rles])
 
 
 @dataclass
@@ -156,36 +129,46 @@ class SegmentResult:
                 "height": v.height,
                 "width": v.width,
                 "timestamps": [round(float(t), 6) for t in v.timestamps],
+                "frame_names": list(v.frame_names),
             },
+            "masks": "masks/<expression index>/<frame name>.png",
             "settings": self.settings,
             "expressions": [e.to_json() for e in self.expressions],
         }
 
     def save(self, out_dir: str | Path, overlay: bool = False, *, overwrite: bool = False) -> Path:
-        """Write ``out_dir`` atomically: ``result.json``, ``masks/<k>/<frame:05d>.png`` for the k-th expression,
-        ``similarity.png`` and, with ``overlay``, ``overlay.mp4``.
+        """Write ``out_dir`` atomically: ``result.json``, ``masks/<k>/<frame name>.png`` for the k-th expression
+        (frame names: the input frames' names for a frame folder, ``00000``… otherwise), ``similarity.png``
+        and, with ``overlay``, ``overlay.mp4``.
 
         ``out_dir`` may be new or a folder momentseg wrote before (its previous output is replaced); another
         non-empty folder needs ``overwrite`` and keeps its files (:func:`momentseg.io.atomic.atomic_dir`)."""
-        import json
-
         from momentseg.io.atomic import atomic_dir
-        from momentseg.io.masks import write_png_mask
-        from momentseg.io.overlay import write_overlay
-        from momentseg.io.plot import write_similarity_plot
+        from momentseg.io.masks import png_mask_bytes
 
         out_dir = Path(out_dir)
         with atomic_dir(out_dir, overwrite=overwrite) as tmp:
             for k, expr in enumerate(self.expressions):
-                for t in range(len(expr.masks)):
-                    write_png_mask(tmp / "masks" / str(k) / f"{t:05d}.png", expr.masks[t])
-            write_similarity_plot(tmp / "similarity.png", self)
-            if overlay:
-                moments = [[(s, e) for s, e, _ in x.grounding.moments[:1]] for x in self.expressions]
-                write_overlay(tmp / "overlay.mp4", self.video, [x.masks for x in self.expressions],
-                              [x.text for x in self.expressions], moments)
-            (tmp / "result.json").write_text(json.dumps(self.to_json(), indent=1), encoding="utf-8")
+                folder = tmp / "masks" / str(k)
+                folder.mkdir(parents=True, exist_ok=True)
+                for t, name in enumerate(self.video.frame_names):  # the folder appears atomically as a whole
+                    (folder / f"{name}.png").write_bytes(png_mask_bytes(expr.masks[t]))
+            self._write_summary(tmp, overlay)
         return out_dir
+
+    def _write_summary(self, folder: Path, overlay: bool) -> None:
+        """``similarity.png``, ``overlay.mp4`` (with ``overlay``) and ``result.json`` into ``folder``."""
+        import json
+
+        from momentseg.io.overlay import write_overlay
+        from momentseg.io.plot import write_similarity_plot
+
+        write_similarity_plot(folder / "similarity.png", self)
+        if overlay:
+            moments = [[(s, e) for s, e, _ in x.grounding.moments[:1]] for x in self.expressions]
+            write_overlay(folder / "overlay.mp4", self.video, [x.masks for x in self.expressions],
+                          [x.text for x in self.expressions], moments)
+        (folder / "result.json").write_text(json.dumps(self.to_json(), indent=1), encoding="utf-8")
 
 
 class _SamFrames:
@@ -227,8 +210,13 @@ class MomentSeg:
         return cls(MomentSegModel.from_pretrained(folder), device=device, offload_state=offload_state)
 
     # ------------------------------------------------------------------ grounding
-    def _video(self, video) -> Video:
-        return video if isinstance(video, Video) else open_video(video)
+    def _video(self, video, fps: float | None = None) -> Video:
+        if isinstance(video, Video):
+            if fps is not None:
+                raise InputError("fps is for a frame folder or an array: this Video was opened with its own timing "
+                                 "(give open_video(..., fps=...) instead)")
+            return video
+        return open_video(video, fps=fps)
 
     def _dense_frames(self, video: Video) -> np.ndarray:
         return dense_frame_indices(video.timestamps, self.config.fps, self.config.find_max_frames)
@@ -251,16 +239,18 @@ class MomentSeg:
         size = target_size(video.height, video.width, self.config.context_frame_size, self.model.layout)
         return video.get_frames(uniform_frames(len(video), self.config.context_frames), size=size)
 
-    def ground(self, video, query: str) -> Grounding:
-        """Temporal sentence grounding: ranked moments ``[[start_s, end_s, score], …]`` for ``query``."""
-        return self.ground_many(video, [query])[0]
+    def ground(self, video, query: str, *, fps: float | None = None) -> Grounding:
+        """Temporal sentence grounding: ranked moments ``[[start_s, end_s, score], …]`` for ``query``.
 
-    def ground_many(self, video, queries: Sequence[str]) -> list[Grounding]:
+        ``fps``: the frame rate of a frame folder or array (default 30; a video file has its own timestamps)."""
+        return self.ground_many(video, [query], fps=fps)[0]
+
+    def ground_many(self, video, queries: Sequence[str], *, fps: float | None = None) -> list[Grounding]:
         """:meth:`ground` for several queries on one video, decoding its low-res frames once."""
         if isinstance(queries, str) or not isinstance(queries, Sequence):
             raise InputError(f"queries must be a list of strings, got {type(queries).__name__}")
         queries = [check_text(q, f"query #{i}") for i, q in enumerate(queries)]
-        video = self._video(video)
+        video = self._video(video, fps)
         dense = self._dense_frames(video)
         lowres = self._lowres(video, dense)
         return [self._ground(video, q, dense, lowres) for q in queries]
@@ -276,16 +266,43 @@ class MomentSeg:
         propagation: str = "bap",
         seed: int = 0,
         progress: Progress | None = None,
+        fps: float | None = None,
+        out: str | os.PathLike | None = None,
+        overlay: bool = False,
+        overwrite: bool = False,
     ) -> SegmentResult:
         """Ground and segment every expression in ``texts`` on ``video`` (a path, a frame folder or an array).
 
         ``keyframes``: K frames for the [SEG] pass; ``sampling``: mcs | uniform | first-k | random (``seed``);
         ``propagation``: bap | forward | anchor-forward. ``progress(stage, done, total)`` is called as frames
-        are propagated.
+        are propagated. ``fps``: the frame rate of a frame folder or array (default 30).
+
+        ``out``: stream the result into this folder (as :meth:`SegmentResult.save` writes it, ``overlay`` and
+        ``overwrite`` as there): each mask is written as a PNG as soon as it is produced and not kept in memory
+        (use this for long videos); the folder appears atomically at the end, and the returned result's masks
+        read the PNGs back when indexed. Without ``out`` every mask is kept in memory as RLE (short videos).
         """
         texts = check_texts(texts)
         check_segment_options(keyframes, sampling, propagation)
-        video = self._video(video)
+        if overlay and out is None:
+            raise InputError("overlay=True needs out=: the overlay is written into the output folder "
+                             "(or call result.save(folder, overlay=True))")
+        video = self._video(video, fps)
+        if out is None:
+            return self._segment(video, texts, keyframes, sampling, propagation, seed, progress)
+        from momentseg.io.atomic import atomic_dir
+
+        final = Path(os.path.abspath(os.fspath(out)))
+        with atomic_dir(final, overwrite=overwrite) as tmp:
+            result = self._segment(video, texts, keyframes, sampling, propagation, seed, progress, tmp / "masks")
+            result._write_summary(tmp, overlay)
+        for k, expr in enumerate(result.expressions):  # the PNGs are now in the output folder
+            expr.masks.folder = final / "masks" / str(k)
+        return result
+
+    def _segment(self, video: Video, texts: list[str], keyframes: int, sampling: str, propagation: str, seed: int,
+                 progress: Progress | None, mask_folder: Path | None = None) -> SegmentResult:
+        """:meth:`segment` on an open video; with ``mask_folder`` masks are written to ``mask_folder/<k>/``."""
         dense = self._dense_frames(video)
         lowres = self._lowres(video, dense)
         from momentseg.model.sam2 import preprocess_for_sam2
@@ -303,17 +320,21 @@ class MomentSeg:
             for i, text in enumerate(texts):
                 grounding = self._ground(video, text, dense, lowres)
                 choice = select_keyframes(grounding.probabilities, keyframes, sampling, seed=seed)
+                folder = None if mask_folder is None else mask_folder / str(i)
                 results.append(
-                    self._segment_one(video, text, grounding, choice, frames, context, propagation, i, progress)
+                    self._segment_one(video, text, grounding, choice, frames, context, propagation, i, progress,
+                                      folder)
                 )
         settings = {"keyframes": keyframes, "sampling": sampling, "propagation": propagation, "seed": seed}
         return SegmentResult(video, results, settings)
 
     @torch.no_grad()
     def _segment_one(self, video, text, grounding, choice, frames, context, propagation, i,
-                     progress) -> ExpressionResult:
+                     progress, mask_folder: Path | None = None) -> ExpressionResult:
         embedding, answer = self._seg_prompt(video, text, choice, context)
-        masks, probs = self._propagate(video, choice, embedding, frames, propagation, f"segment {i}", progress)
+        writer = MaskWriter(video.height, video.width, video.frame_names, mask_folder)
+        masks, probs = self._propagate(video, choice, embedding, frames, propagation, f"segment {i}", progress,
+                                       writer=writer)
         return ExpressionResult(text, grounding, choice.indices, choice.anchor, answer, masks, probs)
 
     @torch.no_grad()
@@ -325,14 +346,17 @@ class MomentSeg:
 
     @torch.no_grad()
     def _propagate(self, video: Video, choice, embedding: torch.Tensor, frames, propagation: str,
-                   label: str = "segment", progress: Progress | None = None) -> tuple[MaskSequence, np.ndarray]:
+                   label: str = "segment", progress: Progress | None = None, *,
+                   writer: MaskWriter | None = None) -> tuple[MaskSequence, np.ndarray]:
         """SAM2 propagation of ``embedding`` from ``choice``'s keyframes over every frame.
 
         ``frames``: SAM2 inputs, a callable ``idx -> (3,S,S)`` (e.g. :class:`_SamFrames`) or a (T,3,S,S) tensor.
-        Returns the masks at the original size (RLE) and the object probability per frame (T,).
+        Each mask, upsampled to the original size, goes to ``writer`` as it is produced (default: kept as RLE).
+        Returns the masks (``writer.finish()``) and the object probability per frame (T,).
         """
         T, (H, W) = len(video), (video.height, video.width)
-        rles: list[dict | None] = [None] * T
+        if writer is None:
+            writer = MaskWriter(H, W, video.frame_names)
         probs = np.zeros(T, dtype=np.float32)
         outputs = propagate(
             self.model.sam2,
@@ -346,14 +370,14 @@ class MomentSeg:
             inference_state_device="cpu" if self.offload_state else None,
         )
         for done, out in enumerate(outputs, start=1):
-            rles[out.frame_idx] = rle_encode(upsample_mask(out.mask_logits, (H, W)).cpu().numpy())
+            writer.put(out.frame_idx, upsample_mask(out.mask_logits, (H, W)).cpu().numpy())
             probs[out.frame_idx] = out.object_prob
             if progress is not None:
                 progress(label, done, T)
-        missing = [t for t, r in enumerate(rles) if r is None]
+        missing = writer.missing()
         if missing:  # propagation promises every frame; never hand back a silent gap
             raise RuntimeError(f"propagation returned no mask for frames {missing[:5]}")
-        return MaskSequence(H, W, rles), probs
+        return writer.finish(), probs
 
 
 def check_text(text: str, what: str = "text") -> str:

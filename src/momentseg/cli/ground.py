@@ -13,6 +13,8 @@ def ground(
     video: str = typer.Argument(..., help="Video file or a folder of frames."),
     query: str = typer.Option(..., "--query", "-q", help="The sentence to find in time."),
     as_json: bool = typer.Option(False, "--json", help="Print the ranked windows as JSON."),
+    fps: float = typer.Option(None, "--fps", help="Frame rate of a frame folder (default 30); a video file has "
+                              "its own timestamps."),
     model: str = MODEL,
     device: str = DEVICE,
 ) -> None:
@@ -22,7 +24,7 @@ def ground(
 
     query = check_text(query, "--query")
     resolve_device(device)
-    vid = open_video(video)
+    vid = open_video(video, fps=fps)
     result = load_pipeline(model, device).ground(vid, query)
     if as_json:
         print(json.dumps({"query": result.query, "pred_relevant_windows": result.moments}))

@@ -20,6 +20,8 @@ def segment(
     sampling: str = typer.Option("mcs", help="Keyframe sampling: mcs | uniform | first-k | random."),
     propagation: str = typer.Option("bap", help="Mask propagation: bap | forward | anchor-forward."),
     seed: int = typer.Option(0, help="Seed for --sampling random."),
+    fps: float = typer.Option(None, "--fps", help="Frame rate of a frame folder (default 30); a video file has "
+                              "its own timestamps."),
     model: str = MODEL,
     device: str = DEVICE,
     offload_state: bool = OFFLOAD,
@@ -36,7 +38,7 @@ def segment(
     text = check_texts(text)
     check_segment_options(keyframes, sampling, propagation)
     resolve_device(device)
-    vid = open_video(video)  # fail on a bad video before loading the model
+    vid = open_video(video, fps=fps)  # fail on a bad video before loading the model
     pipe = load_pipeline(model, device, offload_state)
     with Progress(transient=True) as bar:
         task = bar.add_task("segmenting", total=None)
@@ -44,10 +46,9 @@ def segment(
         def progress(stage: str, done: int, total: int) -> None:
             bar.update(task, description=stage, completed=done, total=total)
 
+        # masks are written into --out as they are produced (never all held in memory)
         result = pipe.segment(vid, text, keyframes=keyframes, sampling=sampling, propagation=propagation,
-                              seed=seed, progress=progress)
-        bar.update(task, description="writing")
-        result.save(out, overlay=overlay, overwrite=overwrite)
+                              seed=seed, progress=progress, out=out, overlay=overlay, overwrite=overwrite)
     for k, expr in enumerate(result.expressions):
         s, e, score = expr.grounding.moments[0]
         print(f"[{k}] {expr.text!r}: moment {s:.2f}-{e:.2f} s (score {score:.2f}), "

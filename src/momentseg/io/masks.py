@@ -10,6 +10,10 @@ COCO RLE (pycocotools):
 
 PNG masks: any mode; a pixel is foreground when it is non-zero in any colour channel (alpha ignored). Written
 as 8-bit grayscale 0/255, atomically.
+
+Per-frame masks of one expression (:class:`MaskSequence`): held as RLE in memory (short videos),
+or streamed to a folder of PNGs as they are produced (:class:`MaskWriter`, then :class:`PngMasks` reads them
+back on demand), so the masks of a long video are never all in memory.
 """
 
 from __future__ import annotations
@@ -152,3 +156,115 @@ def write_png_mask(path: str | os.PathLike, mask: np.ndarray) -> None:
     data = png_mask_bytes(mask)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Per-frame masks of one expression
+# ---------------------------------------------------------------------------------------------------------
+class MaskSequence(Sequence):
+    """Per-frame masks of one expression at the video's original size, stored as COCO RLE.
+
+    ``masks[t]`` decodes frame t to an ``(H, W)`` bool array; ``masks.rles[t]`` is the RLE dict. See also
+    :class:`PngMasks`, the same interface over a folder of PNG files.
+    """
+
+    def __init__(self, height: int, width: int, rles: list[dict]):
+        self.height, self.width = int(height), int(width)
+        self.rles = rles
+
+    def __len__(self) -> int:
+        return len(self.rles)
+
+    def __getitem__(self, t):  # type: ignore[override]
+        if isinstance(t, slice):
+            return np.stack([self[i] for i in range(*t.indices(len(self)))])
+        return rle_decode(self.rles[t], (self.height, self.width))
+
+    def to_array(self) -> np.ndarray:
+        """All frames as one ``(T, H, W)`` bool array (only for short videos)."""
+        return self[:]
+
+    def areas(self) -> np.ndarray:
+        """Foreground pixel count per frame (T,)."""
+        return np.array([int(_coco.area({**r, "counts": r["counts"].encode()})) for r in self.rles])
+
+
+class PngMasks(MaskSequence):
+    """A :class:`MaskSequence` over ``folder/<name>.png`` files (one per frame, named by ``names``), read when
+    indexed. ``rles`` encodes every frame on first use (it holds them all: only for short videos)."""
+
+    def __init__(self, folder: str | os.PathLike, names: Sequence[str], height: int, width: int,
+                 areas: np.ndarray | None = None):
+        self.folder = Path(folder)
+        self.names = list(names)
+        self.height, self.width = int(height), int(width)
+        self._areas = None if areas is None else np.asarray(areas, dtype=np.int64)
+        self._rles: list[dict] | None = None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def path(self, t: int) -> Path:
+        """The PNG file of frame ``t``."""
+        return self.folder / f"{self.names[t]}.png"
+
+    def __getitem__(self, t):  # type: ignore[override]
+        if isinstance(t, slice):
+            return np.stack([self[i] for i in range(*t.indices(len(self)))])
+        return read_png_mask(self.path(range(len(self))[t]), (self.height, self.width))
+
+    @property
+    def rles(self) -> list[dict]:  # type: ignore[override]
+        if self._rles is None:
+            self._rles = [rle_encode(self[t]) for t in range(len(self))]
+        return self._rles
+
+    def areas(self) -> np.ndarray:
+        if self._areas is None:
+            self._areas = np.array([int(self[t].sum()) for t in range(len(self))], dtype=np.int64)
+        return self._areas.copy()
+
+
+class MaskWriter:
+    """Collects one expression's masks as they are produced, in any frame order, each frame once.
+
+    With ``folder``: every mask is written at once to ``folder/<names[t]>.png`` (0/255 grayscale) and only its
+    area is kept; :meth:`finish` returns a :class:`PngMasks` over ``folder`` (set its ``folder`` when the files
+    move). Without: masks are kept as RLE and :meth:`finish` returns an in-memory :class:`MaskSequence`.
+    """
+
+    def __init__(self, height: int, width: int, names: Sequence[str], folder: str | os.PathLike | None = None):
+        self.height, self.width = int(height), int(width)
+        self.names = names
+        self.folder = None if folder is None else Path(folder)
+        n = len(names)
+        self._areas = np.full(n, -1, dtype=np.int64)
+        self._rles: list[dict | None] | None = None if self.folder is not None else [None] * n
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+
+    def put(self, t: int, mask: np.ndarray) -> None:
+        """Store the ``(H, W)`` mask of frame ``t`` (non-zero = foreground)."""
+        mask = np.asarray(mask)
+        if mask.shape != (self.height, self.width):
+            raise ValueError(f"mask {t} is {mask.shape}, expected {(self.height, self.width)}")
+        if self._areas[t] >= 0:
+            raise ValueError(f"frame {t} was given twice")
+        self._areas[t] = int(np.count_nonzero(mask))
+        if self._rles is not None:
+            self._rles[t] = rle_encode(mask)
+        else:  # the whole folder is published atomically: a plain write is enough
+            (self.folder / f"{self.names[t]}.png").write_bytes(png_mask_bytes(mask))
+
+    def missing(self) -> list[int]:
+        """Frames not given yet."""
+        return [int(t) for t in np.flatnonzero(self._areas < 0)]
+
+    def finish(self) -> MaskSequence:
+        """The masks; an error if a frame is missing."""
+        missing = self.missing()
+        if missing:
+            raise RuntimeError(f"no mask for frames {missing[:5]}")
+        if self._rles is not None:
+            return MaskSequence(self.height, self.width, self._rles)  # type: ignore[arg-type]
+        return PngMasks(self.folder, self.names, self.height, self.width, self._areas)
