@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from momentseg.errors import InputError
-from momentseg.grounding.moments import ground_moments
+from momentseg.grounding.moments import NO_CONFIDENT_MOMENT, ground_moments, has_confident_moment
 from momentseg.grounding.sampling import METHODS, dense_frame_indices, select_keyframes, uniform_frames
 from momentseg.grounding.similarity import frame_probabilities, resample_to_frames
 from momentseg.io.masks import MaskSequence, MaskWriter, PngMasks  # noqa: F401 (result types, public here)
@@ -74,12 +74,16 @@ def resolve_device(device: str) -> torch.device:
 
 @dataclass
 class Grounding:
-    """The TSG answer for one query: ranked moments and the per-frame relevance curve."""
+    """The TSG answer for one query: ranked moments and the per-frame relevance curve.
+
+    ``confident``: some frame's p passes the moment threshold; when False, ``moments[0]`` is only the
+    whole-video fallback (shown as "no confident moment" by the plot, the overlay and the demo)."""
 
     query: str
     moments: list[list[float]]  # [[start_s, end_s, score], ...], best first
     probabilities: np.ndarray  # (T,) smoothed frame-query probability for every video frame
     dense_frames: np.ndarray  # indices of the frames the dense pass looked at
+    confident: bool = True  # has_confident_moment(probabilities)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +91,7 @@ class Grounding:
             "moments": [[round(s, 3), round(e, 3), round(sc, 4)] for s, e, sc in self.moments],
             "similarity": [round(float(x), 4) for x in self.probabilities],
             "dense_frames": [int(i) for i in self.dense_frames],
+            "confident": bool(self.confident),
         }
 
 
@@ -136,10 +141,12 @@ class SegmentResult:
             "expressions": [e.to_json() for e in self.expressions],
         }
 
-    def save(self, out_dir: str | Path, overlay: bool = False, *, overwrite: bool = False) -> Path:
+    def save(self, out_dir: str | Path, overlay: bool = False, *, overwrite: bool = False,
+             overlay_min_width: int = 0) -> Path:
         """Write ``out_dir`` atomically: ``result.json``, ``masks/<k>/<frame name>.png`` for the k-th expression
         (frame names: the input frames' names for a frame folder, ``00000``… otherwise), ``similarity.png``
-        and, with ``overlay``, ``overlay.mp4``.
+        and, with ``overlay``, ``overlay.mp4`` (drawn at least
+        ``overlay_min_width`` px wide, for display; the masks keep the video's size).
 
         ``out_dir`` may be new or a folder momentseg wrote before (its previous output is replaced); another
         non-empty folder needs ``overwrite`` and keeps its files (:func:`momentseg.io.atomic.atomic_dir`)."""
@@ -153,10 +160,10 @@ class SegmentResult:
                 folder.mkdir(parents=True, exist_ok=True)
                 for t, name in enumerate(self.video.frame_names):  # the folder appears atomically as a whole
                     (folder / f"{name}.png").write_bytes(png_mask_bytes(expr.masks[t]))
-            self._write_summary(tmp, overlay)
+            self._write_summary(tmp, overlay, overlay_min_width)
         return out_dir
 
-    def _write_summary(self, folder: Path, overlay: bool) -> None:
+    def _write_summary(self, folder: Path, overlay: bool, overlay_min_width: int = 0) -> None:
         """``similarity.png``, ``overlay.mp4`` (with ``overlay``) and ``result.json`` into ``folder``."""
         import json
 
@@ -165,9 +172,12 @@ class SegmentResult:
 
         write_similarity_plot(folder / "similarity.png", self)
         if overlay:
-            moments = [[(s, e) for s, e, _ in x.grounding.moments[:1]] for x in self.expressions]
-            write_overlay(folder / "overlay.mp4", self.video, [x.masks for x in self.expressions],
-                          [x.text for x in self.expressions], moments)
+            moments = [[(s, e) for s, e, _ in x.grounding.moments[:1]] if x.grounding.confident else []
+                       for x in self.expressions]
+            texts = [x.text if x.grounding.confident else f"{x.text} ({NO_CONFIDENT_MOMENT})"
+                     for x in self.expressions]
+            write_overlay(folder / "overlay.mp4", self.video, [x.masks for x in self.expressions], texts, moments,
+                          min_width=overlay_min_width)
         (folder / "result.json").write_text(json.dumps(self.to_json(), indent=1), encoding="utf-8")
 
 
@@ -228,7 +238,7 @@ class MomentSeg:
         p = resample_to_frames(p_dense, video.timestamps[dense], video.timestamps)
         frame_duration = 1.0 / video.fps if video.fps > 0 else None
         moments = ground_moments(p, video.timestamps, frame_duration=frame_duration)
-        return Grounding(query, moments, p, dense)
+        return Grounding(query, moments, p, dense, has_confident_moment(p))
 
     def _lowres(self, video: Video, dense: np.ndarray) -> np.ndarray:
         size = target_size(video.height, video.width, self.config.find_frame_size, self.model.layout)

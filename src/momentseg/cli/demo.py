@@ -25,7 +25,7 @@ def demo(
     from rich.progress import Progress
     from rich.table import Table
 
-    from momentseg.demo import demo_video, run_demo
+    from momentseg.demo import TABLE_CAPTION, TABLE_COLUMNS, demo_video, run_demo
     from momentseg.io.atomic import check_output_dir
     from momentseg.pipeline import resolve_device
 
@@ -41,13 +41,11 @@ def demo(
                                  progress=lambda st, d, t: bar.update(task, description=st, completed=d, total=t))
     console = Console()
     table = Table(title=f"MomentSeg demo: synthetic video {synth.video_id} ({synth.num_frames} frames, "
-                        f"{synth.num_frames / synth.fps:.1f} s)")
-    for col in ("expression", "grounded moment (s)", "true moment (s)", "tIoU", "J&F", "J", "F"):
+                        f"{synth.num_frames / synth.fps:.1f} s)", caption=TABLE_CAPTION)
+    for col in TABLE_COLUMNS:
         table.add_column(col, justify="left" if col == "expression" else "right")
     for s in scores:
-        truth = ", ".join(f"{a:.1f}-{b:.1f}" for a, b in s.truth)
-        table.add_row(s.text, f"{s.moment[0]:.1f}-{s.moment[1]:.1f}", truth, f"{s.tiou:.2f}",
-                      f"{100 * s.jf:.1f}", f"{100 * s.j:.1f}", f"{100 * s.f:.1f}")
+        table.add_row(*s.row())
     console.print(table)
     console.print(f"overlay video: {out / 'overlay.mp4'}")
     console.print(f"similarity plot: {out / 'similarity.png'}")

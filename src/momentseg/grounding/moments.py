@@ -10,7 +10,8 @@ Conventions
 Ranking
 -------
 1. The paper's answer comes first: the longest contiguous run with ``p > threshold`` (ties: higher mean p, then
-   earlier). If no frame is above the threshold, the whole video.
+   earlier). If no frame is above the threshold, the whole video: a fallback, not a finding —
+   :func:`has_confident_moment` tells the two apart (shown as :data:`NO_CONFIDENT_MOMENT`).
 2. Then this project's extra windows (for mAP and for users): every contiguous run above each of the thresholds
    ``threshold``, :data:`EXTRA_ABSOLUTE_THRESHOLDS` and :data:`EXTRA_RELATIVE_THRESHOLDS` × max(p), ranked by
    score and de-duplicated greedily: a window whose tIoU with an already kept window is ≥ ``nms_tiou`` is dropped.
@@ -29,6 +30,8 @@ from momentseg.errors import InputError
 
 #: The paper's threshold on smoothed p.
 DEFAULT_THRESHOLD = 0.4
+#: What the demo's table, the similarity plot and the overlay say when no frame passes the threshold.
+NO_CONFIDENT_MOMENT = "no confident moment"
 #: Extra absolute thresholds used to propose additional (ranked) windows.
 EXTRA_ABSOLUTE_THRESHOLDS = (0.3, 0.2)
 #: Extra thresholds relative to max(p) used to propose additional windows.
@@ -42,6 +45,12 @@ def contiguous_runs(above: np.ndarray) -> list[tuple[int, int]]:
     starts = np.flatnonzero(edges == 1)
     ends = np.flatnonzero(edges == -1) - 1
     return list(zip(starts.tolist(), ends.tolist(), strict=True))
+
+
+def has_confident_moment(p, threshold: float = DEFAULT_THRESHOLD) -> bool:
+    """Whether some frame's p is above ``threshold`` (strictly), i.e. :func:`ground_moments`' first window is a
+    run of confident frames; False when it is the whole-video fallback."""
+    return bool(np.any(np.asarray(p, dtype=np.float64) > threshold))
 
 
 def frame_end_times(timestamps: np.ndarray, frame_duration: float | None = None) -> np.ndarray:

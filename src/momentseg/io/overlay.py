@@ -145,6 +145,7 @@ def write_overlay(
     texts: Sequence[str],
     moments: Sequence[Sequence[tuple[float, float]]] | None = None,
     size: tuple[int, int] | None = None,
+    min_width: int = 0,
 ) -> int:
     """Write an mp4 of ``video`` with each expression's mask, text and (optionally) moment timeline.
 
@@ -157,6 +158,8 @@ def write_overlay(
         moments: per expression, the grounded ``(start, end)`` spans in seconds (``None``: no timeline).
         size: ``(height, width)`` of the drawn frames (default: the video's size); masks are resized to it
             (nearest neighbour). A panel with the texts and timelines is added below the frame.
+        min_width: without ``size``, a video narrower than this is drawn upscaled by the smallest whole factor
+            that makes it at least ``min_width`` pixels wide (for display: frames bilinear, masks nearest).
 
     Each frame keeps its timestamp in ``video`` (a variable-frame-rate video stays variable).
     Returns the number of frames written (``len(video)``).
@@ -173,6 +176,9 @@ def write_overlay(
             if not start <= end:
                 raise ValueError(f"moment ({start}, {end}) of expression {k} ends before it starts")
     height, width = size if size is not None else (video.height, video.width)
+    if size is None and 0 < width < min_width:
+        factor = -(-min_width // width)
+        height, width = height * factor, width * factor
     panel = _Panel(width, texts, moments, video)
     rows = np.minimum(((np.arange(height) + 0.5) * video.height / height).astype(np.int64), video.height - 1)
     cols = np.minimum(((np.arange(width) + 0.5) * video.width / width).astype(np.int64), video.width - 1)

@@ -6,13 +6,18 @@ import os
 
 import numpy as np
 
+from momentseg.grounding.moments import DEFAULT_THRESHOLD, NO_CONFIDENT_MOMENT
 from momentseg.io.atomic import atomic_path
 from momentseg.io.overlay import PALETTE
 
 
 def write_similarity_plot(path: str | os.PathLike, result) -> None:
     """Write a PNG of ``result`` (a :class:`momentseg.pipeline.SegmentResult`): one panel per expression with
-    p(frame | text) over time, the top-1 moment shaded, the other moments outlined and keyframes marked."""
+    p(frame | text) over time, the top-1 moment shaded, the other moments outlined and keyframes marked.
+
+    An expression whose curve never passes the threshold gets no span at all and the words
+    :data:`~momentseg.grounding.moments.NO_CONFIDENT_MOMENT` in its panel (its top-1 window is then only the
+    whole-video fallback)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,7 +30,8 @@ def write_similarity_plot(path: str | os.PathLike, result) -> None:
         colour = np.asarray(PALETTE[k % len(PALETTE)]) / 255.0
         p = expr.grounding.probabilities
         ax.plot(times, p, color=colour, lw=1.8, label="p(frame | text)")
-        for j, (s, e, _) in enumerate(expr.grounding.moments[:3]):
+        confident = expr.grounding.confident
+        for j, (s, e, _) in enumerate(expr.grounding.moments[:3] if confident else []):
             if j == 0:
                 ax.axvspan(s, e, color=colour, alpha=0.18, label=f"moment {s:.2f}-{e:.2f} s")
             else:
@@ -33,7 +39,10 @@ def write_similarity_plot(path: str | os.PathLike, result) -> None:
         kf = np.asarray(expr.keyframes, dtype=int)
         ax.plot(times[kf], p[kf], "v", color="black", ms=5, label="keyframes")
         ax.plot([times[expr.anchor]], [p[expr.anchor]], "*", color="red", ms=11, label="anchor")
-        ax.axhline(0.4, color="grey", lw=0.8, ls=":")
+        ax.axhline(DEFAULT_THRESHOLD, color="grey", lw=0.8, ls=":")
+        if not confident:
+            ax.text(0.5, 0.5, f"{NO_CONFIDENT_MOMENT} (no frame has p > {DEFAULT_THRESHOLD:g})",
+                    transform=ax.transAxes, ha="center", va="center", fontsize=10, color="dimgrey")
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel("p")
         ax.set_title(expr.text, fontsize=10, loc="left")
