@@ -105,7 +105,8 @@ def test_keyframes_hold_a_visible_anchor_within_the_window():
 
 def test_synthetic_source_builds_model_samples():
     stream = SampleStream([SyntheticSource("tsg"), SyntheticSource("refvos")], SHAPE, tsg_ratio=0.5)
-    tsg, ref = stream.batch(range(4))
+    batch = stream.batch(range(4))
+    tsg, ref = batch["tsg"], batch["refvos"]
     assert len(tsg) == len(ref) == 2 and all(isinstance(s, TSGSample) for s in tsg)
     for s in tsg:
         assert s.frames.dtype == np.uint8 and s.frames.shape[0] == len(s.positive) <= 32

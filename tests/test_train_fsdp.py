@@ -53,8 +53,9 @@ def _batches():
 
     s = stream()
     # step 0 has RefVOS samples only: the [FIND] head gets no gradient and no optimizer state then
-    refvos = s.batch(range(8))[1]
-    return [([], refvos[:1])] + [s.batch([2 * i, 2 * i + 1]) for i in range(4, STEPS + 4)]
+    refvos = s.batch(range(8))["refvos"]
+    pairs = [s.batch([2 * i, 2 * i + 1]) for i in range(4, STEPS + 4)]
+    return [([], refvos[:1])] + [(b["tsg"], b["refvos"]) for b in pairs]
 
 
 def _worker(out: Path):

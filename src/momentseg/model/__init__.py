@@ -7,13 +7,15 @@ Main entry points: :class:`MomentSegModel` (``build``, ``tiny``, ``from_pretrain
 """
 
 from momentseg.model.config import MomentSegConfig, preset_config
-from momentseg.model.momentseg import MomentSegModel, RefVOSSample, TSGSample
+from momentseg.model.momentseg import CaptionSample, MomentSegModel, RefVOSSample, TrackSample, TSGSample
 from momentseg.model.tokenizer import build_word_tokenizer
 
 __all__ = [
     "MomentSegConfig",
     "MomentSegModel",
     "RefVOSSample",
+    "TrackSample",
+    "CaptionSample",
     "TSGSample",
     "build_word_tokenizer",
     "preset_config",

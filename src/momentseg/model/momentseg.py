@@ -24,7 +24,7 @@ from torch import nn
 
 from momentseg.model.config import MomentSegConfig, preset_config
 from momentseg.model.preprocess import VisionLayout, image_inputs, num_tokens, video_inputs
-from momentseg.model.sam2 import build_sam2, decode_clip, preprocess_for_sam2
+from momentseg.model.sam2 import build_sam2, decode_clip, decode_prompted_clip, preprocess_for_sam2
 from momentseg.model.tokenizer import (
     IM_END,
     IM_START,
@@ -52,6 +52,27 @@ class RefVOSSample:
     keyframes: np.ndarray
     query: str
     masks: np.ndarray
+
+
+@dataclass
+class TrackSample:
+    """One SAM2 pretraining sample (SAM2's own task): a clip (T,H,W,3) uint8, the visible masks (N,T,H,W) bool
+    of N objects, and one prompt per object on frame 0 in frame pixels: ``{"mask": True}`` (the GT mask of
+    frame 0), ``{"points": (n,2) xy, "labels": (n,)}`` or ``{"box": (x0, y0, x1, y1)}``."""
+
+    frames: np.ndarray
+    masks: np.ndarray
+    prompts: list[dict]
+
+
+@dataclass
+class CaptionSample:
+    """One vision–language pretraining sample: low-res frames (T,h,w,3) uint8 sampled at ``config.fps``, a
+    question and its answer (next-token loss on the answer)."""
+
+    frames: np.ndarray
+    question: str
+    answer: str
 
 
 @dataclass
@@ -166,6 +187,14 @@ class MomentSegModel(nn.Module):
         from momentseg.model.checkpoint import save_checkpoint
 
         save_checkpoint(self, path)
+
+    def load_sam2_from(self, path: str | Path) -> None:
+        """Replace this model's SAM2 weights by those of the checkpoint folder ``path`` (e.g. the world-pretrained
+        tiny SAM2); its SAM2 config must equal this model's (CheckpointError / ValueError otherwise)."""
+        source = type(self).from_pretrained(path)
+        if source.config.sam2 != self.config.sam2:
+            raise ValueError(f"{path}: its SAM2 config differs from this model's; cannot take its SAM2 weights")
+        self.sam2.load_state_dict(source.sam2.state_dict(), strict=True)
 
     @classmethod
     def from_base(cls, qwen_dir: str | Path, sam2_dir: str | Path, preset: str = "3b") -> MomentSegModel:
@@ -374,6 +403,87 @@ class MomentSegModel(nn.Module):
             "lm_loss": lm_loss.detach(),
             "object_bce": object_bce.detach(),
         }
+
+
+    # ------------------------------------------------------------------ pretraining tasks
+    def forward_track(self, samples: list[TrackSample]) -> dict[str, torch.Tensor]:
+        """SAM2 pretraining loss (no language): each object is prompted on frame 0 (mask, box or points) and
+        tracked with memory through the clip (:func:`momentseg.model.sam2.decode_prompted_clip`). Mask BCE and
+        Dice over every (object, frame) the decoder produced (a mask prompt's own frame is the prompt, so it is
+        left out), object-score BCE against "visible in that frame". loss = w_bce·mask_bce + w_dice·mask_dice +
+        w_obj·object_bce."""
+        c = self.config
+        size = c.sam2_image_size
+        sam_dtype = next(self.sam2.parameters()).dtype
+        bces, dices, objs = [], [], []
+        for s in samples:
+            masks = torch.as_tensor(np.asarray(s.masks, dtype=bool))
+            n, t, h, w = masks.shape
+            if s.frames.shape[:3] != (t, h, w) or len(s.prompts) != n:
+                raise ValueError(f"track sample: frames {s.frames.shape[:3]}, masks {tuple(masks.shape)}, "
+                                 f"{len(s.prompts)} prompts do not match")
+            scale = torch.tensor([size / w, size / h])
+            prompts = []
+            for i, p in enumerate(s.prompts):
+                if "mask" in p:
+                    m = F.interpolate(masks[i, :1, None].float(), size=(size, size), mode="nearest-exact")[0, 0]
+                    prompts.append({"mask": m})
+                elif "box" in p:
+                    prompts.append({"box": torch.as_tensor(p["box"], dtype=torch.float32) * scale.repeat(2)})
+                else:
+                    pts = torch.as_tensor(np.asarray(p["points"]), dtype=torch.float32).reshape(-1, 2) * scale
+                    prompts.append({"points": pts, "labels": np.asarray(p["labels"])})
+            px = preprocess_for_sam2(_as_uint8(s.frames), size).to(self.device, sam_dtype)
+            low, scores = decode_prompted_clip(self.sam2, px, prompts)  # (T,N,h',w'), (T,N)
+            logits = F.interpolate(low.float(), size=(h, w), mode="bilinear", align_corners=False)
+            logits = logits.transpose(0, 1).clamp(min=-32.0)  # (N,T,h,w); "no object" frames come back at -1024
+            target = masks.to(logits.device, torch.float32)
+            keep = torch.ones(n, t, dtype=torch.bool)
+            for i, p in enumerate(s.prompts):
+                keep[i, 0] = "mask" not in p
+            keep = keep.to(logits.device)
+            lg, tg = logits[keep], target[keep]  # (M,h,w)
+            bces.append(F.binary_cross_entropy_with_logits(lg, tg))
+            dices.append(dice_loss(lg, tg))
+            present = target.flatten(2).amax(2)  # (N,T)
+            objs.append(F.binary_cross_entropy_with_logits(scores.T.float()[keep], present[keep]))
+        mask_bce, mask_dice, object_bce = (torch.stack(x).mean() for x in (bces, dices, objs))
+        loss = c.mask_bce_weight * mask_bce + c.mask_dice_weight * mask_dice + c.object_score_loss_weight * object_bce
+        return {"loss": loss, "mask_bce": mask_bce.detach(), "mask_dice": mask_dice.detach(),
+                "object_bce": object_bce.detach()}
+
+    def _caption_sequence(self, frames, question: str, answer: str):
+        video = video_inputs(_as_uint8(frames), self.config.find_frame_size, self.layout)
+        seq = self._sequence([(2, num_tokens(video[1], self.layout)[0])], "{query}", question, answer)
+        return seq, video
+
+    def forward_caption(self, samples: list[CaptionSample]) -> dict[str, torch.Tensor]:
+        """Vision–language pretraining loss: next-token cross-entropy over the answer tokens of each
+        (video, question, answer), mean over all answer tokens. loss = w_lm·lm_loss."""
+        lm_sum, lm_n = 0.0, 0
+        for s in samples:
+            seq, video = self._caption_sequence(s.frames, s.question, s.answer)
+            terms, n = self._lm_loss_terms(self._forward_llm(seq, video=video), seq)
+            lm_sum, lm_n = lm_sum + terms, lm_n + n
+        lm_loss = lm_sum / max(lm_n, 1)
+        return {"loss": self.config.lm_loss_weight * lm_loss, "lm_loss": lm_loss.detach()}
+
+    @torch.no_grad()
+    def answer(self, frames, question: str, max_tokens: int = 48) -> str:
+        """Greedy answer to ``question`` about low-res ``frames`` (sampled at ``config.fps``), up to the end
+        token (for probing the pretrained language model)."""
+        seq, video = self._caption_sequence(frames, question, "")
+        ids = seq.input_ids[: seq.answer_start].tolist()
+        mm = seq.mm_types[: seq.answer_start].tolist()
+        end = self.tokenizer.convert_tokens_to_ids(IM_END)
+        out: list[int] = []
+        for _ in range(max_tokens):
+            step = _Sequence(torch.tensor(ids + out), torch.tensor(mm + [0] * len(out), dtype=torch.int32), 0)
+            nxt = int(self.qwen.lm_head(self._forward_llm(step, video=video)[-1]).argmax())
+            if nxt == end:
+                break
+            out.append(nxt)
+        return self.tokenizer.decode(out)
 
 
 def _template_texts(config: MomentSegConfig) -> list[str]:

@@ -282,17 +282,7 @@ def decode_clip(sam2, pixel_values: torch.Tensor, embedding: torch.Tensor, cond_
     cond = sorted(set(int(c) for c in cond_frames))
     if not cond or cond[0] != 0:
         raise ValueError("decode_clip needs frame 0 among cond_frames")
-    session = new_session(sam2, pixel_values, pixel_values.shape[-2], pixel_values.shape[-1], cache_size=k)
-    # encode all frames in one batch and seed the session cache (the session would otherwise do it per frame)
-    feats = sam2.get_image_features(pixel_values.to(session.dtype), return_dict=True)
-    for i in range(k):
-        session.cache.cache_vision_features(
-            i,
-            {
-                "vision_feats": [f[:, i : i + 1] for f in feats.fpn_hidden_states],
-                "vision_pos_embeds": [p[:, i : i + 1] for p in feats.fpn_position_encoding],
-            },
-        )
+    session = _clip_session(sam2, pixel_values)
     was_training = sam2.training
     sam2.eval()
     masks, scores = [], []
@@ -307,6 +297,61 @@ def decode_clip(sam2, pixel_values: torch.Tensor, embedding: torch.Tensor, cond_
                     unmark_conditioning(session)
                 masks.append(out.pred_masks[0, 0])
                 scores.append(out.object_score_logits.reshape(-1)[0])
+    finally:
+        sam2.train(was_training)
+    return torch.stack(masks), torch.stack(scores)
+
+
+def _clip_session(sam2, pixel_values: torch.Tensor):
+    """A session over a short clip (K,3,S,S) whose frames' image features are computed in one batch (with
+    autograd when enabled) and seeded into the session cache (the session would otherwise encode per frame)."""
+    k = pixel_values.shape[0]
+    session = new_session(sam2, pixel_values, pixel_values.shape[-2], pixel_values.shape[-1], cache_size=k)
+    feats = sam2.get_image_features(pixel_values.to(session.dtype), return_dict=True)
+    for i in range(k):
+        session.cache.cache_vision_features(
+            i,
+            {
+                "vision_feats": [f[:, i : i + 1] for f in feats.fpn_hidden_states],
+                "vision_pos_embeds": [p[:, i : i + 1] for p in feats.fpn_position_encoding],
+            },
+        )
+    return session
+
+
+def decode_prompted_clip(sam2, pixel_values: torch.Tensor, prompts: list[dict]):
+    """SAM2's own task with gradients: every object is prompted on frame 0 and tracked with memory through the
+    clip, through the same session code path inference runs (``Sam2VideoModel.forward``).
+
+    pixel_values: (K,3,S,S) preprocessed frames. ``prompts``: one dict per object, in SAM2 input pixels (0..S):
+    ``{"mask": (S,S) float 0/1}`` (used as frame 0's output, as SAM2 does), ``{"points": (n,2) xy, "labels": (n,)
+    1 positive / 0 negative}``, or ``{"box": (4,) x0,y0,x1,y1}``.
+    Returns (mask_logits (K,N,S/4,S/4), object_score_logits (K,N)); SAM2 runs in eval mode during the call.
+    """
+    if not prompts:
+        raise ValueError("decode_prompted_clip needs at least one object prompt")
+    session = _clip_session(sam2, pixel_values)
+    for obj_id, prompt in enumerate(prompts):
+        obj_idx = session.obj_id_to_idx(obj_id)
+        if "mask" in prompt:
+            session.add_mask_inputs(obj_idx, 0, torch.as_tensor(prompt["mask"], dtype=torch.float32)[None, None])
+            continue
+        if "box" in prompt:
+            coords = torch.as_tensor(prompt["box"], dtype=torch.float32).reshape(2, 2)
+            labels = torch.tensor([2, 3], dtype=torch.int32)
+        else:
+            coords = torch.as_tensor(prompt["points"], dtype=torch.float32).reshape(-1, 2)
+            labels = torch.as_tensor(prompt["labels"], dtype=torch.int32).reshape(-1)
+        session.add_point_inputs(obj_idx, 0, {"point_coords": coords[None, None], "point_labels": labels[None, None]})
+    session.obj_with_new_inputs = list(range(len(prompts)))
+    was_training = sam2.training
+    sam2.eval()
+    masks, scores = [], []
+    try:
+        for i in range(pixel_values.shape[0]):
+            out = _session_forward_with_grad(sam2, session, i)
+            masks.append(out.pred_masks[:, 0])
+            scores.append(out.object_score_logits.reshape(-1))
     finally:
         sam2.train(was_training)
     return torch.stack(masks), torch.stack(scores)

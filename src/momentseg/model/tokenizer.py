@@ -47,12 +47,14 @@ def split_words(text: str) -> list[str]:
 
 
 def default_vocabulary() -> list[str]:
-    """The synthetic world's word list (``momentseg.data.synthetic.VOCABULARY``) when importable, else []."""
+    """The synthetic world's word list — its expressions' words plus those of its captions and questions
+    (``momentseg.data.synthetic.caption_vocabulary()``, for the vision–language pretraining stage) — when
+    importable, else []."""
     try:
-        from momentseg.data.synthetic import VOCABULARY  # type: ignore[attr-defined]
+        from momentseg.data.synthetic import caption_vocabulary  # type: ignore[attr-defined]
     except ImportError:
         return []
-    return list(VOCABULARY)
+    return list(caption_vocabulary())
 
 
 def build_word_tokenizer(words: Iterable[str], extra_texts: Iterable[str] = ()):

@@ -16,7 +16,10 @@ from typing import Any
 
 from momentseg.errors import InputError
 
-TASKS = ("tsg", "refvos")
+TASKS = ("tsg", "refvos", "track", "caption")
+#: Backbone pretraining tasks: SAM2's own task (prompted tracking) and vision–language captions / QA. A
+#: stream of one of them holds nothing else.
+PRETRAIN_TASKS = ("track", "caption")
 SOURCE_TYPES = ("synthetic", "mask_dict", "charades", "activitynet")
 PRECISIONS = ("auto", "bf16", "fp32")
 PRESETS = ("tiny", "3b", "7b")
@@ -49,6 +52,9 @@ class ModelConfig:
 
     preset: str | None = None
     pretrained: str | None = None
+    #: a folder written by ``save_pretrained`` whose SAM2 weights replace the model's before training (the
+    #: world-pretrained tiny SAM2 of ``configs/tiny-sam2.yaml``)
+    sam2_from: str | None = None
     qwen_dir: str | None = None
     sam2_dir: str | None = None
     lora: LoraConfig | None = None
@@ -264,6 +270,8 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
             raise bad(key, "of type mask_dict needs task: refvos and 'root'")
         if s.type in ("charades", "activitynet") and (s.task != "tsg" or not s.annotations or not s.videos):
             raise bad(key, f"of type {s.type} needs task: tsg, 'annotations' and 'videos'")
+        if s.task in PRETRAIN_TASKS and s.type != "synthetic":
+            raise bad(key, f"task {s.task} (backbone pretraining) needs type: synthetic")
         if s.type == "synthetic" and s.split not in ("train", "val", "test"):
             raise bad(f"{key}.split", f"must be train, val or test, got {s.split!r}")
     if not 0.0 <= d.tsg_ratio <= 1.0:

@@ -28,8 +28,9 @@ import torch.nn.functional as F
 
 from momentseg.errors import InputError
 from momentseg.grounding.sampling import dense_frame_indices, uniform_frames
+from momentseg.train.config import PRETRAIN_TASKS, TASKS
 
-_TASK_ID = {"tsg": 0, "refvos": 1}
+_TASK_ID = {task: i for i, task in enumerate(TASKS)}
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class SampleShape:
     context_frames: int = 50
     keyframes: int = 5
     keyframe_window: int = 10
+    track_frames: int = 8
+    track_max_stride: int = 3
+    track_max_objects: int = 3
 
 
 def area_fit(hw: tuple[int, int], side: int) -> tuple[int, int]:
@@ -149,8 +153,9 @@ class SyntheticSource:
 
     def video(self, item: int):
         if self._cache is None or self._cache[0] != item:
-            # TSG and RefVOS sources of one split use disjoint videos of it (even / odd indices).
-            index = 2 * item + _TASK_ID[self.task]
+            # TSG and RefVOS sources of one split use disjoint videos of it (even / odd indices); the
+            # pretraining tasks, each trained alone, see every video
+            index = item if self.task in PRETRAIN_TASKS else 2 * item + _TASK_ID[self.task]
             syn = self._synthetic
             self._cache = (item, syn.generate_video(syn.video_seed(self._seed, index), syn.video_id(index), self._world))
         return self._cache[1]
@@ -158,6 +163,10 @@ class SyntheticSource:
     def sample(self, item: int, rng: np.random.Generator, shape: SampleShape):
         from momentseg.model import RefVOSSample, TSGSample
 
+        if self.task == "track":
+            return track_sample(self.video(item), rng, shape)
+        if self.task == "caption":
+            return caption_sample(self.video(item), rng, shape)
         video = self.video(item)
         if self.task == "tsg":
             # A generated video whose expressions are all no-target has nothing to ground: the stream takes
@@ -188,6 +197,65 @@ class SyntheticSource:
             query=exp.text,
             masks=resize_masks(masks[keys], key_hw),
         )
+
+
+def track_sample(video, rng: np.random.Generator, shape: SampleShape):
+    """SAM2's own task on a synthetic video: a clip of ``track_frames`` frames (stride 1..``track_max_stride``)
+    starting at a frame where some object is visible, 1..``track_max_objects`` of those objects with their
+    visible masks, each prompted on the clip's first frame by its mask, its box (±2 px jitter) or 1–3 clicks
+    (positives inside the mask, sometimes one negative outside). Occlusions, exits and re-entries inside the
+    clip stay in the targets (an empty mask = "absent")."""
+    from momentseg.model import TrackSample
+
+    t = video.num_frames
+    stride = int(rng.integers(1, shape.track_max_stride + 1))
+    span = min(t, (shape.track_frames - 1) * stride + 1)
+    stride = max(1, (span - 1) // max(1, shape.track_frames - 1))
+    ids = sorted(video.object_masks)
+    areas = np.stack([video.object_masks[o].sum(axis=(1, 2)) for o in ids])  # (N_all, T)
+    starts = np.flatnonzero((areas[:, : t - span + 1] >= 12).any(axis=0))
+    start = int(rng.choice(starts)) if len(starts) else 0
+    idx = np.arange(start, start + span, stride)[: shape.track_frames]
+    visible = [o for o, a in zip(ids, areas[:, start], strict=True) if a >= 12] or ids[:1]
+    chosen = rng.choice(visible, size=min(len(visible), int(rng.integers(1, shape.track_max_objects + 1))),
+                        replace=False)
+    hw = long_side_fit(video.frames.shape[1:3], shape.keyframe_side)
+    masks = np.stack([resize_masks(video.object_masks[int(o)][idx], hw) for o in chosen])
+    prompts = [_track_prompt(m[0], rng) for m in masks]
+    return TrackSample(frames=resize_frames(video.frames[idx], hw), masks=masks, prompts=prompts)
+
+
+def _track_prompt(mask: np.ndarray, rng: np.random.Generator) -> dict:
+    ys, xs = np.nonzero(mask)
+    kind = rng.choice(["mask", "box", "points"], p=[0.4, 0.3, 0.3]) if len(xs) else "mask"
+    if kind == "mask":
+        return {"mask": True}
+    if kind == "box":
+        jitter = rng.integers(-2, 3, size=4)
+        x0, y0, x1, y1 = xs.min() + jitter[0], ys.min() + jitter[1], xs.max() + jitter[2], ys.max() + jitter[3]
+        return {"box": [float(min(x0, x1)), float(min(y0, y1)), float(max(x0, x1)), float(max(y0, y1))]}
+    pick = rng.choice(len(xs), size=int(rng.integers(1, 4)), replace=True)
+    points = [[float(xs[i]) + 0.5, float(ys[i]) + 0.5] for i in pick]
+    labels = [1] * len(points)
+    out_y, out_x = np.nonzero(~mask)
+    if rng.random() < 0.3 and len(out_x):
+        j = int(rng.integers(len(out_x)))
+        points.append([float(out_x[j]) + 0.5, float(out_y[j]) + 0.5])
+        labels.append(0)
+    return {"points": points, "labels": labels}
+
+
+def caption_sample(video, rng: np.random.Generator, shape: SampleShape):
+    """Vision–language pretraining on the world's own text: the TSG frames of a synthetic video (``tsg_fps``,
+    ≤ ``tsg_max_frames``) and one question / answer about them (:func:`momentseg.data.synthetic.caption_pairs`)."""
+    from momentseg.data.synthetic import caption_pairs
+    from momentseg.model import CaptionSample
+
+    idx = dense_frame_indices(np.arange(video.num_frames) / video.fps, shape.tsg_fps, shape.tsg_max_frames)
+    pairs = caption_pairs(video, idx / video.fps, rng)
+    pair = pairs[int(rng.integers(len(pairs)))]
+    frames = resize_frames(video.frames[idx], area_fit(video.frames.shape[1:3], shape.tsg_side))
+    return CaptionSample(frames=frames, question=pair.question, answer=pair.answer)
 
 
 # --------------------------------------------------------------------------------------- mixing
@@ -238,13 +306,17 @@ class SampleStream:
         weights: list[float] | None = None,
     ):
         weights = weights or [1.0] * len(sources)
-        by_task: dict[str, tuple[list, list]] = {"tsg": ([], []), "refvos": ([], [])}
+        by_task: dict[str, tuple[list, list]] = {t: ([], []) for t in _TASK_ID}
         for s, w in zip(sources, weights, strict=True):
             by_task[s.task][0].append(s)
             by_task[s.task][1].append(w)
         self.pools = {t: _TaskPool(t, ss, ws, seed) for t, (ss, ws) in by_task.items() if ss}
         if not self.pools:
             raise InputError("no data sources given")
+        alone = [t for t in PRETRAIN_TASKS if t in self.pools]
+        if alone and len(self.pools) > 1:
+            raise InputError(f"a '{alone[0]}' (pretraining) stream cannot mix other tasks: {sorted(self.pools)}")
+        self.single = alone[0] if alone else None
         if "tsg" not in self.pools:
             tsg_ratio = 0.0
         elif "refvos" not in self.pools:
@@ -258,6 +330,8 @@ class SampleStream:
 
     def task_of(self, q: int) -> tuple[str, int]:
         """The task of global position ``q`` and the index of that sample within its task."""
+        if self.single is not None:
+            return self.single, q
         n = self._tsg_before(q)
         if self._tsg_before(q + 1) > n:
             return "tsg", n
@@ -270,13 +344,13 @@ class SampleStream:
         rng = np.random.default_rng([self.seed, _TASK_ID[task], j, 1])
         return source.sample(item, rng, self.shape)
 
-    def batch(self, positions: Sequence[int]) -> tuple[list, list]:
-        """Samples at ``positions`` split into (TSG samples, RefVOS samples)."""
-        tsg, ref = [], []
+    def batch(self, positions: Sequence[int]) -> dict[str, list]:
+        """Samples at ``positions`` grouped by task (``{"tsg": [...], "refvos": [...]}``; a pretraining stream
+        gives its one task)."""
+        out: dict[str, list] = {t: [] for t in ((self.single,) if self.single else ("tsg", "refvos"))}
         for q in positions:
-            s = self.sample(int(q))
-            (tsg if self.task_of(int(q))[0] == "tsg" else ref).append(s)
-        return tsg, ref
+            out[self.task_of(int(q))[0]].append(self.sample(int(q)))
+        return out
 
 
 def batch_positions(step: int, micro: int, rank: int, processes: int, accum: int, batch: int) -> list[int]:

@@ -41,8 +41,14 @@ WEIGHT_ATTRS = {
     "object_bce": ("object_score", "object_score_loss_weight"),
 }
 """component name → (``loss:`` key in the training config, attribute of the model's config)."""
-TASK_COMPONENTS = {"tsg": ("find_loss", "lm_loss"), "refvos": ("mask_bce", "mask_dice", "lm_loss", "object_bce")}
-"""The components ``forward_tsg`` / ``forward_refvos`` return next to ``loss``."""
+TASK_COMPONENTS = {
+    "tsg": ("find_loss", "lm_loss"),
+    "refvos": ("mask_bce", "mask_dice", "lm_loss", "object_bce"),
+    "track": ("mask_bce", "mask_dice", "object_bce"),
+    "caption": ("lm_loss",),
+}
+"""The components ``forward_<task>`` returns next to ``loss`` (``track`` / ``caption``: the backbone
+pretraining stages, :func:`momentseg.train.data.track_sample` / ``caption_sample``)."""
 
 
 def set_loss_weights(model: torch.nn.Module, weights: LossConfig) -> None:
@@ -66,19 +72,20 @@ class JointLoss(torch.nn.Module):
         self.model = model
         self.weights = {c: float(getattr(weights, key)) for c, (key, _) in WEIGHT_ATTRS.items()}
 
-    def forward(self, tsg: list, refvos: list) -> dict[str, torch.Tensor]:
-        n = len(tsg) + len(refvos)
+    def forward(self, tsg: list = (), refvos: list = (), track: list = (), caption: list = ()) -> dict[str, torch.Tensor]:
+        batch = {"tsg": tsg, "refvos": refvos, "track": track, "caption": caption}
+        n = sum(len(v) for v in batch.values())
         if n == 0:
             raise ValueError("empty micro-batch")
         total: torch.Tensor | float = 0.0
         out: dict[str, torch.Tensor] = {}
-        for task, samples, fn in (("tsg", tsg, self.model.forward_tsg), ("refvos", refvos, self.model.forward_refvos)):
+        for task, samples in batch.items():
             out[f"n/{task}"] = torch.tensor(float(len(samples)))
             for c in TASK_COMPONENTS[task]:
                 out[f"sum/{task}/{c}"] = torch.tensor(0.0)
             if not samples:
                 continue
-            parts = fn(samples)
+            parts = getattr(self.model, f"forward_{task}")(list(samples))
             if set(parts) != {"loss", *TASK_COMPONENTS[task]}:
                 raise KeyError(f"forward_{task} returned {sorted(parts)}, expected loss + {TASK_COMPONENTS[task]}")
             loss = parts["loss"]
@@ -251,9 +258,8 @@ def train(
             grad_norm = None
             for micro in range(run.grad_accum):
                 positions = batch_positions(step, micro, rank, world, run.grad_accum, run.batch_size)
-                tsg, refvos = stream.batch(positions)
                 with accelerator.accumulate(module):
-                    result = module(tsg, refvos)
+                    result = module(**stream.batch(positions))
                     accelerator.backward(result["loss"])
                     if accelerator.sync_gradients:
                         if cfg.optim.clip > 0 and kind != "deepspeed":  # DeepSpeed clips in its step
@@ -309,13 +315,14 @@ def _step_record(accelerator, sums, step, lr, global_batch, seconds, grad_norm) 
     if accelerator.num_processes > 1:
         vec = accelerator.reduce(vec.to(accelerator.device), reduction="sum").cpu()
     total = dict(zip(keys, vec.tolist(), strict=True))
-    n_tsg, n_ref = total["n/tsg"], total["n/refvos"]
-    record: dict[str, Any] = {"step": step, "loss": total["loss"] / max(1.0, n_tsg + n_ref)}
-    for task, n in (("tsg", n_tsg), ("refvos", n_ref)):
+    counts = {task: total[f"n/{task}"] for task in TASK_COMPONENTS}
+    record: dict[str, Any] = {"step": step, "loss": total["loss"] / max(1.0, sum(counts.values()))}
+    for task, n in counts.items():
         for c in TASK_COMPONENTS[task]:
             if n > 0:
                 record[f"{task}/{c}"] = total[f"sum/{task}/{c}"] / n
-    record.update({"tsg_samples": int(n_tsg), "refvos_samples": int(n_ref), "lr": lr,
+    record.update({f"{task}_samples": int(n) for task, n in counts.items() if n > 0 or task in ("tsg", "refvos")})
+    record.update({"lr": lr,
                    "grad_norm": None if grad_norm is None else float(grad_norm),
                    "samples_per_s": global_batch / max(seconds, 1e-9)})
     return record
@@ -381,10 +388,14 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
 
     m = cfg.model
     if m.pretrained is not None:
-        return MomentSegModel.from_pretrained(m.pretrained)
-    if m.preset == "tiny":
-        return MomentSegModel.tiny()
-    return MomentSegModel.from_base(m.qwen_dir, m.sam2_dir, preset=m.preset)
+        model = MomentSegModel.from_pretrained(m.pretrained)
+    elif m.preset == "tiny":
+        model = MomentSegModel.tiny()
+    else:
+        model = MomentSegModel.from_base(m.qwen_dir, m.sam2_dir, preset=m.preset)
+    if m.sam2_from is not None:
+        model.load_sam2_from(m.sam2_from)
+    return model
 
 
 def build_stream(cfg: TrainConfig, model: torch.nn.Module) -> SampleStream:

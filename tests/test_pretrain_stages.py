@@ -1,0 +1,144 @@
+"""The backbone pretraining stages of the embedded model: SAM2's own task (prompted tracking) and the
+vision–language caption / QA task — their data, their losses, and their runs through the trainer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from momentseg.data import synthetic as syn
+from momentseg.errors import InputError
+from momentseg.model import CaptionSample, MomentSegModel, TrackSample
+from momentseg.model.sam2 import decode_prompted_clip, preprocess_for_sam2
+from momentseg.train.config import config_from_dict
+from momentseg.train.data import SampleShape, SampleStream, SyntheticSource, track_sample
+from momentseg.train.loop import build_model, train
+
+SHAPE = SampleShape(tsg_side=56, context_side=56, keyframe_side=64, tsg_max_frames=8, tsg_fps=5.0,
+                    context_frames=4, track_frames=4)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return MomentSegModel.tiny(sam2_image_size=64)
+
+
+@pytest.fixture(scope="module")
+def video():
+    return syn.generate_video(syn.video_seed(syn.SPLIT_SEEDS["train"], 3), syn.video_id(3), syn.WorldConfig())
+
+
+# ------------------------------------------------------------------------------------------ track data
+def test_track_samples_follow_the_world(video):
+    for seed in range(20):
+        s = track_sample(video, np.random.default_rng(seed), SHAPE)
+        n, t, h, w = s.masks.shape
+        assert s.frames.shape == (t, h, w, 3) and t == 4 and max(h, w) == 64 and 1 <= n <= 3
+        assert len(s.prompts) == n and s.masks[:, 0].reshape(n, -1).any(1).all()  # prompted where visible
+        for m, p in zip(s.masks, s.prompts, strict=True):
+            ys, xs = np.nonzero(m[0])
+            if "box" in p:  # the object's box on frame 0, within the ±2 px jitter
+                x0, y0, x1, y1 = p["box"]
+                assert abs(x0 - xs.min()) <= 2 and abs(y1 - ys.max()) <= 2 and x0 <= x1 and y0 <= y1
+            elif "points" in p:  # positives inside the mask, a negative outside
+                for (x, y), label in zip(p["points"], p["labels"], strict=True):
+                    assert bool(m[0][int(y), int(x)]) == (label == 1)
+            else:
+                assert p == {"mask": True}
+    a = track_sample(video, np.random.default_rng(7), SHAPE)
+    b = track_sample(video, np.random.default_rng(7), SHAPE)
+    assert np.array_equal(a.masks, b.masks) and a.prompts == b.prompts
+
+
+def test_a_track_stream_holds_only_its_task():
+    stream = SampleStream([SyntheticSource("track")], SHAPE, seed=1)
+    batch = stream.batch(range(3))
+    assert list(batch) == ["track"] and all(isinstance(s, TrackSample) for s in batch["track"])
+    with pytest.raises(InputError, match="cannot mix"):
+        SampleStream([SyntheticSource("track"), SyntheticSource("tsg")], SHAPE)
+
+
+# ------------------------------------------------------------------------------------------ track model
+def test_mask_prompt_is_frame_zero_output_and_the_rest_is_tracked(model, video):
+    s = track_sample(video, np.random.default_rng(0), SHAPE)
+    px = preprocess_for_sam2(s.frames, 64)
+    m = torch.zeros(64, 64)
+    m[20:40, 10:30] = 1.0
+    low, scores = decode_prompted_clip(model.sam2, px, [{"mask": m}, {"points": [[32.0, 32.0]], "labels": [1]}])
+    assert low.shape == (4, 2, 16, 16) and scores.shape == (4, 2)
+    # SAM2 takes a mask prompt as its frame's output (logit +10 inside, -10 outside at S/4)
+    inside = low[0, 0][6:9, 3:7]
+    assert (inside > 0).all() and (low[0, 0][0:3, 10:16] < 0).all() and scores[0, 0] > 0
+
+
+def test_track_loss_trains_the_decoder_and_memory(model, video):
+    samples = [track_sample(video, np.random.default_rng(i), SHAPE) for i in range(2)]
+    model.zero_grad()
+    out = model.forward_track(samples)
+    c = model.config
+    want = c.mask_bce_weight * out["mask_bce"] + c.mask_dice_weight * out["mask_dice"] \
+        + c.object_score_loss_weight * out["object_bce"]
+    assert torch.isclose(out["loss"].detach(), want, rtol=1e-5)
+    out["loss"].backward()
+    for name in ("mask_decoder", "memory_attention", "memory_encoder", "vision_encoder"):
+        grads = [p.grad for n, p in model.sam2.named_parameters() if n.startswith(name) and p.grad is not None]
+        assert grads and any(g.abs().sum() > 0 for g in grads), name
+    assert all(p.grad is None for p in model.qwen.parameters())  # no language in SAM2's own task
+
+
+# ------------------------------------------------------------------------------------------ captions
+def test_caption_samples_are_in_the_model_vocabulary(model):
+    stream = SampleStream([SyntheticSource("caption")], SHAPE, seed=0)
+    unk = model.tokenizer.unk_token_id
+    for s in stream.batch(range(12))["caption"]:
+        assert isinstance(s, CaptionSample) and s.frames.shape[0] <= 8 and s.frames.dtype == np.uint8
+        ids = model.tokenizer.encode(f"{s.question} {s.answer}", add_special_tokens=False)
+        assert unk not in ids, (s.question, s.answer)
+
+
+def test_caption_loss_learns_an_answer_and_greedy_decoding_reads_it(video):
+    torch.manual_seed(0)
+    m = MomentSegModel.tiny(sam2_image_size=64)
+    frames = video.frames[:8:2]
+    sample = CaptionSample(frames, "which shapes are visible ?", "small red star and large blue circle")
+    opt = torch.optim.Adam(m.qwen.parameters(), lr=3e-3)
+    first = None
+    for _ in range(60):
+        out = m.forward_caption([sample])
+        first = first if first is not None else float(out["lm_loss"])
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    assert float(out["lm_loss"]) < 0.1 * first
+    assert m.answer(frames, sample.question) == sample.answer
+
+
+# ------------------------------------------------------------------------------------------ stages
+def _cfg(task, out, steps=2, **model):
+    return config_from_dict({
+        "seed": 0, "out": str(out), "model": model or {"preset": "tiny"},
+        "data": {"sources": [{"type": "synthetic", "task": task}]},
+        "run": {"steps": steps, "batch_size": 1, "grad_accum": 1, "checkpoint_every": 1, "progress": False},
+    })
+
+
+def test_pretraining_stages_run_and_fine_tuning_loads_both_backbones(tmp_path):
+    sam2_run = train(_cfg("track", tmp_path / "sam2"))
+    vlm_run = train(_cfg("caption", tmp_path / "vlm"))
+    assert [set(r) >= {"track/mask_dice", "track_samples"} for r in sam2_run.history] == [True, True]
+    assert all("caption/lm_loss" in r for r in vlm_run.history)
+    cfg = _cfg("refvos", tmp_path / "ft", pretrained=str(vlm_run.final), sam2_from=str(sam2_run.final))
+    ft = build_model(cfg)
+    sam2 = MomentSegModel.from_pretrained(sam2_run.final).sam2.state_dict()
+    vlm = MomentSegModel.from_pretrained(vlm_run.final)
+    assert all(torch.equal(v, sam2[k]) for k, v in ft.sam2.state_dict().items())
+    assert all(torch.equal(v, vlm.qwen.state_dict()[k]) for k, v in ft.qwen.state_dict().items())
+    assert ft.tokenizer.get_vocab() == vlm.tokenizer.get_vocab()
+
+
+def test_sam2_from_refuses_another_sam2_size(tmp_path):
+    MomentSegModel.tiny(sam2_image_size=64).save_pretrained(tmp_path / "small")
+    with pytest.raises(ValueError, match="SAM2 config differs"):
+        MomentSegModel.tiny().load_sam2_from(tmp_path / "small")
