@@ -3,6 +3,9 @@ names that follow the input frames, and ``segment(out=DIR)`` streaming the same 
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from fractions import Fraction
 
 import av
@@ -79,6 +82,19 @@ def test_truncated_video_warns_on_one_line(tmp_path, caplog, suffix, codec):
     message = record.getMessage()
     assert record.levelno == logging.WARNING and message.startswith("warning: ") and "\n" not in message
     assert str(cut) in message and "truncated" in message and f"{len(video)} frames" in message
+
+
+def test_cli_prints_the_damage_warning_as_one_line(tmp_path):
+    full = encode(tmp_path / "full.webm", 60, codec="libvpx-vp9", rate=25, options={"g": "8"})
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run([sys.executable, "-m", "momentseg", "ground", str(cut), "--query", "the red square",
+                           "--json", "--device", "cpu"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: video ") and "cut.webm" in lines[0], proc.stderr
+    assert json.loads(proc.stdout)["pred_relevant_windows"]
 
 
 def test_variable_rate_mp4_with_b_frames_does_not_warn(tmp_path, caplog):
