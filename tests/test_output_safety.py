@@ -227,6 +227,15 @@ def test_segment_out_file_is_an_error_even_with_overwrite(cli, clip, tmp_path, c
     assert f.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["existing_file.txt"]
 
 
+def test_overwrite_never_replaces_a_user_file_of_the_same_name(cli, clip, tmp_path, capsys, no_model_load):
+    d = _user_folder(tmp_path)
+    (d / "result.json").write_text("the user's own result.json")
+    before = _tree(d)
+    assert cli(["segment", clip, "--text", TEXT, "--out", d, "--overwrite"]) == 2
+    _one_line_error(capsys, "result.json", "did not write")
+    assert _tree(d) == before
+
+
 def test_out_dot_and_dotdot_on_the_cli(cli, clip, tmp_path, capsys, monkeypatch, no_model_load):
     work = tmp_path / "work"
     work.mkdir()

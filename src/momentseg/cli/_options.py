@@ -13,6 +13,9 @@ OVERWRITE = typer.Option(
     help="Write into an existing folder that momentseg did not make (its files are kept, never removed).",
 )
 
+#: Files a segment / demo output folder holds at its top (checked against a user's files before the model loads).
+SEGMENT_FILES = ("result.json", "similarity.png", "overlay.mp4")
+
 OFFLOAD = typer.Option(False, "--offload-state", help="Keep SAM2's memories on the CPU (long videos, small GPU).")
 
 

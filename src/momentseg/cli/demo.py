@@ -5,7 +5,7 @@ from pathlib import Path
 import typer
 
 from momentseg.cli import app
-from momentseg.cli._options import DEVICE, MODEL, OVERWRITE, load_pipeline
+from momentseg.cli._options import DEVICE, MODEL, OVERWRITE, SEGMENT_FILES, load_pipeline
 
 
 @app.command("demo")
@@ -29,7 +29,7 @@ def demo(
     from momentseg.io.atomic import check_output_dir
     from momentseg.pipeline import resolve_device
 
-    check_output_dir(out, overwrite=overwrite, what="--out")
+    check_output_dir(out, overwrite=overwrite, what="--out", files=SEGMENT_FILES)
     if seed < 0:
         demo_video(seed)  # its one-line error, before the model loads
     resolve_device(device)

@@ -5,7 +5,7 @@ from pathlib import Path
 import typer
 
 from momentseg.cli import app
-from momentseg.cli._options import DEVICE, MODEL, OFFLOAD, OVERWRITE, load_pipeline
+from momentseg.cli._options import DEVICE, MODEL, OFFLOAD, OVERWRITE, SEGMENT_FILES, load_pipeline
 
 
 @app.command("segment")
@@ -34,7 +34,7 @@ def segment(
     from momentseg.pipeline import check_segment_options, check_texts, resolve_device
 
     # every argument is checked before anything is computed or the model loads
-    check_output_dir(out, overwrite=overwrite, what="--out")
+    check_output_dir(out, overwrite=overwrite, what="--out", files=SEGMENT_FILES)
     text = check_texts(text)
     check_segment_options(keyframes, sampling, propagation)
     resolve_device(device)

@@ -95,11 +95,13 @@ def _nearest_existing(path: Path) -> Path:
     return anc
 
 
-def check_output_dir(path: str | os.PathLike, *, overwrite: bool = False, what: str = "output folder") -> Path:
+def check_output_dir(path: str | os.PathLike, *, overwrite: bool = False, what: str = "output folder",
+                     files: Iterable[str] = ()) -> Path:
     """Check, before any work, that ``path`` can receive an output folder under the rules of this module.
 
     Returns the absolute path. Raises :class:`OutputError` (one line) for a file at ``path``, a non-empty folder
-    that momentseg did not write (without ``overwrite``) or a location that is not writable.
+    that momentseg did not write (without ``overwrite``), a location that is not writable, or one of ``files``
+    (relative paths the output will write) already there and not momentseg's.
     """
     shown = os.fspath(path)
     target = _absolute(path)
@@ -107,9 +109,14 @@ def check_output_dir(path: str | os.PathLike, *, overwrite: bool = False, what: 
         if not target.is_dir():
             raise OutputError(f"{what} {shown} exists and is not a folder; momentseg never replaces a file with "
                               "a folder: choose another path")
-        if not overwrite and read_marker(target) is None and any(target.iterdir()):
+        own = read_marker(target)
+        if not overwrite and own is None and any(target.iterdir()):
             raise OutputError(f"{what} {shown} is a non-empty folder that momentseg did not write; choose a new "
                               "folder, or pass --overwrite to add the output to it (no file there is removed)")
+        clash = [f for f in files if f not in (own or ()) and ((target / f).exists() or (target / f).is_symlink())]
+        if clash:
+            raise OutputError(f"{what} {shown} already holds {', '.join(clash)}, which momentseg did not write and "
+                              "never replaces: move it away or choose another folder")
         _probe_writable(target, shown, what)
     else:
         anc = _nearest_existing(target)
