@@ -18,6 +18,7 @@ from momentseg.train.data import (
     SampleShape,
     SampleStream,
     SyntheticSource,
+    anchor_candidates,
     area_fit,
     batch_positions,
     keyframe_indices,
@@ -191,3 +192,12 @@ def test_synthetic_tsg_skips_a_video_with_nothing_to_ground():
     b = source.sample(5763, np.random.default_rng(0), SHAPE)
     assert isinstance(a, TSGSample) and a.positive.any() and a.query == b.query
     assert a.query in {e.text for e in source.video(5764).expressions}
+
+
+def test_refvos_anchor_is_drawn_inside_the_moment_where_the_target_shows():
+    visible = np.array([0, 1, 1, 1, 1, 0, 1, 1], bool)
+    moment = np.array([0, 0, 0, 1, 1, 1, 0, 0], bool)
+    assert anchor_candidates(visible, moment).tolist() == [False, False, False, True, True, False, False, False]
+    # the moment shows no target (or there is none): any visible frame
+    assert anchor_candidates(visible, ~visible).tolist() == visible.tolist()
+    assert anchor_candidates(visible, np.zeros(8, bool)).tolist() == visible.tolist()

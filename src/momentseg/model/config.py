@@ -277,7 +277,9 @@ def preset_config(name: str, tokenizer=None, sam2_image_size: int | None = None)
             qwen=qwen,
             sam2=tiny_sam2_config(sam2_image_size or 128),
             find_frame_size=112,  # 8×8 patches: small shapes stay visible to the [FIND] pass
-            context_frame_size=56,
+            # the [SEG] pass's context at the resolution the language model was pretrained on (its caption
+            # frames are [FIND] frames): at 56 px a frame pair is 2×2 tokens, too coarse to say *which* shape
+            context_frame_size=112,
             seg_frame_size=112,
             seg_pixel_query=True,
             pool_query=True,

@@ -113,6 +113,14 @@ def moment_positives(times: np.ndarray, moments: Sequence[tuple[float, float]]) 
     return pos
 
 
+def anchor_candidates(visible: np.ndarray, in_moment: np.ndarray) -> np.ndarray:
+    """(T,) bool frames a RefVOS sample's keyframe anchor is drawn from: keyframes as inference takes them —
+    Moment-Centric Sampling puts them inside the grounded moment — so frames of the ground-truth moment where the
+    target is visible; all visible frames when the moment shows no target (or there is no moment)."""
+    both = np.asarray(visible, dtype=bool) & np.asarray(in_moment, dtype=bool)
+    return both if both.any() else np.asarray(visible, dtype=bool)
+
+
 def keyframe_indices(visible: np.ndarray, count: int, window: int, rng: np.random.Generator) -> np.ndarray:
     """Sorted keyframe indices for a RefVOS sample.
 
@@ -188,7 +196,8 @@ class SyntheticSource:
             )
         exp = video.expressions[int(rng.integers(len(video.expressions)))]
         masks = video.expression_masks(exp)
-        keys = keyframe_indices(masks.any(axis=(1, 2)), shape.keyframes, shape.keyframe_window, rng)
+        candidates = anchor_candidates(masks.any(axis=(1, 2)), video.moment_frames(exp))
+        keys = keyframe_indices(candidates, shape.keyframes, shape.keyframe_window, rng)
         ctx = uniform_frames(t, shape.context_frames)
         key_hw = long_side_fit(hw, shape.keyframe_side)
         return RefVOSSample(
