@@ -1,9 +1,14 @@
-"""Checkpoints: save/load (safetensors, strict), build from base Qwen2.5-VL + SAM2 folders, import Sa2VA.
+"""Checkpoints: save/load (safetensors, strict, SHA-256 manifest), build from base Qwen2.5-VL + SAM2 folders,
+import Sa2VA and the released MomentSeg checkpoints (:mod:`momentseg.model.release`).
 
 A checkpoint folder holds ``config.json`` (:class:`MomentSegConfig`), ``model.safetensors`` (the whole
-module's state, tied tensors stored once and listed in the file metadata) and the tokenizer files. Loading
-is strict: any missing, unexpected or wrongly-shaped tensor raises :class:`CheckpointError` listing them.
-No pickle, no remote code.
+module's state, tied tensors stored once and listed in the file metadata), the tokenizer files and
+``manifest.json`` (:data:`MANIFEST_FILE`: the SHA-256 of every other file, written by :func:`save_checkpoint`
+and checked by :func:`load_checkpoint`; a mismatch is a :class:`CheckpointError`, a folder without one loads
+with a one-line warning). Loading is strict: any missing, unexpected or wrongly-shaped tensor raises
+:class:`CheckpointError` listing them. Every tensor keeps the dtype it was saved with (a bf16 Qwen beside an
+fp32 SAM2 comes back that way). No pickle, no remote code. :func:`load_checkpoint` also accepts a folder in
+a released layout (MomentSeg ``momentseg_chat``, Sa2VA ``sa2va_chat``) and imports it.
 
 Sa2VA-Qwen2.5-VL checkpoints (``model.*`` = Qwen2.5-VL, ``grounding_encoder.sam2_model.*`` = original SAM2
 names, ``text_hidden_fcs.*`` = the [SEG] head) are imported with :func:`import_sa2va`; original SAM2 names are
@@ -14,7 +19,9 @@ mapped to transformers' Sam2Video names by :func:`sam2_original_to_hf` (its inve
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import logging
 import re
 import warnings
 from pathlib import Path
@@ -29,6 +36,11 @@ from momentseg.model.tokenizer import add_task_tokens, load_tokenizer
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+#: The SHA-256 manifest :func:`save_checkpoint` writes beside the other files of a checkpoint folder.
+MANIFEST_FILE = "manifest.json"
+MANIFEST_FORMAT = "momentseg-sha256-manifest"
+
+log = logging.getLogger(__name__)
 _SHOW = 5  # keys listed per category in mismatch errors
 
 _BOOKKEEPING = ("transformers_version", "architectures", "_name_or_path", "auto_map", "dtype", "torch_dtype")
@@ -99,8 +111,64 @@ def _aliases(module: torch.nn.Module) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------- save / load
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(8 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_manifest(folder: str | Path) -> None:
+    """Write :data:`MANIFEST_FILE` in ``folder``: the SHA-256 of every other regular file in it."""
+    folder = Path(folder)
+    files = {
+        p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST_FILE
+    }
+    manifest = {"format": MANIFEST_FORMAT, "algorithm": "sha256", "files": files}
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _is_embedded(folder: Path) -> bool:
+    from importlib import resources
+
+    try:
+        return folder.resolve() == Path(str(resources.files("momentseg") / "embedded")).resolve()
+    except OSError:
+        return False
+
+
+def verify_manifest(folder: str | Path) -> bool:
+    """Check every file listed in ``folder``'s :data:`MANIFEST_FILE` against its SHA-256 (CheckpointError on
+    a mismatch or a listed file that is missing). Returns False when there is no manifest (one-line warning,
+    except for the package's embedded model)."""
+    folder = Path(folder)
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        if not _is_embedded(folder):
+            log.warning("warning: %s has no %s: its files cannot be checked for damage (re-save it with "
+                        "save_pretrained to add one)", folder, MANIFEST_FILE)
+        return False
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        files = manifest["files"]
+        if manifest.get("algorithm", "sha256") != "sha256" or not isinstance(files, dict):
+            raise ValueError("not a sha256 manifest")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from None
+    for name, digest in sorted(files.items()):
+        target = folder / name
+        if Path(name).name != name or not target.is_file():
+            raise CheckpointError(f"{folder} lacks {name}, which its {MANIFEST_FILE} lists")
+        if _sha256(target) != str(digest).lower():
+            raise CheckpointError(f"{target} does not match the SHA-256 in {MANIFEST_FILE}: the file was changed "
+                                  "or damaged after it was saved")
+    return True
+
+
 def save_checkpoint(model, path: str | Path) -> None:
-    """Write ``model`` (a MomentSegModel) to folder ``path`` atomically."""
+    """Write ``model`` (a MomentSegModel) to folder ``path`` atomically, with its SHA-256 manifest. Every
+    tensor is stored in its own dtype."""
     from safetensors.torch import save_file
 
     aliases = _aliases(model)
@@ -110,6 +178,7 @@ def save_checkpoint(model, path: str | Path) -> None:
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "aliases": json.dumps(aliases)})
         if model.tokenizer is not None:
             model.tokenizer.save_pretrained(str(tmp))
+        write_manifest(tmp)
 
 
 def _read_safetensors(files: list[Path]) -> dict[str, torch.Tensor]:
@@ -124,28 +193,51 @@ def _read_safetensors(files: list[Path]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _cast_like(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
-    """Give the model the checkpoint's floating dtype when the checkpoint uses one (bit-exact loading)."""
-    dtypes = {t.dtype for t in tensors.values() if t.is_floating_point()}
-    if len(dtypes) == 1:
-        model.to(dtypes.pop())
+def match_dtypes(module: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Give each floating parameter / buffer of ``module`` the dtype of its tensor in ``tensors`` (in place:
+    tied parameters stay one object), so loading keeps every tensor's saved dtype bit for bit."""
+    for key, value in module.state_dict(keep_vars=True).items():
+        given = tensors.get(key)
+        if given is None or not value.is_floating_point() or not given.is_floating_point():
+            continue
+        if value.dtype != given.dtype:
+            value.data = value.data.to(given.dtype)
+
+
+def _foreign_format(raw: Any) -> str | None:
+    """The released layout a config.json dict describes ('momentseg-release', 'sa2va'), or None."""
+    if not isinstance(raw, dict) or raw.get("format") == "momentseg":
+        return None
+    return {"momentseg_chat": "momentseg-release", "sa2va_chat": "sa2va"}.get(raw.get("model_type"))
 
 
 def load_checkpoint(path: str | Path):
-    """A MomentSegModel from a folder written by :func:`save_checkpoint`."""
+    """A MomentSegModel from a folder written by :func:`save_checkpoint` (manifest checked, dtypes kept), or
+    from a folder in a released layout (MomentSeg-3B/7B, Sa2VA-Qwen2.5-VL), imported on the fly."""
     from momentseg.model.momentseg import MomentSegModel
 
     path = Path(path)
     if not path.is_dir():
         raise InputError(f"checkpoint folder {path} does not exist")
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
-        if not (path / name).is_file():
-            raise CheckpointError(f"{path} has no {name}")
+    if not (path / CONFIG_FILE).is_file():
+        raise CheckpointError(f"{path} has no {CONFIG_FILE}")
+    try:
+        raw = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {path / CONFIG_FILE}: {exc}") from None
+    source = _foreign_format(raw)
+    if source is not None:
+        from momentseg.model.release import import_checkpoint
+
+        return import_checkpoint(path, source=source)
+    if not (path / WEIGHTS_FILE).is_file():
+        raise CheckpointError(f"{path} has no {WEIGHTS_FILE}")
+    verify_manifest(path)
     config = MomentSegConfig.from_json_file(path / CONFIG_FILE)
     tokenizer = load_tokenizer(path) if (path / "tokenizer.json").is_file() else None
     model = MomentSegModel(config, tokenizer)
     tensors = _read_safetensors([path / WEIGHTS_FILE])
-    _cast_like(model, tensors)
+    match_dtypes(model, tensors)
     load_strict(model, tensors, str(path / WEIGHTS_FILE))
     return model.eval()
 
@@ -159,6 +251,25 @@ def _read_preprocessor(directory: Path) -> dict[str, Any]:
         return json.loads(f.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"cannot read {f}: {exc}") from exc
+
+
+def _from_pretrained_strict(cls, directory: Path, what: str):
+    """``cls.from_pretrained(directory)`` that fails (one line, listing them) when a tensor of the model is
+    missing from the folder or has another shape, instead of initialising it at random as transformers does."""
+    try:
+        model, info = cls.from_pretrained(str(directory), local_files_only=True, output_loading_info=True)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"cannot load the {what} folder {directory}: {exc}") from None
+    missing = sorted(info.get("missing_keys") or [])
+    shapes = sorted(str(m[0]) if isinstance(m, (tuple, list)) else str(m) for m in info.get("mismatched_keys") or [])
+    problems = []
+    if missing:
+        problems.append(_summary("missing", missing))
+    if shapes:
+        problems.append(_summary("wrongly shaped", shapes))
+    if problems:
+        raise CheckpointError(f"{what} folder {directory} does not hold the whole model: " + "; ".join(problems))
+    return model
 
 
 def build_from_base(qwen_dir: str | Path, sam2_dir: str | Path, preset: str = "3b"):
@@ -176,8 +287,8 @@ def build_from_base(qwen_dir: str | Path, sam2_dir: str | Path, preset: str = "3
             raise InputError(f"{what} folder {d} has no config.json")
     tokenizer = load_tokenizer(qwen_dir)
     add_task_tokens(tokenizer)
-    qwen = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(qwen_dir), local_files_only=True)
-    sam2 = Sam2VideoModel.from_pretrained(str(sam2_dir), local_files_only=True)
+    qwen = _from_pretrained_strict(Qwen2_5_VLForConditionalGeneration, qwen_dir, "Qwen2.5-VL")
+    sam2 = _from_pretrained_strict(Sam2VideoModel, sam2_dir, "SAM2")
     if len(tokenizer) > qwen.config.text_config.vocab_size:
         qwen.resize_token_embeddings(len(tokenizer))
     config = preset_config(preset, tokenizer=tokenizer)
@@ -250,6 +361,8 @@ _SAM2_RULES: list[tuple[str, str]] = [
     ("memory_encoder.fuser.layers.{a}.norm.", "memory_encoder.memory_fuser.layers.{a}.layer_norm."),
     ("memory_encoder.fuser.layers.{a}.pwconv{b}.", "memory_encoder.memory_fuser.layers.{a}.pointwise_conv{b}."),
     ("memory_encoder.fuser.layers.{a}.gamma", "memory_encoder.memory_fuser.layers.{a}.scale"),
+    # Sa2VA's and MomentSeg's exporters rename ".gamma" to ".g_weight" (the inverse keeps ".gamma": listed first)
+    ("memory_encoder.fuser.layers.{a}.g_weight", "memory_encoder.memory_fuser.layers.{a}.scale"),
     ("memory_encoder.out_proj.", "memory_encoder.projection."),
     # top level
     ("maskmem_tpos_enc", "memory_temporal_positional_encoding"),
@@ -356,10 +469,7 @@ def sam2_hf_to_original(state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     return out
 
 
-# ---------------------------------------------------------------------------------------------- Sa2VA import
-SA2VA_QWEN = "model."
-SA2VA_SAM2 = "grounding_encoder.sam2_model."
-SA2VA_SEG = "text_hidden_fcs."
+# ---------------------------------------------------------------------------------------------- imports
 
 # Hiera variants of SAM2 / SAM2.1 by (first-stage width, number of blocks).
 _HIERA_VARIANTS = {
@@ -415,7 +525,8 @@ def _qwen_name(key: str) -> str:
     return key
 
 
-def _sa2va_weight_files(src: Path) -> list[Path]:
+def weight_files(src: Path) -> list[Path]:
+    """The safetensors files of a folder: the shards its index lists, or model.safetensors."""
     index = src / "model.safetensors.index.json"
     if index.is_file():
         try:
@@ -436,67 +547,7 @@ def _sa2va_weight_files(src: Path) -> list[Path]:
 
 
 def import_sa2va(src: str | Path, sam2_config: dict[str, Any] | None = None, preset: str | None = None):
-    """A MomentSegModel from a Sa2VA-Qwen2.5-VL checkpoint folder (config.json, tokenizer, safetensors).
+    """A MomentSegModel from a Sa2VA-Qwen2.5-VL checkpoint folder (see :func:`momentseg.model.release.import_sa2va`)."""
+    from momentseg.model.release import import_sa2va as _import
 
-    The Qwen weights, SAM2 weights (original names mapped to transformers') and the [SEG] head
-    (``text_hidden_fcs``) are loaded strictly; the [FIND] head has no Sa2VA counterpart and is randomly
-    initialised (warned, and recorded in ``config.notes``). ``sam2_config``: a Sam2VideoConfig dict; inferred
-    from the weights when omitted. ``preset``: frame sizes / prompts to use (default: by hidden size).
-    """
-    from momentseg.model.momentseg import MomentSegModel
-
-    src = Path(src)
-    if not (src / CONFIG_FILE).is_file():
-        raise InputError(f"Sa2VA folder {src} has no config.json")
-    try:
-        raw = json.loads((src / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read {src / CONFIG_FILE}: {exc}") from exc
-    from transformers import Qwen2_5_VLConfig
-
-    qwen_fields = {k: v for k, v in raw.items() if k not in ("model_type", *_BOOKKEEPING)}
-    qwen_config = clean_config_dict(Qwen2_5_VLConfig(**qwen_fields).to_dict())
-    tokenizer = load_tokenizer(src)
-    add_task_tokens(tokenizer)
-
-    tensors = _read_safetensors(_sa2va_weight_files(src))
-    qwen_state, sam2_original, seg_state, other = {}, {}, {}, []
-    for key, value in tensors.items():
-        if key.startswith(SA2VA_SAM2):
-            sam2_original[key[len(SA2VA_SAM2) :]] = value
-        elif key.startswith(SA2VA_SEG):
-            seg_state[key[len(SA2VA_SEG) :]] = value
-        elif key.startswith(SA2VA_QWEN):
-            qwen_state[_qwen_name(key[len(SA2VA_QWEN) :])] = value
-        else:
-            other.append(key)
-    if not sam2_original:
-        raise CheckpointError(f"{src} has no {SA2VA_SAM2}* tensors: not a Sa2VA checkpoint")
-    sam2_state, unknown = sam2_original_to_hf(sam2_original)
-    if sam2_config is None:
-        sam2_config = infer_sam2_config(sam2_original)
-
-    hidden = int(qwen_config["text_config"]["hidden_size"])
-    preset = preset or {2048: "3b", 3584: "7b"}.get(hidden, "3b")
-    config = preset_config(preset, tokenizer=tokenizer)
-    config.qwen = qwen_config
-    config.sam2 = sam2_config
-    config.pool_query = config.seg_pixel_query = False  # Sa2VA's heads are the method's plain ones
-    note = "imported from Sa2VA; the [FIND] head is randomly initialised (no Sa2VA counterpart): train it"
-    config.notes.append(note)
-    warnings.warn(note, stacklevel=2)
-
-    model = MomentSegModel(config, tokenizer=None)
-    state = {f"qwen.{k}": v for k, v in qwen_state.items()}
-    state.update({f"sam2.{k}": v for k, v in sam2_state.items()})
-    state.update({f"seg_head.{k}": v for k, v in seg_state.items()})
-    state.update({f"sa2va:{k}": tensors[k] for k in other})
-    state.update({f"sam2-original:{k}": sam2_original[k] for k in unknown})
-    _cast_like(model, state)  # the random [FIND] head takes the checkpoint's dtype too
-    load_strict(model, state, str(src), skip_prefixes=("find_head.",))
-    if len(tokenizer) > model.config.qwen["text_config"]["vocab_size"]:
-        model.qwen.resize_token_embeddings(len(tokenizer))
-        model.config.qwen["text_config"]["vocab_size"] = len(tokenizer)
-    model.tokenizer = tokenizer
-    model._ids = model._check_tokenizer(tokenizer)
-    return model
+    return _import(src, sam2_config=sam2_config, preset=preset)

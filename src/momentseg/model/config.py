@@ -78,6 +78,9 @@ class MomentSegConfig:
     # query tokens at 0.9997, so no head on top of them could tell the texts apart. Off for the real presets,
     # whose pretrained LLM attends to the prompt.
     pool_query: bool = False
+    # [FIND] curve from temporal patches to frames: False = linear between patch centres (this project);
+    # True = align_corners=True over the frame count, as the released MomentSeg's inference does.
+    find_align_corners: bool = False
     image_mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
     image_std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
     notes: list[str] = field(default_factory=list)  # provenance remarks (e.g. heads initialised at import)

@@ -306,6 +306,8 @@ class MomentSegModel(nn.Module):
         padded = t * self.layout.temporal_patch_size
         per_frame = F.interpolate(vid.T[None].float(), size=padded, mode="linear", align_corners=False)[0].T
         per_frame = per_frame[:n_frames]
+        if self.config.find_align_corners:  # the released MomentSeg's curve (see model.release)
+            per_frame = F.interpolate(vid.T[None].float(), size=n_frames, mode="linear", align_corners=True)[0].T
         cos = F.cosine_similarity(per_frame, find.float()[None], dim=-1)
         return cos / self.config.temperature
 
