@@ -18,7 +18,11 @@ def convert(
                              "momentseg wrote before (its previous files are replaced; nothing else is touched)."),
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Write into a non-empty folder momentseg did not make (its files are kept)."),
-    source_format: str = typer.Option("sa2va", "--from", help="Source format; only 'sa2va' (Sa2VA-Qwen2.5-VL)."),
+    source_format: str = typer.Option(
+        "auto", "--from",
+        help="Source format: 'momentseg-release' (the authors' MomentSeg-3B/7B), 'sa2va' (Sa2VA-Qwen2.5-VL), or "
+        "'auto' (from config.json's model_type).",
+    ),
     sam2_config: Path | None = typer.Option(
         None,
         "--sam2-config",
@@ -28,17 +32,20 @@ def convert(
         None, "--preset", help="Frame sizes / prompts preset (3b or 7b); default: by the LLM's hidden size."
     ),
 ) -> None:
-    """Convert a Sa2VA-Qwen2.5-VL checkpoint into a MomentSeg checkpoint (the [FIND] head starts random)."""
+    """Convert a released MomentSeg-3B/7B or a Sa2VA-Qwen2.5-VL checkpoint into a MomentSeg checkpoint folder
+    (from Sa2VA the [FIND] head starts random)."""
     import warnings
 
     from momentseg.io.atomic import allow_overwrite, check_output_dir
-    from momentseg.model.checkpoint import import_sa2va
+    from momentseg.model.release import SOURCES, detect_source, import_checkpoint
 
     check_output_dir(out, overwrite=overwrite, what="--out")
-    if source_format != "sa2va":
-        raise InputError(f"--from {source_format!r} is not supported; use --from sa2va")
+    if source_format not in (*SOURCES, "auto"):
+        raise InputError(f"--from {source_format!r} is not supported; use one of {', '.join(SOURCES)} or auto")
     if not src.is_dir():
         raise InputError(f"source folder {src} does not exist")
+    if source_format == "auto":
+        source_format = detect_source(src)
     if preset is not None and preset not in ("3b", "7b", "tiny"):
         raise InputError(f"--preset {preset!r} is not one of 3b, 7b, tiny")
     sam2_dict = None
@@ -51,7 +58,7 @@ def convert(
             raise InputError(f"--sam2-config {sam2_config} must hold a JSON object")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = import_sa2va(src, sam2_config=sam2_dict, preset=preset)
+        model = import_checkpoint(src, source=source_format, sam2_config=sam2_dict, preset=preset)
     with allow_overwrite(*([out] if overwrite else [])):
         model.save_pretrained(out)
     for note in model.config.notes:

@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import re
-import warnings
 from pathlib import Path
 from typing import Any
 
