@@ -369,3 +369,27 @@ def test_from_base_is_strict(tiny, tmp_path):
     msg = str(err.value)
     assert "SAM2" in msg and "1 missing" in msg and victim.split(".")[-2] in msg and "\n" not in msg
 
+
+
+def test_real_size_sam2_0_large_layout_matches_inferred_config():
+    """The released SAM2.0 Hiera-L (with .g_weight) at full size: every name maps and every shape fits the
+    Sam2Video built from the inferred config (on the meta device: no memory)."""
+    from released_layouts import sam2_original_keys
+
+    from momentseg.model.checkpoint import infer_sam2_config, sam2_original_to_hf
+    from momentseg.model.sam2 import build_sam2
+
+    large = dict(embed=144, stages=[2, 6, 36, 4], window0=8, pos_bkg=(7, 7), d=256, mask_in_chans=16,
+                 dec_layers=2, dec_mlp=2048, dec_down=2, iou_hidden=256, mask_tokens=4, att_layers=4,
+                 att_ffn=2048, mem_dim=64, mem_in=256, ds_embed=256, fuser_dim=256, fuser_inter=1024,
+                 num_maskmem=7)
+    with torch.device("meta"):
+        original = {k: torch.empty(s) for k, s in sam2_original_keys("2.0", "g_weight", large).items()}
+        cfg = infer_sam2_config(original)
+        model = build_sam2(cfg)
+    assert cfg["enable_temporal_pos_encoding_for_object_pointers"] is False
+    assert cfg["enable_occlusion_spatial_embedding"] is False
+    mapped, unknown = sam2_original_to_hf(original)
+    expected = model.state_dict()
+    assert unknown == [] and set(mapped) == set(expected)
+    assert all(tuple(mapped[k].shape) == tuple(expected[k].shape) for k in expected)
