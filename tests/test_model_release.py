@@ -374,10 +374,9 @@ def test_from_base_is_strict(tiny, tmp_path):
 def test_real_size_sam2_0_large_layout_matches_inferred_config():
     """The released SAM2.0 Hiera-L (with .g_weight) at full size: every name maps and every shape fits the
     Sam2Video built from the inferred config (on the meta device: no memory)."""
-    from released_layouts import sam2_original_keys
-
     from momentseg.model.checkpoint import infer_sam2_config, sam2_original_to_hf
     from momentseg.model.sam2 import build_sam2
+    from released_layouts import sam2_original_keys
 
     large = dict(embed=144, stages=[2, 6, 36, 4], window0=8, pos_bkg=(7, 7), d=256, mask_in_chans=16,
                  dec_layers=2, dec_mlp=2048, dec_down=2, iou_hidden=256, mask_tokens=4, att_layers=4,
@@ -393,3 +392,13 @@ def test_real_size_sam2_0_large_layout_matches_inferred_config():
     expected = model.state_dict()
     assert unknown == [] and set(mapped) == set(expected)
     assert all(tuple(mapped[k].shape) == tuple(expected[k].shape) for k in expected)
+
+
+def test_pipeline_accepts_released_folders(tmp_path):
+    """The pipeline's up-front model-folder check lets released layouts through to their importer."""
+    from momentseg.pipeline import check_model_folder
+
+    write_release(tmp_path / "rel")
+    write_sa2va(tmp_path / "sa2va")
+    assert check_model_folder(tmp_path / "rel") == tmp_path / "rel"
+    assert check_model_folder(tmp_path / "sa2va") == tmp_path / "sa2va"

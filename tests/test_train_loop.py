@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from momentseg.errors import CheckpointError, InputError
+from momentseg.io.atomic import MARKER
 from momentseg.train import checkpoint as ckpt
 from momentseg.train.config import config_from_dict
 from momentseg.train.data import SampleShape, SampleStream
@@ -284,7 +285,8 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path):
     model.forward_tsg([stream().sample(1)])["loss"].backward()
     opt.step()
     folder = ckpt.save_checkpoint(tmp_path, 1, ckpt.snapshot(model, opt), {"seed": 0}, keep_last=1)
-    assert sorted(p.name for p in folder.iterdir()) == ["optimizer.safetensors", "state.json", "trainable.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [MARKER, "optimizer.safetensors", "state.json", "trainable.safetensors"])
     other = StandIn()
     opt2 = torch.optim.AdamW(other.parameters(), lr=0.5)
     state = ckpt.load_checkpoint(folder, other, opt2)

@@ -433,6 +433,7 @@ def check_model_folder(path: str | Path) -> Path:
     import json
 
     from momentseg.errors import CheckpointError
+    from momentseg.model.checkpoint import released_source
     from momentseg.model.config import MomentSegConfig
 
     folder = embedded_model_dir() if str(path) == EMBEDDED else Path(path)
@@ -449,6 +450,8 @@ def check_model_folder(path: str | Path) -> Path:
         raise CheckpointError(f"cannot read {config}: {exc}") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{config} must hold a JSON object, found a JSON {type(data).__name__}")
+    if released_source(data) is not None:  # a released MomentSeg / Sa2VA folder: imported when loaded
+        return folder
     required = [f.name for f in dataclasses.fields(MomentSegConfig)
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     missing = [name for name in required if name not in data]

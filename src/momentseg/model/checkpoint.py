@@ -203,11 +203,15 @@ def match_dtypes(module: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> N
             value.data = value.data.to(given.dtype)
 
 
-def _foreign_format(raw: Any) -> str | None:
+#: config.json ``model_type`` of a released layout → its importer (``momentseg convert --from``).
+RELEASED_MODEL_TYPES = {"momentseg_chat": "momentseg-release", "sa2va_chat": "sa2va"}
+
+
+def released_source(raw: Any) -> str | None:
     """The released layout a config.json dict describes ('momentseg-release', 'sa2va'), or None."""
     if not isinstance(raw, dict) or raw.get("format") == "momentseg":
         return None
-    return {"momentseg_chat": "momentseg-release", "sa2va_chat": "sa2va"}.get(raw.get("model_type"))
+    return RELEASED_MODEL_TYPES.get(raw.get("model_type"))
 
 
 def load_checkpoint(path: str | Path):
@@ -224,7 +228,7 @@ def load_checkpoint(path: str | Path):
         raw = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"cannot read {path / CONFIG_FILE}: {exc}") from None
-    source = _foreign_format(raw)
+    source = released_source(raw)
     if source is not None:
         from momentseg.model.release import import_checkpoint
 

@@ -60,6 +60,7 @@ from momentseg.errors import CheckpointError, InputError
 from momentseg.model.checkpoint import (
     _BOOKKEEPING,
     CONFIG_FILE,
+    RELEASED_MODEL_TYPES,
     _qwen_name,
     _read_safetensors,
     clean_config_dict,
@@ -72,7 +73,7 @@ from momentseg.model.checkpoint import (
 from momentseg.model.config import preset_config
 from momentseg.model.tokenizer import add_task_tokens, load_tokenizer
 
-SOURCES = ("momentseg-release", "sa2va")
+SOURCES = tuple(RELEASED_MODEL_TYPES.values())
 SAM2_PREFIX = "grounding_encoder.sam2_model."
 SEG_PREFIX = "text_hidden_fcs."
 FIND_PREFIX = "find_hidden_fcs."
@@ -101,7 +102,7 @@ def detect_source(src: str | Path) -> str:
     """'momentseg-release' or 'sa2va' from a folder's config.json ``model_type`` (InputError otherwise)."""
     src = Path(src)
     model_type = _read_config(src).get("model_type")
-    source = {"momentseg_chat": "momentseg-release", "sa2va_chat": "sa2va"}.get(model_type)
+    source = RELEASED_MODEL_TYPES.get(model_type)
     if source is None:
         raise InputError(f"{src / CONFIG_FILE} has model_type {model_type!r}: not a released MomentSeg "
                          "(momentseg_chat) or Sa2VA (sa2va_chat) checkpoint")
