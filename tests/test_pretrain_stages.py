@@ -32,21 +32,26 @@ def video():
 
 # ------------------------------------------------------------------------------------------ track data
 def test_track_samples_follow_the_world(video):
+    second = 0
     for seed in range(20):
         s = track_sample(video, np.random.default_rng(seed), SHAPE)
         n, t, h, w = s.masks.shape
-        assert s.frames.shape == (t, h, w, 3) and t == 4 and max(h, w) == 64 and 1 <= n <= 3
-        assert len(s.prompts) == n and s.masks[:, 0].reshape(n, -1).any(1).all()  # prompted where visible
-        for m, p in zip(s.masks, s.prompts, strict=True):
-            ys, xs = np.nonzero(m[0])
-            if "box" in p:  # the object's box on frame 0, within the ±2 px jitter
+        assert s.frames.shape == (t, h, w, 3) and t == 4 and max(h, w) == 64 and 1 <= n <= 5
+        assert sorted(p["obj"] for p in s.prompts if p["frame"] == 0) == list(range(n))  # all on frame 0
+        for p in s.prompts:
+            m = s.masks[p["obj"], p["frame"]]
+            assert m.sum() > 0  # prompted where visible
+            ys, xs = np.nonzero(m)
+            if "box" in p:  # the object's box on that frame, within the ±2 px jitter
                 x0, y0, x1, y1 = p["box"]
                 assert abs(x0 - xs.min()) <= 2 and abs(y1 - ys.max()) <= 2 and x0 <= x1 and y0 <= y1
             elif "points" in p:  # positives inside the mask, a negative outside
                 for (x, y), label in zip(p["points"], p["labels"], strict=True):
-                    assert bool(m[0][int(y), int(x)]) == (label == 1)
+                    assert bool(m[int(y), int(x)]) == (label == 1)
             else:
-                assert p == {"mask": True}
+                assert p["mask"] is True and p["frame"] == 0  # later prompts are clicks or boxes
+            second += p["frame"] > 0
+    assert second > 0
     a = track_sample(video, np.random.default_rng(7), SHAPE)
     b = track_sample(video, np.random.default_rng(7), SHAPE)
     assert np.array_equal(a.masks, b.masks) and a.prompts == b.prompts
@@ -66,8 +71,16 @@ def test_mask_prompt_is_frame_zero_output_and_the_rest_is_tracked(model, video):
     px = preprocess_for_sam2(s.frames, 64)
     m = torch.zeros(64, 64)
     m[20:40, 10:30] = 1.0
-    low, scores = decode_prompted_clip(model.sam2, px, [{"mask": m}, {"points": [[32.0, 32.0]], "labels": [1]}])
+    low, scores = decode_prompted_clip(model.sam2, px, [{"obj": 0, "frame": 0, "mask": m},
+                                                        {"obj": 1, "frame": 0, "points": [[32.0, 32.0]], "labels": [1]}])
     assert low.shape == (4, 2, 16, 16) and scores.shape == (4, 2)
+    # a prompt on a later frame makes it a conditioning frame: a mask there is that frame's output
+    m2 = torch.zeros(64, 64)
+    m2[40:60, 40:60] = 1.0
+    low2, _ = decode_prompted_clip(model.sam2, px, [{"obj": 0, "frame": 0, "mask": m}, {"obj": 0, "frame": 2, "mask": m2}])
+    assert (low2[2, 0][11:14, 11:14] > 0).all() and (low2[2, 0][4:8, 3:7] < 0).all()
+    with pytest.raises(ValueError, match="frame-0 prompt for every object"):
+        decode_prompted_clip(model.sam2, px, [{"obj": 0, "frame": 1, "box": [1.0, 1.0, 9.0, 9.0]}])
     # SAM2 takes a mask prompt as its frame's output (logit +10 inside, -10 outside at S/4)
     inside = low[0, 0][6:9, 3:7]
     assert (inside > 0).all() and (low[0, 0][0:3, 10:16] < 0).all() and scores[0, 0] > 0

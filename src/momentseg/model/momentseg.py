@@ -57,8 +57,9 @@ class RefVOSSample:
 @dataclass
 class TrackSample:
     """One SAM2 pretraining sample (SAM2's own task): a clip (T,H,W,3) uint8, the visible masks (N,T,H,W) bool
-    of N objects, and one prompt per object on frame 0 in frame pixels: ``{"mask": True}`` (the GT mask of
-    frame 0), ``{"points": (n,2) xy, "labels": (n,)}`` or ``{"box": (x0, y0, x1, y1)}``."""
+    of N objects, and prompts ``{"obj": i, "frame": t, ...}`` in frame pixels — every object on frame 0, some
+    on a later frame too: ``"mask": True`` (the GT mask of that frame), ``"points": (n,2) xy, "labels": (n,)``
+    or ``"box": (x0, y0, x1, y1)``."""
 
     frames: np.ndarray
     masks: np.ndarray
@@ -421,28 +422,29 @@ class MomentSegModel(nn.Module):
         for s in samples:
             masks = torch.as_tensor(np.asarray(s.masks, dtype=bool))
             n, t, h, w = masks.shape
-            if s.frames.shape[:3] != (t, h, w) or len(s.prompts) != n:
-                raise ValueError(f"track sample: frames {s.frames.shape[:3]}, masks {tuple(masks.shape)}, "
-                                 f"{len(s.prompts)} prompts do not match")
+            if s.frames.shape[:3] != (t, h, w):
+                raise ValueError(f"track sample: frames {s.frames.shape[:3]} and masks {tuple(masks.shape)} differ")
             scale = torch.tensor([size / w, size / h])
             prompts = []
-            for i, p in enumerate(s.prompts):
+            keep = torch.ones(n, t, dtype=torch.bool)  # a mask prompt's own frame is the prompt: no loss there
+            for p in s.prompts:
+                obj, frame = int(p["obj"]), int(p["frame"])
+                q: dict = {"obj": obj, "frame": frame}
                 if "mask" in p:
-                    m = F.interpolate(masks[i, :1, None].float(), size=(size, size), mode="nearest-exact")[0, 0]
-                    prompts.append({"mask": m})
+                    q["mask"] = F.interpolate(masks[obj, frame][None, None].float(), size=(size, size),
+                                              mode="nearest-exact")[0, 0]
+                    keep[obj, frame] = False
                 elif "box" in p:
-                    prompts.append({"box": torch.as_tensor(p["box"], dtype=torch.float32) * scale.repeat(2)})
+                    q["box"] = torch.as_tensor(p["box"], dtype=torch.float32) * scale.repeat(2)
                 else:
-                    pts = torch.as_tensor(np.asarray(p["points"]), dtype=torch.float32).reshape(-1, 2) * scale
-                    prompts.append({"points": pts, "labels": np.asarray(p["labels"])})
+                    q["points"] = torch.as_tensor(np.asarray(p["points"]), dtype=torch.float32).reshape(-1, 2) * scale
+                    q["labels"] = np.asarray(p["labels"])
+                prompts.append(q)
             px = preprocess_for_sam2(_as_uint8(s.frames), size).to(self.device, sam_dtype)
             low, scores = decode_prompted_clip(self.sam2, px, prompts)  # (T,N,h',w'), (T,N)
             logits = F.interpolate(low.float(), size=(h, w), mode="bilinear", align_corners=False)
             logits = logits.transpose(0, 1).clamp(min=-32.0)  # (N,T,h,w); "no object" frames come back at -1024
             target = masks.to(logits.device, torch.float32)
-            keep = torch.ones(n, t, dtype=torch.bool)
-            for i, p in enumerate(s.prompts):
-                keep[i, 0] = "mask" not in p
             keep = keep.to(logits.device)
             lg, tg = logits[keep], target[keep]  # (M,h,w)
             bces.append(F.binary_cross_entropy_with_logits(lg, tg))

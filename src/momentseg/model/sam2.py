@@ -320,21 +320,30 @@ def _clip_session(sam2, pixel_values: torch.Tensor):
 
 
 def decode_prompted_clip(sam2, pixel_values: torch.Tensor, prompts: list[dict]):
-    """SAM2's own task with gradients: every object is prompted on frame 0 and tracked with memory through the
+    """SAM2's own task with gradients: objects are prompted on some frames and tracked with memory through the
     clip, through the same session code path inference runs (``Sam2VideoModel.forward``).
 
-    pixel_values: (K,3,S,S) preprocessed frames. ``prompts``: one dict per object, in SAM2 input pixels (0..S):
-    ``{"mask": (S,S) float 0/1}`` (used as frame 0's output, as SAM2 does), ``{"points": (n,2) xy, "labels": (n,)
-    1 positive / 0 negative}``, or ``{"box": (4,) x0,y0,x1,y1}``.
+    pixel_values: (K,3,S,S) preprocessed frames. ``prompts``: dicts with ``obj`` (object index 0..N-1),
+    ``frame`` and one of, in SAM2 input pixels (0..S): ``mask`` (S,S) float 0/1 (SAM2 uses it as that frame's
+    output), ``points`` (n,2) xy with ``labels`` (n,) 1 positive / 0 negative, or ``box`` (4,) x0,y0,x1,y1.
+    Every object needs a prompt on frame 0; a prompt on a later frame makes it another conditioning frame
+    (decoded without memory), as extra keyframes are at inference.
     Returns (mask_logits (K,N,S/4,S/4), object_score_logits (K,N)); SAM2 runs in eval mode during the call.
     """
-    if not prompts:
-        raise ValueError("decode_prompted_clip needs at least one object prompt")
+    objects = sorted({int(p["obj"]) for p in prompts})
+    if not objects or objects != list(range(len(objects))):
+        raise ValueError(f"prompted objects must be 0..N-1, got {objects}")
+    if {int(p["obj"]) for p in prompts if int(p["frame"]) == 0} != set(objects):
+        raise ValueError("decode_prompted_clip needs a frame-0 prompt for every object")
     session = _clip_session(sam2, pixel_values)
-    for obj_id, prompt in enumerate(prompts):
-        obj_idx = session.obj_id_to_idx(obj_id)
+    for obj in objects:
+        session.obj_id_to_idx(obj)
+    by_frame: dict[int, list[int]] = {}
+    for prompt in prompts:
+        obj, frame = int(prompt["obj"]), int(prompt["frame"])
+        by_frame.setdefault(frame, []).append(obj)
         if "mask" in prompt:
-            session.add_mask_inputs(obj_idx, 0, torch.as_tensor(prompt["mask"], dtype=torch.float32)[None, None])
+            session.add_mask_inputs(obj, frame, torch.as_tensor(prompt["mask"], dtype=torch.float32)[None, None])
             continue
         if "box" in prompt:
             coords = torch.as_tensor(prompt["box"], dtype=torch.float32).reshape(2, 2)
@@ -342,13 +351,13 @@ def decode_prompted_clip(sam2, pixel_values: torch.Tensor, prompts: list[dict]):
         else:
             coords = torch.as_tensor(prompt["points"], dtype=torch.float32).reshape(-1, 2)
             labels = torch.as_tensor(prompt["labels"], dtype=torch.int32).reshape(-1)
-        session.add_point_inputs(obj_idx, 0, {"point_coords": coords[None, None], "point_labels": labels[None, None]})
-    session.obj_with_new_inputs = list(range(len(prompts)))
+        session.add_point_inputs(obj, frame, {"point_coords": coords[None, None], "point_labels": labels[None, None]})
     was_training = sam2.training
     sam2.eval()
     masks, scores = [], []
     try:
         for i in range(pixel_values.shape[0]):
+            session.obj_with_new_inputs = list(by_frame.get(i, ()))
             out = _session_forward_with_grad(sam2, session, i)
             masks.append(out.pred_masks[:, 0])
             scores.append(out.object_score_logits.reshape(-1))

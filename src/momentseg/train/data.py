@@ -52,7 +52,7 @@ class SampleShape:
     keyframe_window: int = 10
     track_frames: int = 8
     track_max_stride: int = 3
-    track_max_objects: int = 3
+    track_max_objects: int = 5
 
 
 def area_fit(hw: tuple[int, int], side: int) -> tuple[int, int]:
@@ -210,10 +210,12 @@ class SyntheticSource:
 
 def track_sample(video, rng: np.random.Generator, shape: SampleShape):
     """SAM2's own task on a synthetic video: a clip of ``track_frames`` frames (stride 1..``track_max_stride``)
-    starting at a frame where some object is visible, 1..``track_max_objects`` of those objects with their
-    visible masks, each prompted on the clip's first frame by its mask, its box (±2 px jitter) or 1–3 clicks
-    (positives inside the mask, sometimes one negative outside). Occlusions, exits and re-entries inside the
-    clip stay in the targets (an empty mask = "absent")."""
+    starting at a frame where some object is visible; up to ``track_max_objects`` of the objects visible there
+    (all of them when fewer: a decoder that ignores its prompt and segments every shape is penalised), each
+    prompted on the clip's first frame by its mask, its box (±2 px jitter) or 1–3 clicks (positives inside the
+    mask, sometimes a negative outside), and half the time once more, by box or clicks, on a later frame where
+    it is visible (a second conditioning frame). Occlusions, exits and re-entries inside the clip stay in the
+    targets (an empty mask = "absent")."""
     from momentseg.model import TrackSample
 
     t = video.num_frames
@@ -226,17 +228,23 @@ def track_sample(video, rng: np.random.Generator, shape: SampleShape):
     start = int(rng.choice(starts)) if len(starts) else 0
     idx = np.arange(start, start + span, stride)[: shape.track_frames]
     visible = [o for o, a in zip(ids, areas[:, start], strict=True) if a >= 12] or ids[:1]
-    chosen = rng.choice(visible, size=min(len(visible), int(rng.integers(1, shape.track_max_objects + 1))),
-                        replace=False)
+    chosen = rng.permutation(visible)[: shape.track_max_objects]
     hw = long_side_fit(video.frames.shape[1:3], shape.keyframe_side)
     masks = np.stack([resize_masks(video.object_masks[int(o)][idx], hw) for o in chosen])
-    prompts = [_track_prompt(m[0], rng) for m in masks]
+    prompts = []
+    for i, m in enumerate(masks):
+        prompts.append({"obj": i, "frame": 0, **_track_prompt(m[0], rng, ("mask", "box", "points"))})
+        later = [f for f in range(1, len(idx)) if m[f].sum() >= 12]
+        if later and rng.random() < 0.5:
+            f = int(rng.choice(later))
+            prompts.append({"obj": i, "frame": f, **_track_prompt(m[f], rng, ("box", "points"))})
     return TrackSample(frames=resize_frames(video.frames[idx], hw), masks=masks, prompts=prompts)
 
 
-def _track_prompt(mask: np.ndarray, rng: np.random.Generator) -> dict:
+def _track_prompt(mask: np.ndarray, rng: np.random.Generator, kinds: tuple[str, ...]) -> dict:
     ys, xs = np.nonzero(mask)
-    kind = rng.choice(["mask", "box", "points"], p=[0.4, 0.3, 0.3]) if len(xs) else "mask"
+    weights = np.array([{"mask": 0.4, "box": 0.3, "points": 0.3}[k] for k in kinds])
+    kind = rng.choice(kinds, p=weights / weights.sum()) if len(xs) else "mask"
     if kind == "mask":
         return {"mask": True}
     if kind == "box":
@@ -244,12 +252,12 @@ def _track_prompt(mask: np.ndarray, rng: np.random.Generator) -> dict:
         x0, y0, x1, y1 = xs.min() + jitter[0], ys.min() + jitter[1], xs.max() + jitter[2], ys.max() + jitter[3]
         return {"box": [float(min(x0, x1)), float(min(y0, y1)), float(max(x0, x1)), float(max(y0, y1))]}
     pick = rng.choice(len(xs), size=int(rng.integers(1, 4)), replace=True)
-    points = [[float(xs[i]) + 0.5, float(ys[i]) + 0.5] for i in pick]
+    points = [[float(xs[i]), float(ys[i])] for i in pick]
     labels = [1] * len(points)
     out_y, out_x = np.nonzero(~mask)
     if rng.random() < 0.3 and len(out_x):
         j = int(rng.integers(len(out_x)))
-        points.append([float(out_x[j]) + 0.5, float(out_y[j]) + 0.5])
+        points.append([float(out_x[j]), float(out_y[j])])
         labels.append(0)
     return {"points": points, "labels": labels}
 
