@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     prior = prior_answers(model, args.prior_videos)
     rows, prior_rows, examples = [], [], []
     for frames, pair in probe_pairs(model, args.split, args.first_video, args.videos):
-        pred = model.answer(frames, pair.question)
+        pred = " ".join(syn.tokenize(model.answer(frames, pair.question)))  # the decoder glues "1 ." into "1."
         rows.append((pair.kind, pred, pair.answer))
         prior_rows.append((pair.kind, prior.get(pair.kind, ""), pair.answer))
         if len(examples) < 8:

@@ -264,12 +264,22 @@ def _track_prompt(mask: np.ndarray, rng: np.random.Generator, kinds: tuple[str, 
 
 def caption_sample(video, rng: np.random.Generator, shape: SampleShape):
     """Vision–language pretraining on the world's own text: the TSG frames of a synthetic video (``tsg_fps``,
-    ≤ ``tsg_max_frames``) and one question / answer about them (:func:`momentseg.data.synthetic.caption_pairs`)."""
+    ≤ ``tsg_max_frames``) and one question / answer about them (:func:`momentseg.data.synthetic.caption_pairs`).
+
+    Half the samples are a short clip instead (2–8 consecutive of those frames) asked only "which shapes are
+    visible ?": an answer that a few frames decide, so the language model has to read the vision tokens (on
+    whole videos alone it first settles on the answers' prior and gives its vision tokens a constant offset)."""
     from momentseg.data.synthetic import caption_pairs
     from momentseg.model import CaptionSample
 
     idx = dense_frame_indices(np.arange(video.num_frames) / video.fps, shape.tsg_fps, shape.tsg_max_frames)
-    pairs = caption_pairs(video, idx / video.fps, rng)
+    if rng.random() < 0.5 and len(idx) >= 2:
+        length = min(len(idx), 2 * int(rng.integers(1, 5)))
+        first = int(rng.integers(0, len(idx) - length + 1))
+        idx = idx[first : first + length]
+        pairs = [p for p in caption_pairs(video, idx / video.fps, rng) if p.kind == "objects"]
+    else:
+        pairs = caption_pairs(video, idx / video.fps, rng)
     pair = pairs[int(rng.integers(len(pairs)))]
     frames = resize_frames(video.frames[idx], area_fit(video.frames.shape[1:3], shape.tsg_side))
     return CaptionSample(frames=frames, question=pair.question, answer=pair.answer)

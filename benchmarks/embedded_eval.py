@@ -1,0 +1,106 @@
+"""The numbers issue 14 asks of the embedded model, on held-out synthetic test videos, in one run:
+
+* RefVOS (MeViS protocol: per expression J and F are means over all frames, targets merged; × 100): overall and
+  by expression kind;
+* TSG from the same dense ``[FIND]`` pass (official top-1 / mAP definitions of ``momentseg.eval.tsg``):
+  R1@{0.3,0.5,0.7}, mIoU over the expressions with a moment;
+* no-target expressions: the share whose mask is empty in every frame;
+* "the masks follow the text": for every pair of expressions of one video whose targets are disjoint, the mean
+  IoU between their predicted masks over the frames where either is non-empty.
+
+Each video is segmented with all its expressions in one ``MomentSeg.segment`` call (K keyframes, MCS + BAP —
+the defaults). The videos are regenerated in memory from the test split's seeds (the same as ``momentseg synth
+--split test``).
+
+    python benchmarks/embedded_eval.py --videos 20 --json benchmarks/results/embedded_eval.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from itertools import combinations
+
+import numpy as np
+import torch
+
+from momentseg.data import synthetic as syn
+from momentseg.eval.metrics import f_measure, j_measure
+from momentseg.eval.tsg import score_query, summarize_exact
+from momentseg.io.video import open_video
+from momentseg.pipeline import MomentSeg
+
+
+def pair_iou(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Mean IoU of two (T,H,W) predictions over the frames where either is non-empty (None if both are empty)."""
+    union = (a | b).reshape(len(a), -1).sum(1)
+    inter = (a & b).reshape(len(a), -1).sum(1)
+    used = union > 0
+    return float(np.mean(inter[used] / union[used])) if used.any() else None
+
+
+def evaluate(pipe: MomentSeg, first: int, count: int, split: str = "test") -> dict:
+    rows, pairs, tsg = [], [], []
+    for i in range(first, first + count):
+        v = syn.generate_video(syn.video_seed(syn.SPLIT_SEEDS[split], i), syn.video_id(i), syn.WorldConfig())
+        result = pipe.segment(open_video(v.frames, fps=v.fps), [e.text for e in v.expressions])
+        preds = []
+        for exp, r in zip(v.expressions, result.expressions, strict=True):
+            gt, pred = v.expression_masks(exp), r.masks.to_array()
+            preds.append(pred)
+            rows.append({"video": v.video_id, "text": exp.text, "kind": exp.kind,
+                         "J": float(np.mean(j_measure(gt, pred))), "F": float(np.mean(f_measure(gt, pred))),
+                         "empty": not pred.any()})
+            if exp.moments:
+                tsg.append(score_query(r.grounding.moments, exp.moments))
+        for (ea, pa), (eb, pb) in combinations(zip(v.expressions, preds, strict=True), 2):
+            if ea.obj_ids and eb.obj_ids and not set(ea.obj_ids) & set(eb.obj_ids):
+                iou = pair_iou(pa, pb)
+                if iou is not None:
+                    pairs.append(iou)
+
+    def jf(sel: list[dict]) -> dict:
+        j, f = 100 * np.mean([r["J"] for r in sel]), 100 * np.mean([r["F"] for r in sel])
+        return {"J&F": float((j + f) / 2), "J": float(j), "F": float(f), "n": len(sel)}
+
+    none = [r for r in rows if r["kind"] == "none"]
+    return {
+        "refvos": jf(rows),
+        "by_kind": {k: jf([r for r in rows if r["kind"] == k]) for k in syn.EXPRESSION_KINDS
+                    if any(r["kind"] == k for r in rows)},
+        "tsg": summarize_exact(tsg) | {"n": len(tsg)},
+        "no_target_empty_rate": float(np.mean([r["empty"] for r in none])) if none else None,
+        "disjoint_pair_mask_iou": float(np.mean(pairs)) if pairs else None,
+        "disjoint_pairs": len(pairs),
+        "rows": rows,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="embedded")
+    ap.add_argument("--first-video", type=int, default=0)
+    ap.add_argument("--videos", type=int, default=20)
+    ap.add_argument("--split", default="test", choices=tuple(syn.SPLIT_SEEDS))
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    torch.set_grad_enabled(False)
+    t0 = time.perf_counter()
+    out = evaluate(MomentSeg.from_pretrained(args.model, device="cpu"), args.first_video, args.videos, args.split)
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    out["args"] = vars(args)
+    r, t = out["refvos"], out["tsg"]
+    print(f"J&F {r['J&F']:.2f} (J {r['J']:.2f}, F {r['F']:.2f}; {r['n']} expressions)  TSG R1@0.5 {t['R1@0.5']:.2f} "
+          f"R1@0.3 {t['R1@0.3']:.2f} mIoU {t['mIoU']:.2f} ({t['n']})")
+    print("by kind: " + ", ".join(f"{k} {v['J&F']:.1f} ({v['n']})" for k, v in out["by_kind"].items()))
+    print(f"no-target empty: {out['no_target_empty_rate']}, disjoint-pair mask IoU: {out['disjoint_pair_mask_iou']} "
+          f"({out['disjoint_pairs']} pairs), {out['seconds']} s")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(out, fh, indent=1)
+    return out
+
+
+if __name__ == "__main__":
+    main()
