@@ -135,3 +135,53 @@ def test_cost_update_keeps_other_rows_and_refuses_other_settings():
     assert ratios[("momentseg", 20)] == round(1 / 3, 2) and ratios[("momentseg", 10)] == 1.0
     with pytest.raises(SystemExit, match="height"):
         cost.merge({"rows": old_rows, "run": {**run, "height": 240}}, new, run, [])
+
+
+# ------------------------------------------------------------------ the embedded model's own benchmarks
+sam2_tracking = _load("sam2_tracking")
+vlm_probe = _load("vlm_probe")
+embedded_eval = _load("embedded_eval")
+training_curves = _load("training_curves")
+
+
+def test_tracking_ceiling_with_a_perfect_tracker_scores_100(model_dir, monkeypatch):
+    """The tracking benchmark's scoring: a tracker that returns the truth scores 100; the real one runs."""
+    monkeypatch.setattr(sam2_tracking, "track_object", lambda sam2, px, masks: masks.copy())
+    perfect = sam2_tracking.main(["--model", str(model_dir), "--videos", "1"])
+    assert perfect["J&F"] == pytest.approx(100.0) and perfect["objects"] >= 3
+    monkeypatch.undo()
+    real = sam2_tracking.main(["--model", str(model_dir), "--videos", "1"])
+    assert real["objects"] == perfect["objects"] and 0.0 <= real["J&F"] <= 100.0
+
+
+def test_vlm_probe_scores_answers_and_runs(model_dir, tmp_path):
+    rows = [("objects", "small red star and large blue circle", "large blue circle and small red star"),
+            ("where", "top left", "top left"), ("where", "top left", "bottom left"),
+            ("when", "at 1 . 5 seconds", "at 1 . 0 seconds"), ("when", "nothing", "at 2 . 0 seconds"),
+            ("events", "the red star stops at 1 . 0 seconds", "the red star stops at 1 . 0 seconds ; x")]
+    s = vlm_probe.score_answers(rows)
+    assert s["objects_f1"] == 1.0 and s["where_acc"] == 0.5 and s["when_mae_s"] == 0.5
+    assert s["when_within_0.5s"] == 0.5 and s["events_f1"] == pytest.approx(2 / 3)
+    out = vlm_probe.main(["--model", str(model_dir), "--videos", "1", "--prior-videos", "2",
+                          "--json", str(tmp_path / "p.json")])
+    assert out["questions"]["objects"] == 1 and json.loads((tmp_path / "p.json").read_text())["examples"]
+
+
+def test_embedded_eval_reports_what_issue_14_asks(model_dir):
+    a = np.zeros((3, 4, 4), bool)
+    b = a.copy()
+    a[0, :2], b[0, 1:3], b[2, 0] = True, True, True
+    assert embedded_eval.pair_iou(a, b) == pytest.approx((4 / 12 + 0.0) / 2)  # frame 1 empty in both: skipped
+    out = embedded_eval.main(["--model", str(model_dir), "--videos", "1"])
+    assert set(out) >= {"refvos", "by_kind", "tsg", "no_target_empty_rate", "disjoint_pair_mask_iou"}
+    assert sum(v["n"] for v in out["by_kind"].values()) == out["refvos"]["n"] == len(out["rows"])
+
+
+def test_training_curves_plot_every_component(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    lines = [{"step": s, "loss": 1.0 / s, "track/mask_dice": 0.5, "lr": 1e-3, "samples_per_s": 2.0,
+              "track_samples": 8} for s in (1, 2, 3)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    keys = training_curves.plot(run, tmp_path / "c.png")
+    assert keys == ["loss", "track/mask_dice"] and (tmp_path / "c.png").stat().st_size > 1000
