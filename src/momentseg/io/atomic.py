@@ -88,11 +88,14 @@ def _probe_writable(folder: Path, shown: str, what: str) -> None:
     os.unlink(probe)
 
 
-def _nearest_existing(path: Path) -> Path:
-    anc = path.parent
+def _check_creatable(target: Path, shown: str, what: str) -> None:
+    """A path that does not exist yet can be created: its nearest existing ancestor is a writable folder."""
+    anc = target.parent
     while not (anc.exists() or anc.is_symlink()) and anc != anc.parent:
         anc = anc.parent
-    return anc
+    if not anc.is_dir():
+        raise OutputError(f"{what} {shown}: {anc} is not a folder")
+    _probe_writable(anc, shown, what)
 
 
 def check_output_dir(path: str | os.PathLike, *, overwrite: bool = False, what: str = "output folder",
@@ -119,10 +122,7 @@ def check_output_dir(path: str | os.PathLike, *, overwrite: bool = False, what: 
                               "never replaces: move it away or choose another folder")
         _probe_writable(target, shown, what)
     else:
-        anc = _nearest_existing(target)
-        if not anc.is_dir():
-            raise OutputError(f"{what} {shown}: {anc} is not a folder")
-        _probe_writable(anc, shown, what)
+        _check_creatable(target, shown, what)
     return target
 
 
@@ -138,10 +138,7 @@ def check_output_file(path: str | os.PathLike, *, overwrite: bool = False, what:
             raise OutputError(f"{what} {shown} already exists; choose another name or pass --overwrite to replace it")
         _probe_writable(target.parent, shown, what)
     else:
-        anc = _nearest_existing(target)
-        if not anc.is_dir():
-            raise OutputError(f"{what} {shown}: {anc} is not a folder")
-        _probe_writable(anc, shown, what)
+        _check_creatable(target, shown, what)
     return target
 
 

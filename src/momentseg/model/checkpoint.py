@@ -214,20 +214,26 @@ def released_source(raw: Any) -> str | None:
     return RELEASED_MODEL_TYPES.get(raw.get("model_type"))
 
 
+def read_folder_config(path: Path) -> Any:
+    """The parsed config.json of checkpoint folder ``path`` (any JSON value; InputError when the folder does not
+    exist, CheckpointError when its config is missing or unreadable)."""
+    if not path.is_dir():
+        raise InputError(f"checkpoint folder {path} does not exist")
+    if not (path / CONFIG_FILE).is_file():
+        raise CheckpointError(f"{path} has no {CONFIG_FILE}")
+    try:
+        return json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {path / CONFIG_FILE}: {exc}") from None
+
+
 def load_checkpoint(path: str | Path):
     """A MomentSegModel from a folder written by :func:`save_checkpoint` (manifest checked, dtypes kept), or
     from a folder in a released layout (MomentSeg-3B/7B, Sa2VA-Qwen2.5-VL), imported on the fly."""
     from momentseg.model.momentseg import MomentSegModel
 
     path = Path(path)
-    if not path.is_dir():
-        raise InputError(f"checkpoint folder {path} does not exist")
-    if not (path / CONFIG_FILE).is_file():
-        raise CheckpointError(f"{path} has no {CONFIG_FILE}")
-    try:
-        raw = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read {path / CONFIG_FILE}: {exc}") from None
+    raw = read_folder_config(path)
     source = released_source(raw)
     if source is not None:
         from momentseg.model.release import import_checkpoint

@@ -67,6 +67,7 @@ from momentseg.model.checkpoint import (
     infer_sam2_config,
     load_strict,
     match_dtypes,
+    read_folder_config,
     sam2_original_to_hf,
     weight_files,
 )
@@ -85,14 +86,7 @@ _EMBED = "model.language_model.embed_tokens.weight"
 
 
 def _read_config(src: Path) -> dict[str, Any]:
-    if not src.is_dir():
-        raise InputError(f"checkpoint folder {src} does not exist")
-    if not (src / CONFIG_FILE).is_file():
-        raise InputError(f"{src} has no {CONFIG_FILE}")
-    try:
-        raw = json.loads((src / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read {src / CONFIG_FILE}: {exc}") from None
+    raw = read_folder_config(src)
     if not isinstance(raw, dict):
         raise InputError(f"{src / CONFIG_FILE} must hold a JSON object")
     return raw
