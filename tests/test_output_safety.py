@@ -403,3 +403,19 @@ def test_sigterm_handler_is_restored_after_main(cli, tmp_path):
     before = signal.getsignal(signal.SIGTERM)
     cli(["synth", "--out", tmp_path / "s", "--videos", "1", "--seed", "1"])
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_output_files_get_the_usual_permissions(tmp_path):
+    """safetensors writes its files 0600; an output folder's files come out 0666 & ~umask like any other."""
+    import os
+
+    import torch
+    from safetensors.torch import save_file
+
+    from momentseg.io.atomic import atomic_dir
+
+    with atomic_dir(tmp_path / "out") as tmp:
+        save_file({"a": torch.zeros(2)}, str(tmp / "w.safetensors"))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "out" / "w.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask

@@ -203,6 +203,7 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool | None = None) -> Ite
         tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; the final folder gets normal permissions
         try:
             yield tmp
+            _normal_modes(tmp)
             write_marker(tmp, _files_under(tmp))
             os.replace(tmp, target)
         except BaseException:
@@ -213,9 +214,22 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool | None = None) -> Ite
     tmp.chmod(0o777 & ~_umask())
     try:
         yield tmp
+        _normal_modes(tmp)
         _merge(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _normal_modes(folder: Path) -> None:
+    """Give every plain file the writer left owner-only (safetensors writes 0600) the usual 0666 & ~umask,
+    so an output folder is as readable as any file the user creates; executable bits are kept."""
+    mode = 0o666 & ~_umask()
+    for dirpath, _, files in os.walk(folder):
+        for name in files:
+            f = Path(dirpath) / name
+            if not f.is_symlink():
+                current = f.stat().st_mode & 0o777
+                f.chmod(mode | (current & 0o111 & ~_umask()))
 
 
 def _files_under(folder: Path) -> list[str]:
