@@ -155,3 +155,22 @@ def test_sam2_from_refuses_another_sam2_size(tmp_path):
     MomentSegModel.tiny(sam2_image_size=64).save_pretrained(tmp_path / "small")
     with pytest.raises(ValueError, match="SAM2 config differs"):
         MomentSegModel.tiny().load_sam2_from(tmp_path / "small")
+
+
+def test_the_shipped_fine_tuning_config_loads_the_shipped_tiny_sam2(monkeypatch):
+    """configs/tiny-synthetic.yaml (the embedded model's recipe) starts from pretrained/tiny-sam2 as committed."""
+    from pathlib import Path
+
+    from momentseg.train.config import load_config, validate
+    from momentseg.train.loop import _initial_model
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    cfg = load_config(root / "configs" / "tiny-synthetic.yaml")
+    validate(cfg)
+    model = _initial_model(cfg)
+    shipped = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-sam2").sam2.state_dict()
+    assert all(torch.equal(v, shipped[k]) for k, v in model.sam2.state_dict().items())
+    frozen = [p.requires_grad for n, p in model.named_parameters() if n.startswith("sam2.vision_encoder.")]
+    assert frozen and not any(frozen)
+    assert all(p.requires_grad for n, p in model.named_parameters() if n.startswith("sam2.mask_decoder."))
