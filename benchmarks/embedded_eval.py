@@ -85,9 +85,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--split", default="test", choices=tuple(syn.SPLIT_SEEDS))
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    torch.set_grad_enabled(False)
     t0 = time.perf_counter()
-    out = evaluate(MomentSeg.from_pretrained(args.model, device="cpu"), args.first_video, args.videos, args.split)
+    with torch.no_grad():
+        out = evaluate(MomentSeg.from_pretrained(args.model, device="cpu"), args.first_video, args.videos,
+                       args.split)
     out["seconds"] = round(time.perf_counter() - t0, 1)
     out["args"] = vars(args)
     r, t = out["refvos"], out["tsg"]

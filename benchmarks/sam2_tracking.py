@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--split", default="test", choices=tuple(syn.SPLIT_SEEDS))
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    torch.set_grad_enabled(False)
     t0 = time.perf_counter()
-    result = score(MomentSegModel.from_pretrained(args.model), args.first_video, args.videos, args.split)
+    with torch.no_grad():
+        result = score(MomentSegModel.from_pretrained(args.model), args.first_video, args.videos, args.split)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     print(f"tracking J&F {result['J&F']:.2f} (J {result['J']:.2f}, F {result['F']:.2f}) over "
           f"{result['objects']} objects, {result['seconds']} s")

@@ -25,7 +25,6 @@ import time
 from collections import Counter
 
 import numpy as np
-import torch
 
 from momentseg.data import synthetic as syn
 from momentseg.data.synthetic.captions import objects_f1, time_error
@@ -89,9 +88,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--prior-videos", type=int, default=100)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    torch.set_grad_enabled(False)
     t0 = time.perf_counter()
-    model = MomentSegModel.from_pretrained(args.model).eval()
+    model = MomentSegModel.from_pretrained(args.model).eval()  # answer() runs without autograd
     prior = prior_answers(model, args.prior_videos)
     rows, prior_rows, examples = [], [], []
     for frames, pair in probe_pairs(model, args.split, args.first_video, args.videos):
