@@ -32,23 +32,11 @@ def frame(i: int) -> np.ndarray:
     return out
 
 
-def encode(path, n, *, codec="libx264", rate=30, pts=None, time_base=None, options=None):
-    """Write ``n`` frames with PyAV (explicit pts in ``time_base`` when given)."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=rate)
-        stream.height, stream.width, stream.pix_fmt = H, W, "yuv420p"
-        if options:
-            stream.options = options
-        if time_base is not None:
-            stream.codec_context.time_base = time_base
-        for i in range(n):
-            f = av.VideoFrame.from_ndarray(frame(i), format="rgb24")
-            f.pts = i if pts is None else pts[i]
-            if time_base is not None:
-                f.time_base = time_base
-            container.mux(stream.encode(f))
-        container.mux(stream.encode(None))
-    return path
+def encode(path, n, **options):
+    """Write ``n`` of :func:`frame` with test_io_video's PyAV writer (same options: codec, rate, pts, time_base)."""
+    from test_io_video import encode as encode_frames
+
+    return encode_frames(path, [frame(i) for i in range(n)], **options)
 
 
 @pytest.fixture(scope="module")

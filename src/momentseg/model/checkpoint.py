@@ -56,6 +56,14 @@ def clean_config_dict(d: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- strict loading
+def _raise_problems(what: str, **groups: list[str]) -> None:
+    """One-line CheckpointError ``what: <n> missing (...); <n> wrongly shaped (...)`` when any group is non-empty
+    (group names with ``_`` read as spaces)."""
+    problems = [_summary(name.replace("_", " "), keys) for name, keys in groups.items() if keys]
+    if problems:
+        raise CheckpointError(f"{what}: " + "; ".join(problems))
+
+
 def _summary(kind: str, keys: list[str]) -> str:
     shown = ", ".join(keys[:_SHOW]) + (", …" if len(keys) > _SHOW else "")
     return f"{len(keys)} {kind} ({shown})"
@@ -70,15 +78,8 @@ def check_state(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor
         for k in set(expected) & set(given)
         if tuple(given[k].shape) != tuple(expected[k].shape)
     )
-    problems = []
-    if missing:
-        problems.append(_summary("missing", missing))
-    if unexpected:
-        problems.append(_summary("unexpected", unexpected))
-    if shapes:
-        problems.append(_summary("wrongly shaped", shapes))
-    if problems:
-        raise CheckpointError(f"{where} does not match the model: " + "; ".join(problems))
+    _raise_problems(f"{where} does not match the model", missing=missing, unexpected=unexpected,
+                    wrongly_shaped=shapes)
 
 
 def load_strict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], where: str, skip_prefixes=()) -> None:
@@ -271,13 +272,8 @@ def _from_pretrained_strict(cls, directory: Path, what: str):
         raise CheckpointError(f"cannot load the {what} folder {directory}: {exc}") from None
     missing = sorted(info.get("missing_keys") or [])
     shapes = sorted(str(m[0]) if isinstance(m, (tuple, list)) else str(m) for m in info.get("mismatched_keys") or [])
-    problems = []
-    if missing:
-        problems.append(_summary("missing", missing))
-    if shapes:
-        problems.append(_summary("wrongly shaped", shapes))
-    if problems:
-        raise CheckpointError(f"{what} folder {directory} does not hold the whole model: " + "; ".join(problems))
+    _raise_problems(f"{what} folder {directory} does not hold the whole model", missing=missing,
+                    wrongly_shaped=shapes)
     return model
 
 
