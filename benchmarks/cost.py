@@ -111,7 +111,7 @@ def sa2va_segment(pipe, video, text: str) -> list[np.ndarray]:
     import torch
 
     from momentseg.model.preprocess import target_size
-    from momentseg.model.sam2 import language_prompt, new_session, preprocess_for_sam2, run_conditioning_frame
+    from momentseg.model.sam2 import new_session, preprocess_for_sam2
     from momentseg.propagation.bap import upsample_mask
 
     model, sam2 = pipe.model, pipe.model.sam2
@@ -122,10 +122,11 @@ def sa2va_segment(pipe, video, text: str) -> list[np.ndarray]:
     with torch.no_grad():
         embedding, _ = model.seg_embedding(first, text)
     session = new_session(sam2, pixels, height, width)
+    sam2.set_language_embedding(session, 0, embedding.to(pipe.device))
     masks = []
-    with torch.inference_mode(), language_prompt(sam2, embedding.to(pipe.device)):
+    with torch.inference_mode():
         for k in range(min(SA2VA_FRAMES, n)):
-            run_conditioning_frame(sam2, session, k)
+            sam2(inference_session=session, frame_idx=k, condition=(0,))
         for out in sam2.propagate_in_video_iterator(session, start_frame_idx=0):
             masks.append(upsample_mask(out.pred_masks[0, 0], (height, width)).cpu().numpy())
     return masks

@@ -25,14 +25,14 @@ import torch.nn.functional as F
 from momentseg.data import synthetic as syn
 from momentseg.eval.metrics import j_measure
 from momentseg.io.video import open_video
-from momentseg.model.sam2 import decode_clip, preprocess_for_sam2
+from momentseg.model.sam2 import preprocess_for_sam2
 from momentseg.pipeline import MomentSeg
 
 
 def frame_by_frame(model, px: torch.Tensor, embedding: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
     """Masks (T,H,W) with every frame decoded alone as a conditioning frame prompted by ``embedding``."""
     with torch.no_grad():
-        low, _ = decode_clip(model.sam2, px, embedding, cond_frames=tuple(range(px.shape[0])))
+        low, _ = model.sam2.decode_clip(px, embedding, cond_frames=tuple(range(px.shape[0])))
         logits = F.interpolate(low[:, None], size=hw, mode="bilinear", align_corners=False)[:, 0]
     return (logits > 0).numpy()
 

@@ -1,21 +1,21 @@
-"""SAM2 glue: preprocessing, the [SEG] language-prompt hook, conditioning frames, clip decoding with grad."""
+"""MomentSegSam2: the [SEG] language prompt, conditioning frames, clip decoding with grad, preprocessing.
+
+The subclass replaced a hook that swapped ``prompt_encoder.forward``, ``mask_decoder.forward`` and
+``_run_single_frame_inference`` on a plain ``Sam2VideoModel`` instance. A copy of that hook lives below (only
+here, as the reference): on the same weights the subclass must give the same masks and object scores.
+"""
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import pytest
 import torch
+from transformers import Sam2VideoModel
 
-from momentseg.model.sam2 import (
-    IMAGENET_MEAN,
-    build_sam2,
-    decode_clip,
-    language_prompt,
-    new_session,
-    preprocess_for_sam2,
-    run_conditioning_frame,
-    tiny_sam2_config,
-)
+from momentseg.model.sam2 import IMAGENET_MEAN, build_sam2, new_session, preprocess_for_sam2, tiny_sam2_config
+from momentseg.model.sam2_video import LanguageSession, MomentSegSam2
 
 S = 64
 
@@ -30,10 +30,154 @@ def sam2():
     return model
 
 
+def _plain_copy(model: MomentSegSam2) -> Sam2VideoModel:
+    """transformers' own class with the same weights (the reference the hook below runs on)."""
+    plain = Sam2VideoModel(model.config)
+    plain.load_state_dict(model.state_dict(), strict=True)
+    return plain.eval()
+
+
+@pytest.fixture(scope="module")
+def plain(sam2):
+    return _plain_copy(sam2)
+
+
 def _frames(n=4, h=40, w=56, seed=0):
     return np.random.default_rng(seed).integers(0, 256, size=(n, h, w, 3), dtype=np.uint8)
 
 
+# ---------------------------------------------------------------------------------------------- the old path
+@contextlib.contextmanager
+def _old_language_prompt(sam2, embedding):
+    """The previous ``momentseg.model.sam2.language_prompt`` (instance patching), kept as the reference."""
+    encoder = sam2.prompt_encoder
+    hidden = encoder.hidden_size
+    channels = int(sam2.config.mask_decoder_config.hidden_size) // 8
+    full = embedding if embedding.ndim == 2 else embedding[None]
+    table, query = full[:, :hidden], (full[:, hidden:] if full.shape[-1] > hidden else None)
+    state = {"obj_idx": 0}
+    original_encoder_forward = encoder.forward
+    original_single = sam2._run_single_frame_inference
+    decoder = sam2.mask_decoder
+    original_decoder_forward = decoder.forward
+
+    def single_frame(*args, **kwargs):
+        state["obj_idx"] = kwargs.get("obj_idx", 0)
+        return original_single(*args, **kwargs)
+
+    def encoder_forward(input_points, input_labels, input_boxes, input_masks):
+        sparse, dense = original_encoder_forward(input_points, input_labels, input_boxes, input_masks)
+        row = table[min(state["obj_idx"], table.shape[0] - 1)] if table.shape[0] > 1 else table[0]
+        token = row.to(sparse.dtype).view(1, 1, 1, hidden).expand(sparse.shape[0], sparse.shape[1], 1, hidden)
+        return torch.cat([sparse, token], dim=2), dense
+
+    def decoder_forward(*args, **kwargs):
+        masks, *rest = original_decoder_forward(*args, **kwargs)
+        row = query[min(state["obj_idx"], query.shape[0] - 1)]
+        feats = kwargs["high_resolution_features"][0]
+        match = torch.einsum("bchw,c->bhw", feats, row[:channels].to(feats.dtype)) + row[channels].to(feats.dtype)
+        return (masks + match[:, None].to(masks.dtype), *rest)
+
+    encoder.forward = encoder_forward
+    sam2._run_single_frame_inference = single_frame
+    if query is not None:
+        decoder.forward = decoder_forward
+    try:
+        yield
+    finally:
+        for owner, name in ((decoder, "forward"), (encoder, "forward"), (sam2, "_run_single_frame_inference")):
+            owner.__dict__.pop(name, None)
+
+
+def _old_condition(sam2, session, frame_idx, obj_ids=(0,)):
+    for obj_id in obj_ids:
+        session.obj_id_to_idx(obj_id)
+        session.obj_with_new_inputs.append(obj_id)
+    try:
+        return sam2(inference_session=session, frame_idx=frame_idx)
+    finally:
+        for obj_id in obj_ids:
+            if obj_id in session.obj_with_new_inputs:
+                session.obj_with_new_inputs.remove(obj_id)
+
+
+def _scenario(model, px, embeddings, old: bool, keys=(0, 2), start=0, reverse=False, mask=None):
+    """Condition ``keys`` (``mask``: a mask prompt on keys[0] instead), then track from ``start``; returns the
+    {frame: (pred_masks, object_score_logits)} of every call. ``embeddings``: one (D,) per object (ids 0..)."""
+    session = new_session(model, px, 40, 56)
+    outs = {}
+    objs = tuple(range(len(embeddings)))
+    if old:
+        ctx = _old_language_prompt(model, torch.stack(embeddings) if len(embeddings) > 1 else embeddings[0])
+    else:
+        ctx = contextlib.nullcontext()
+        for obj_id, e in enumerate(embeddings):
+            model.set_language_embedding(session, obj_id, e)
+    with torch.inference_mode(), ctx:
+        for i, k in enumerate(keys):
+            if mask is not None and i == 0:
+                for obj_id in objs:
+                    session.add_mask_inputs(session.obj_id_to_idx(obj_id), k, mask)
+            out = _old_condition(model, session, k, objs) if old else model(session, frame_idx=k, condition=objs)
+            outs[("cond", k)] = (out.pred_masks.clone(), out.object_score_logits.clone())
+        for out in model.propagate_in_video_iterator(session, start_frame_idx=start, reverse=reverse):
+            outs[out.frame_idx] = (out.pred_masks.clone(), out.object_score_logits.clone())
+    return outs
+
+
+def _assert_same(new, old):
+    assert new.keys() == old.keys()
+    for key in new:
+        for a, b in zip(new[key], old[key], strict=True):
+            assert torch.equal(a, b), key
+
+
+def test_subclass_equals_the_old_hook_on_the_same_weights(sam2, plain):
+    px = preprocess_for_sam2(_frames(6), S)
+    g = torch.Generator().manual_seed(4)
+    extra = sam2.language_dims[1] + 1
+    token, token2 = torch.randn(128, generator=g), torch.randn(128, generator=g)
+    queried = torch.cat([token, torch.randn(extra, generator=g)])
+    mask = torch.zeros(1, 1, S, S)
+    mask[..., 10:40, 20:50] = 1.0
+    cases = [
+        dict(embeddings=[token]),  # prompt token, conditioning frames 0 and 2, forward
+        dict(embeddings=[queried]),  # token + pixel query
+        dict(embeddings=[token], keys=(3,), start=3, reverse=True),  # reverse from a middle keyframe
+        dict(embeddings=[queried], keys=(0, 4), mask=mask),  # mask-prompted keyframe: pointer pass prompted too
+        dict(embeddings=[token, token2]),  # two objects, one prompt each
+    ]
+    for case in cases:
+        new = _scenario(sam2, px, old=False, **case)
+        old = _scenario(plain, px, old=True, **case)
+        _assert_same(new, old)
+    assert "forward" not in plain.prompt_encoder.__dict__  # the reference hook cleaned up after itself
+
+
+def test_embedded_model_sam2_equals_the_old_hook():
+    """The shipped (trained) SAM2 with its [SEG] pixel query: same masks and scores, frame for frame."""
+    from momentseg.model.momentseg import MomentSegModel
+    from momentseg.pipeline import embedded_model_dir
+
+    model = MomentSegModel.from_pretrained(embedded_model_dir())
+    assert isinstance(model.sam2, MomentSegSam2)
+    size = model.config.sam2_image_size
+    g = torch.Generator().manual_seed(5)
+    px = torch.randn(5, 3, size, size, generator=g)
+    embedding = torch.randn(model.config.seg_dim, generator=g)
+    new = _scenario(model.sam2, px, [embedding], old=False, keys=(0, 3))
+    old = _scenario(_plain_copy(model.sam2), px, [embedding], old=True, keys=(0, 3))
+    _assert_same(new, old)
+    assert any(bool((v[0] > 0).any()) for v in new.values())  # a comparison of real masks, not of blanks
+
+
+def test_state_dict_keys_are_transformers_own(sam2, plain):
+    assert list(sam2.state_dict()) == list(plain.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(sam2.state_dict().values(), plain.state_dict().values(),
+                                                  strict=True))
+
+
+# ---------------------------------------------------------------------------------------------- behaviour
 def test_preprocess_shape_and_normalisation():
     frames = np.zeros((2, 30, 50, 3), dtype=np.uint8)
     frames[1] = 255
@@ -49,69 +193,58 @@ def test_preprocess_shape_and_normalisation():
 def _track(sam2, pixel_values, embedding=None):
     """Conditioning frame 0, then propagate; returns the (T, S/4, S/4) mask logits."""
     session = new_session(sam2, pixel_values, 40, 56)
-    ctx = language_prompt(sam2, embedding) if embedding is not None else _null()
-    with ctx:
-        out0 = run_conditioning_frame(sam2, session, 0)
-        outs = {0: out0.pred_masks}
-        for o in sam2.propagate_in_video_iterator(session, start_frame_idx=0):
-            outs[o.frame_idx] = o.pred_masks
+    session.obj_id_to_idx(0)
+    if embedding is not None:
+        sam2.set_language_embedding(session, 0, embedding)
+    out0 = sam2(inference_session=session, frame_idx=0, condition=(0,))
+    assert out0.pred_masks.is_inference()  # forward runs under inference mode, as transformers' does
+    outs = {0: out0.pred_masks}
+    for o in sam2.propagate_in_video_iterator(session, start_frame_idx=0):
+        outs[o.frame_idx] = o.pred_masks
     assert 0 in session.output_dict_per_obj[0]["cond_frame_outputs"]
     assert set(session.output_dict_per_obj[0]["non_cond_frame_outputs"]) == set(range(1, len(pixel_values)))
+    assert session.obj_with_new_inputs == []  # conditioning by argument leaves the session's flags alone
     return torch.stack([outs[i][0, 0] for i in range(len(pixel_values))])
 
 
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *a):
-        return False
-
-
-def test_language_prompt_changes_every_frame_and_default_is_untouched(sam2):
+def test_language_prompt_changes_every_frame_and_is_per_session(sam2):
     px = preprocess_for_sam2(_frames(), S)
     base1 = _track(sam2, px)
     e1, e2 = torch.randn(128), torch.randn(128)
     m1 = _track(sam2, px, e1)
-    m1_again = _track(sam2, px, e1)
     m2 = _track(sam2, px, e2)
-    assert torch.equal(m1, m1_again)
+    assert torch.equal(m1, _track(sam2, px, e1))
     for t in range(px.shape[0]):  # conditioning frame and every propagated frame see the embedding
         assert not torch.allclose(m1[t], m2[t]), t
         assert not torch.allclose(m1[t], base1[t]), t
-    # after the block the instance is restored: the default path gives the same result as before
-    assert "forward" not in sam2.prompt_encoder.__dict__
-    assert "_run_single_frame_inference" not in sam2.__dict__
-    assert torch.equal(_track(sam2, px), base1)
-
-
-def test_language_prompt_per_object_rows(sam2):
-    px = preprocess_for_sam2(_frames(2), S)
-    e1, e2 = torch.randn(128), torch.randn(128)
+    assert torch.equal(_track(sam2, px), base1)  # the prompt lives on its session, not on the model
     session = new_session(sam2, px, 40, 56)
-    with language_prompt(sam2, torch.stack([e1, e2])):
-        out = run_conditioning_frame(sam2, session, 0, obj_ids=(7, 9))
-    single = []
-    for e in (e1, e2):
-        s = new_session(sam2, px, 40, 56)
-        with language_prompt(sam2, e):
-            single.append(run_conditioning_frame(sam2, s, 0).pred_masks[0])
-    assert out.pred_masks.shape[0] == 2
-    assert torch.allclose(out.pred_masks[0], single[0], atol=1e-5)
-    assert torch.allclose(out.pred_masks[1], single[1], atol=1e-5)
+    sam2.set_language_embedding(session, 0, e1)
+    sam2.set_language_embedding(session, 0, None)  # removed
+    assert session.language_embeds == {}
+    sam2.set_language_embedding(session, 0, e1)
+    session.reset_tracking_data()
+    assert session.language_embeds == {}
 
 
-def test_language_prompt_rejects_wrong_size(sam2):
-    with pytest.raises(ValueError):
-        with language_prompt(sam2, torch.randn(64)):
-            pass
+def test_language_prompt_rejects_wrong_size_and_plain_sessions(sam2):
+    from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
+
+    session = new_session(sam2, preprocess_for_sam2(_frames(2), S), 40, 56)
+    assert isinstance(session, LanguageSession)
+    with pytest.raises(ValueError, match="P\\+C0\\+1"):
+        sam2.set_language_embedding(session, 0, torch.randn(64))
+    with pytest.raises(ValueError, match="P=128"):
+        sam2.set_language_embedding(session, 0, torch.randn(2, 128))  # one object, one row
+    with pytest.raises(TypeError, match="LanguageSession"):
+        sam2.set_language_embedding(Sam2VideoInferenceSession(video_height=4, video_width=4), 0, torch.randn(128))
 
 
 def test_decode_clip_matches_inference_and_has_grad(sam2):
     px = preprocess_for_sam2(_frames(3), S)
     emb = torch.randn(128, requires_grad=True)
     sam2.train()
-    logits, scores = decode_clip(sam2, px, emb)
+    logits, scores = sam2.decode_clip(px, emb)
     assert sam2.training  # mode restored
     sam2.eval()
     assert logits.shape == (3, S // 4, S // 4) and scores.shape == (3,)
@@ -120,10 +253,13 @@ def test_decode_clip_matches_inference_and_has_grad(sam2):
     assert torch.allclose(logits.detach(), ref, atol=1e-3)
     (logits.mean() + scores.sum()).backward()
     assert emb.grad is not None and emb.grad.abs().sum() > 0
-    for name in ("mask_decoder.transformer.layers.0.self_attn.q_proj.weight", "memory_attention.layers.0.self_attn.q_proj.weight"):
+    for name in ("mask_decoder.transformer.layers.0.self_attn.q_proj.weight",
+                 "memory_attention.layers.0.self_attn.q_proj.weight"):
         g = dict(sam2.named_parameters())[name].grad
         assert g is not None and g.abs().sum() > 0, name
     sam2.zero_grad()
+    with pytest.raises(ValueError, match="frame 0"):
+        sam2.decode_clip(px, emb, cond_frames=(1,))
 
 
 def test_pixel_query_part_of_the_embedding_changes_every_frame_and_zero_is_identity(sam2):
@@ -136,16 +272,13 @@ def test_pixel_query_part_of_the_embedding_changes_every_frame_and_zero_is_ident
     queried = _track(sam2, px, torch.cat([token, torch.randn(extra)]))
     for t in range(px.shape[0]):
         assert not torch.allclose(plain[t], queried[t]), t
-    assert "forward" not in sam2.mask_decoder.__dict__  # the hook is removed after the block
-    with pytest.raises(ValueError, match="P\\+C0\\+1"):
-        with language_prompt(sam2, torch.zeros(128 + extra + 1)):
-            pass
 
 
 def test_gradient_reaches_the_pixel_query(sam2):
     px = preprocess_for_sam2(_frames(3), S)
     extra = sam2.config.mask_decoder_config.hidden_size // 8 + 1
     emb = torch.cat([torch.randn(128), torch.zeros(extra)]).requires_grad_(True)
-    low, scores = decode_clip(sam2, px, emb)
+    low, scores = sam2.decode_clip(px, emb)
     low.float().sum().backward()
     assert emb.grad[128:].abs().sum() > 0
+    sam2.zero_grad()

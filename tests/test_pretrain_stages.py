@@ -10,7 +10,7 @@ import torch
 from momentseg.data import synthetic as syn
 from momentseg.errors import InputError
 from momentseg.model import CaptionSample, MomentSegModel, TrackSample
-from momentseg.model.sam2 import decode_prompted_clip, preprocess_for_sam2
+from momentseg.model.sam2 import preprocess_for_sam2
 from momentseg.train.config import config_from_dict
 from momentseg.train.data import SampleShape, SampleStream, SyntheticSource, track_sample
 from momentseg.train.loop import build_model, train
@@ -71,16 +71,16 @@ def test_mask_prompt_is_frame_zero_output_and_the_rest_is_tracked(model, video):
     px = preprocess_for_sam2(s.frames, 64)
     m = torch.zeros(64, 64)
     m[20:40, 10:30] = 1.0
-    low, scores = decode_prompted_clip(model.sam2, px, [{"obj": 0, "frame": 0, "mask": m},
+    low, scores = model.sam2.decode_prompted_clip(px, [{"obj": 0, "frame": 0, "mask": m},
                                                         {"obj": 1, "frame": 0, "points": [[32.0, 32.0]], "labels": [1]}])
     assert low.shape == (4, 2, 16, 16) and scores.shape == (4, 2)
     # a prompt on a later frame makes it a conditioning frame: a mask there is that frame's output
     m2 = torch.zeros(64, 64)
     m2[40:60, 40:60] = 1.0
-    low2, _ = decode_prompted_clip(model.sam2, px, [{"obj": 0, "frame": 0, "mask": m}, {"obj": 0, "frame": 2, "mask": m2}])
+    low2, _ = model.sam2.decode_prompted_clip(px, [{"obj": 0, "frame": 0, "mask": m}, {"obj": 0, "frame": 2, "mask": m2}])
     assert (low2[2, 0][11:14, 11:14] > 0).all() and (low2[2, 0][4:8, 3:7] < 0).all()
     with pytest.raises(ValueError, match="frame-0 prompt for every object"):
-        decode_prompted_clip(model.sam2, px, [{"obj": 0, "frame": 1, "box": [1.0, 1.0, 9.0, 9.0]}])
+        model.sam2.decode_prompted_clip(px, [{"obj": 0, "frame": 1, "box": [1.0, 1.0, 9.0, 9.0]}])
     # SAM2 takes a mask prompt as its frame's output (logit +10 inside, -10 outside at S/4)
     inside = low[0, 0][6:9, 3:7]
     assert (inside > 0).all() and (low[0, 0][0:3, 10:16] < 0).all() and scores[0, 0] > 0

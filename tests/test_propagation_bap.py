@@ -1,4 +1,4 @@
-"""BAP and the bounded SAM2 session on a tiny random Sam2VideoModel (image size 128, 20 frames)."""
+"""BAP and the bounded SAM2 session on a tiny random MomentSegSam2 (image size 128, 20 frames)."""
 
 import numpy as np
 import pytest
@@ -161,10 +161,8 @@ def test_embedding_prompt_conditions_keyframes_and_reaches_every_frame(sam2, vid
         same = torch.equal(ma[f].mask_logits, mb[f].mask_logits)
         assert same == (f in KEYS)
     # keyframes become conditioning frames of the session
-    sess = PropagationSession(sam2, FrameStore(video))
-    from momentseg.model.sam2 import language_prompt
-
-    with torch.inference_mode(), language_prompt(sam2, e1):
+    sess = PropagationSession(sam2, FrameStore(video), language=e1)
+    with torch.inference_mode():
         for k in (9, 13):
             sess.condition(k)
         sess.track(9)

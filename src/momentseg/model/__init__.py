@@ -2,8 +2,9 @@
 
 Main entry points: :class:`MomentSegModel` (``build``, ``tiny``, ``from_pretrained``, ``from_base``,
 ``find_logits``, ``seg_embedding``, ``forward_tsg``, ``forward_refvos``), :class:`MomentSegConfig`,
-:func:`preset_config`, the training samples :class:`TSGSample` / :class:`RefVOSSample`, and the SAM2 glue in
-:mod:`momentseg.model.sam2` (``language_prompt`` etc.).
+:func:`preset_config`, the training samples :class:`TSGSample` / :class:`RefVOSSample`, the SAM2 model
+:class:`momentseg.model.sam2_video.MomentSegSam2` (transformers' ``Sam2VideoModel`` prompted by the ``[SEG]``
+embedding) and its light glue in :mod:`momentseg.model.sam2` (``build_sam2``, ``new_session``, preprocessing).
 """
 
 from momentseg.model.config import MomentSegConfig, preset_config

@@ -281,10 +281,11 @@ def build_from_base(qwen_dir: str | Path, sam2_dir: str | Path, preset: str = "3
     """MomentSegModel from a local Qwen2.5-VL-Instruct folder (weights + tokenizer) and a local SAM2 folder in
     transformers' Sam2Video format. [SEG]/[FIND] are added to the tokenizer (embeddings resized only when the
     vocabulary is full); the heads are random. Frame sizes / prompts / losses come from ``preset``."""
-    from transformers import Qwen2_5_VLForConditionalGeneration, Sam2VideoModel
+    from transformers import Qwen2_5_VLForConditionalGeneration
 
     from momentseg.model.momentseg import MomentSegModel
     from momentseg.model.sam2 import sam2_config_to_dict
+    from momentseg.model.sam2_video import MomentSegSam2
 
     qwen_dir, sam2_dir = Path(qwen_dir), Path(sam2_dir)
     for d, what in ((qwen_dir, "Qwen2.5-VL"), (sam2_dir, "SAM2")):
@@ -293,7 +294,7 @@ def build_from_base(qwen_dir: str | Path, sam2_dir: str | Path, preset: str = "3
     tokenizer = load_tokenizer(qwen_dir)
     add_task_tokens(tokenizer)
     qwen = _from_pretrained_strict(Qwen2_5_VLForConditionalGeneration, qwen_dir, "Qwen2.5-VL")
-    sam2 = _from_pretrained_strict(Sam2VideoModel, sam2_dir, "SAM2")
+    sam2 = _from_pretrained_strict(MomentSegSam2, sam2_dir, "SAM2")
     if len(tokenizer) > qwen.config.text_config.vocab_size:
         qwen.resize_token_embeddings(len(tokenizer))
     config = preset_config(preset, tokenizer=tokenizer)
@@ -313,7 +314,8 @@ def build_from_base(qwen_dir: str | Path, sam2_dir: str | Path, preset: str = "3
 
 
 # ---------------------------------------------------------------------------------------------- SAM2 names
-# Original facebookresearch/sam2 (SAM2Base) parameter names → transformers Sam2VideoModel names. Templates:
+# Original facebookresearch/sam2 (SAM2Base) parameter names → transformers Sam2VideoModel names (the
+# parameters of MomentSegSam2). Templates:
 # {a},{b} = integers, {w} = a module name; a template ending in "." renames a prefix, otherwise a whole key.
 # Facts from transformers' convert_sam2_video_to_hf.py; table and code written for this project.
 _SAM2_RULES: list[tuple[str, str]] = [

@@ -24,7 +24,7 @@ from torch import nn
 
 from momentseg.model.config import MomentSegConfig, preset_config
 from momentseg.model.preprocess import VisionLayout, image_inputs, num_tokens, video_inputs
-from momentseg.model.sam2 import build_sam2, decode_clip, decode_prompted_clip, preprocess_for_sam2
+from momentseg.model.sam2 import build_sam2, preprocess_for_sam2
 from momentseg.model.tokenizer import (
     IM_END,
     IM_START,
@@ -101,14 +101,22 @@ class MomentSegModel(nn.Module):
 
     def __init__(self, config: MomentSegConfig, tokenizer=None, qwen=None, sam2=None):
         """Random backbones from ``config`` unless ``qwen`` (Qwen2_5_VLForConditionalGeneration) / ``sam2``
-        (Sam2VideoModel) are given (they must match the config)."""
+        (:class:`~momentseg.model.sam2_video.MomentSegSam2`) are given (they must match the config)."""
         super().__init__()
         from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
         self.config = config
         self.tokenizer = tokenizer
         self.qwen = qwen if qwen is not None else Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(**config.qwen))
-        self.sam2 = sam2 if sam2 is not None else build_sam2(config.sam2)
+        if sam2 is None:
+            sam2 = build_sam2(config.sam2)
+        else:
+            from momentseg.model.sam2_video import MomentSegSam2
+
+            if not isinstance(sam2, MomentSegSam2):
+                raise TypeError(f"sam2 must be a MomentSegSam2 (e.g. MomentSegSam2.from_pretrained), "
+                                f"got {type(sam2).__name__}")
+        self.sam2 = sam2
         self.find_head = _mlp(config.hidden_size, config.find_dim)
         self.seg_head = _mlp(config.hidden_size, config.seg_dim)
         if config.pool_query:  # bag-of-words embedding of the query's tokens, read by both heads
@@ -364,7 +372,7 @@ class MomentSegModel(nn.Module):
 
     def forward_refvos(self, samples: list[RefVOSSample]) -> dict[str, torch.Tensor]:
         """Training loss for RefVOS samples. The [SEG] embedding prompts SAM2 on the K keyframes decoded as a
-        clip (:func:`momentseg.model.sam2.decode_clip`: frame 0 conditioning, later frames with memory, when
+        clip (``self.sam2.decode_clip``: frame 0 conditioning, later frames with memory, when
         ``config.train_memory_path``; else each frame independently). Mask logits (S/4)² are upsampled
         bilinearly to the GT size. loss = w_bce·mask_bce + w_dice·mask_dice + w_lm·lm_loss +
         w_obj·object_bce (components unweighted)."""
@@ -379,7 +387,7 @@ class MomentSegModel(nn.Module):
             emb, hidden, seq = self._seg_forward(s.keyframes, s.query, s.context)
             px = preprocess_for_sam2(_as_uint8(s.keyframes), c.sam2_image_size).to(self.device, sam_dtype)
             cond = (0,) if c.train_memory_path else tuple(range(k))
-            low, scores = decode_clip(self.sam2, px, emb.to(sam_dtype), cond_frames=cond)
+            low, scores = self.sam2.decode_clip(px, emb.to(sam_dtype), cond_frames=cond)
             logits = F.interpolate(low[:, None].float(), size=(h, w), mode="bilinear", align_corners=False)[:, 0]
             # frames scored "no object" come back at -1024: clamp the logged loss value (no gradient there anyway)
             logits = logits.clamp(min=-32.0)
@@ -411,9 +419,9 @@ class MomentSegModel(nn.Module):
     # ------------------------------------------------------------------ pretraining tasks
     def forward_track(self, samples: list[TrackSample]) -> dict[str, torch.Tensor]:
         """SAM2 pretraining loss (no language): each object is prompted on frame 0 (mask, box or points) and
-        tracked with memory through the clip (:func:`momentseg.model.sam2.decode_prompted_clip`). Mask BCE and
-        Dice over every (object, frame) the decoder produced (a mask prompt's own frame is the prompt, so it is
-        left out), object-score BCE against "visible in that frame". loss = w_bce·mask_bce + w_dice·mask_dice +
+        tracked with memory through the clip (``self.sam2.decode_prompted_clip``). Mask BCE and Dice over every
+        (object, frame) the decoder produced (a mask prompt's own frame is the prompt, so it is left out),
+        object-score BCE against "visible in that frame". loss = w_bce·mask_bce + w_dice·mask_dice +
         w_obj·object_bce."""
         c = self.config
         size = c.sam2_image_size
@@ -441,7 +449,7 @@ class MomentSegModel(nn.Module):
                     q["labels"] = np.asarray(p["labels"])
                 prompts.append(q)
             px = preprocess_for_sam2(_as_uint8(s.frames), size).to(self.device, sam_dtype)
-            low, scores = decode_prompted_clip(self.sam2, px, prompts)  # (T,N,h',w'), (T,N)
+            low, scores = self.sam2.decode_prompted_clip(px, prompts)  # (T,N,h',w'), (T,N)
             logits = F.interpolate(low.float(), size=(h, w), mode="bilinear", align_corners=False)
             logits = logits.transpose(0, 1).clamp(min=-32.0)  # (N,T,h,w); "no object" frames come back at -1024
             target = masks.to(logits.device, torch.float32)

@@ -33,7 +33,7 @@ renames ``.gamma`` to ``.g_weight``:
   is interpolated from temporal patches to frames with ``align_corners=True`` over the frame count
   (``find_start_end_FIND``), set as ``config.find_align_corners``. The ``[SEG]`` embedding is given to SAM2 on
   every decoded frame, tracked ones included (their ``inference_state["language_embd"]``), which is what
-  :func:`momentseg.model.sam2.language_prompt` always does.
+  :class:`momentseg.model.sam2_video.MomentSegSam2` does by default.
 
 **Sa2VA-Qwen2.5-VL** (``model_type: sa2va_chat``; github magic-research/Sa2VA ``tools/convert_to_hf.py``,
 ``projects/sa2va/hf/models_qwen2_5_vl``): ``model.model.visual.*`` / ``model.model.language_model.*`` (or the

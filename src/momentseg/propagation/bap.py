@@ -9,12 +9,14 @@ at once, so no all-frames tensor at full size ever exists.
 
 Prompts
 -------
-* ``prompt_embedding`` (P,): the [SEG] embedding. Every keyframe of a pass is decoded from it as a conditioning
-  frame (no memory) before the pass propagates, and every propagated frame also gets it as an extra sparse
-  prompt token (``momentseg.model.sam2.language_prompt``, entered around each model call only).
+* ``prompt_embedding`` (P,) or (P+C0+1,): the [SEG] embedding, the language prompt of each pass's session
+  (:class:`~momentseg.propagation.session.PropagationSession` ``language=``). Every keyframe of a pass is decoded
+  from it as a conditioning frame (no memory) before the pass propagates, and every propagated frame also gets
+  it as an extra sparse prompt token — unless the model was built with ``language_on_tracked_frames=False``
+  (Sa2VA's behaviour, :class:`~momentseg.model.sam2_video.MomentSegSam2`).
 * ``mask_prompts`` {keyframe: (H, W) mask}: per-keyframe masks as the conditioning prompts instead (e.g. from a
   user, or for tests with a random model). Given together with an embedding, the masks condition the keyframes
-  and the embedding is still added to every decoded frame.
+  and the embedding is still the language prompt of every decoded frame.
 
 Anchor update: see :mod:`momentseg.propagation.policy` (:class:`AnchorTracker`); a firing clears the
 non-conditioning memory within ±``update_radius`` frames of the keyframe.
@@ -22,7 +24,6 @@ non-conditioning memory within ±``update_radius`` frames of the keyframe.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from momentseg.errors import InputError
+from momentseg.model.sam2 import NO_OBJECT_LOGIT
 from momentseg.propagation.policy import (
     UPDATE_RADIUS,
     UPDATE_RATIO,
@@ -46,9 +48,6 @@ from momentseg.propagation.session import (
     PropagationSession,
     as_frame_store,
 )
-
-#: Logit used by SAM2 for "no object" pixels; empty (untracked) frames are filled with it.
-NO_OBJECT_LOGIT = -1024.0
 
 
 def upsample_mask(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -139,17 +138,18 @@ def _run_pass(sam2_model, store: FrameStore, spec: Pass, settings: _PassSettings
     sess = PropagationSession(
         sam2_model,
         store,
+        language=settings.embedding,
         video_size=settings.video_size,
         inference_state_device=settings.inference_state_device,
         prune=settings.prune,
     )
     for k in spec.conditioning:
-        with _model_call(sam2_model, settings.embedding):
+        with torch.inference_mode():  # around one model call, never across a yield
             sess.condition(k, settings.mask_prompts.get(k))
     tracker = AnchorTracker(settings.update_ratio)
     emit = set(spec.emit)
     for f in spec.frames:
-        with _model_call(sam2_model, settings.embedding):
+        with torch.inference_mode():
             out = sess.track(f, reverse=spec.reverse)
         if f in spec.conditioning:
             if settings.anchor_update and f != spec.frames[0] and tracker.at_keyframe(out.object_prob):
@@ -158,17 +158,3 @@ def _run_pass(sam2_model, store: FrameStore, spec: Pass, settings: _PassSettings
             tracker.observe(out.object_prob)
         if f in emit:
             yield out
-
-
-@contextlib.contextmanager
-def _model_call(sam2_model, embedding: torch.Tensor | None) -> Iterator[None]:
-    """Around one model call (never across a ``yield``): inference mode, plus the [SEG] language-prompt hook
-    when there is an embedding."""
-    with torch.inference_mode():
-        if embedding is None:
-            yield
-            return
-        from momentseg.model.sam2 import language_prompt
-
-        with language_prompt(sam2_model, embedding):
-            yield

@@ -140,10 +140,13 @@ def _first(x: torch.Tensor) -> float:
 class PropagationSession:
     """One object tracked through a fresh SAM2 video state, with pruned (bounded) memory.
 
-    ``sam2``: a transformers ``Sam2VideoModel`` in eval mode. ``frames``: a :class:`FrameStore` (share one store
-    between the passes of a video). ``video_size``: the original (H, W), recorded on the session.
-    ``inference_state_device``: where stored outputs / memories live (default: the model's device; e.g. "cpu"
-    to offload). ``prune=False`` keeps transformers' unbounded behaviour (for comparison).
+    ``sam2``: a :class:`~momentseg.model.sam2_video.MomentSegSam2` in eval mode. ``frames``: a
+    :class:`FrameStore` (share one store between the passes of a video). ``language``: the object's language
+    prompt ((P,) or (P+C0+1,), e.g. the [SEG] embedding), given to every frame SAM2 decodes for it (tracked
+    frames too unless the model's ``language_on_tracked_frames`` is off). ``video_size``: the original (H, W),
+    recorded on the session. ``inference_state_device``: where stored outputs / memories live (default: the
+    model's device; e.g. "cpu" to offload). ``prune=False`` keeps transformers' unbounded behaviour (for
+    comparison).
     """
 
     def __init__(
@@ -151,13 +154,17 @@ class PropagationSession:
         sam2,
         frames: FrameStore,
         *,
+        language: torch.Tensor | None = None,
         video_size: tuple[int, int] | None = None,
         inference_state_device: torch.device | str | None = None,
         prune: bool = True,
         obj_id: int = 0,
     ):
-        from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
+        from momentseg.model.sam2_video import LanguageSession, MomentSegSam2
 
+        if not isinstance(sam2, MomentSegSam2):
+            raise TypeError(f"a propagation session needs a MomentSegSam2 (momentseg.model.sam2.build_sam2), "
+                            f"got {type(sam2).__name__}")
         param = next(sam2.parameters())
         self.sam2 = sam2
         self.image_size = int(sam2.config.image_size)
@@ -167,7 +174,7 @@ class PropagationSession:
             param.device if inference_state_device is None else torch.device(inference_state_device)
         )
         height, width = video_size if video_size is not None else (self.image_size, self.image_size)
-        self.session = Sam2VideoInferenceSession(
+        self.session = LanguageSession(
             video=None,
             video_height=int(height),
             video_width=int(width),
@@ -181,6 +188,8 @@ class PropagationSession:
         self.frames = frames
         self.obj_id = obj_id
         self.obj_idx = self.session.obj_id_to_idx(obj_id)
+        if language is not None:
+            sam2.set_language_embedding(self.session, obj_id, language)
         self.prune_enabled = prune
         self.full_window = max(0, int(sam2.config.num_maskmem) - 1)
         self.pointer_window = max(self.full_window, int(sam2.config.max_object_pointers_in_encoder) - 1)
@@ -214,27 +223,22 @@ class PropagationSession:
         """Make ``frame_idx`` a conditioning frame (decoded without memory) and return its output.
 
         With ``mask`` (2-D, any size) the mask is the prompt (SAM2 uses it as the output); without, the frame is
-        decoded from the prompt tokens alone — call it inside ``language_prompt`` so that the [SEG] embedding is
-        the prompt. Call before the frame is tracked in this session.
+        decoded from the session's language prompt alone. Call before the frame is tracked in this session.
         """
-        from momentseg.model.sam2 import run_conditioning_frame
-
         idx = self._check_frame(frame_idx)
         if idx in self.session.frames_tracked_per_obj[self.obj_idx]:
             raise InputError(
                 f"frame {idx} was already tracked in this pass; condition keyframes before propagating"
             )
         if mask is None:
-            out = run_conditioning_frame(self.sam2, self.session, idx, obj_ids=(self.obj_id,))
+            out = self.sam2(inference_session=self.session, frame_idx=idx, condition=(self.obj_id,))
         else:
             self.session.add_mask_inputs(self.obj_idx, idx, resize_mask_prompt(mask, self.image_size))
             self.session.remove_point_inputs(self.obj_idx, idx)
-            self.session.obj_with_new_inputs = [self.obj_id]
             try:
-                out = self.sam2(inference_session=self.session, frame_idx=idx)
+                out = self.sam2(inference_session=self.session, frame_idx=idx, condition=(self.obj_id,))
             finally:
                 self.session.remove_mask_inputs(self.obj_idx, idx)
-                self.session.obj_with_new_inputs = []
         self._tidy(idx)
         return FrameOutput(idx, out.pred_masks[0, 0], _first(out.object_score_logits))
 
