@@ -87,6 +87,9 @@ def test_from_base_folders(model, tmp_path):
     model.sam2.save_pretrained(sdir)
     (qdir / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5, 0.5, 0.5], "patch_size": 14}))
     built = MomentSegModel.from_base(qdir, sdir, preset="tiny")
+    from momentseg.model.sam2_video import MomentSegSam2
+
+    assert isinstance(built.sam2, MomentSegSam2) and built.sam2.behaviour == built.config.sam2_behaviour
     for prefix, src in (("qwen.", model.qwen), ("sam2.", model.sam2)):
         theirs = src.state_dict()
         mine = {k[len(prefix) :]: v for k, v in built.state_dict().items() if k.startswith(prefix)}

@@ -6,6 +6,7 @@ strict base loading."""
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import warnings
@@ -223,6 +224,7 @@ def test_momentseg_release_loads_directly(tmp_path):
         warnings.simplefilter("error")  # no [FIND] warning: the release has its head
         model = import_checkpoint(src, sam2_config=_sam2_config(), preset="tiny")  # source from config.json
     assert model.config.find_align_corners and not model.config.pool_query and not model.config.seg_pixel_query
+    assert model.sam2.behaviour == {"clamp_no_object_masks": True, "language_on_tracked_frames": True}
     assert model.qwen.lm_head.weight is not model.qwen.model.language_model.embed_tokens.weight  # untied
     assert any("img_hidden_fcs" in n for n in model.config.notes)
     dropped = [k for k in tensors if k.startswith("img_hidden_fcs.")]
@@ -292,6 +294,10 @@ def test_sa2va_as_exported(tmp_path):
         model = import_checkpoint(src, sam2_config=_sam2_config(), preset="tiny")  # source from config.json
     assert model.qwen.lm_head.weight is not model.qwen.model.language_model.embed_tokens.weight
     assert model.config.qwen["text_config"]["vocab_size"] == config["text_config"]["vocab_size"]
+    # Sa2VA's SAM2: the mask of a frame scored "no object" is kept; [SEG] only on conditioning frames
+    sa2va = {"clamp_no_object_masks": False, "language_on_tracked_frames": False}
+    assert model.config.sam2_behaviour == sa2va and model.sam2.behaviour == sa2va
+    assert not model.config.find_align_corners  # a MomentSeg-only choice
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("find_head.")}
 
     class _View:  # the one-to-one check over everything but the random [FIND] head
@@ -338,6 +344,20 @@ def test_embedded_model_loads_without_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="momentseg.model.checkpoint"):
         MomentSegModel.from_pretrained(embedded_model_dir())
     assert not [r for r in caplog.records if r.name == "momentseg.model.checkpoint"]
+
+
+def test_sam2_behaviour_is_a_saved_config_option(tiny, tmp_path):
+    assert tiny.sam2.behaviour == tiny.config.sam2_behaviour == {"clamp_no_object_masks": True,
+                                                                  "language_on_tracked_frames": True}
+    config = copy.deepcopy(tiny.config)
+    config.clamp_no_object_masks = config.language_on_tracked_frames = False
+    with pytest.raises(ValueError, match="the config says"):  # a given SAM2 must behave as the config says
+        MomentSegModel(config, tiny.tokenizer, qwen=tiny.qwen, sam2=tiny.sam2)
+    model = MomentSegModel(config, tiny.tokenizer)
+    assert model.sam2.behaviour == config.sam2_behaviour
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = MomentSegModel.from_pretrained(tmp_path / "ckpt")
+    assert loaded.sam2.behaviour == {"clamp_no_object_masks": False, "language_on_tracked_frames": False}
 
 
 def test_dtypes_survive_round_trip(tiny, tmp_path):

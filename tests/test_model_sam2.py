@@ -14,7 +14,14 @@ import pytest
 import torch
 from transformers import Sam2VideoModel
 
-from momentseg.model.sam2 import IMAGENET_MEAN, build_sam2, new_session, preprocess_for_sam2, tiny_sam2_config
+from momentseg.model.sam2 import (
+    IMAGENET_MEAN,
+    NO_OBJECT_LOGIT,
+    build_sam2,
+    new_session,
+    preprocess_for_sam2,
+    tiny_sam2_config,
+)
 from momentseg.model.sam2_video import LanguageSession, MomentSegSam2
 
 S = 64
@@ -101,25 +108,35 @@ def _old_condition(sam2, session, frame_idx, obj_ids=(0,)):
                 session.obj_with_new_inputs.remove(obj_id)
 
 
-def _scenario(model, px, embeddings, old: bool, keys=(0, 2), start=0, reverse=False, mask=None):
+def _scenario(model, px, embeddings, old: bool, keys=(0, 2), start=0, reverse=False, mask=None,
+              old_on_tracked=True):
     """Condition ``keys`` (``mask``: a mask prompt on keys[0] instead), then track from ``start``; returns the
-    {frame: (pred_masks, object_score_logits)} of every call. ``embeddings``: one (D,) per object (ids 0..)."""
+    {frame: (pred_masks, object_score_logits)} of every call. ``embeddings``: one (D,) per object (ids 0..).
+    ``old``: the reference hook on a plain model, entered for the tracked frames too unless not
+    ``old_on_tracked`` (then only around the conditioning calls, as Sa2VA prompts SAM2)."""
     session = new_session(model, px, 40, 56)
     outs = {}
     objs = tuple(range(len(embeddings)))
     if old:
-        ctx = _old_language_prompt(model, torch.stack(embeddings) if len(embeddings) > 1 else embeddings[0])
+        table = torch.stack(embeddings) if len(embeddings) > 1 else embeddings[0]
+        ctx_cond, ctx_track = _old_language_prompt(model, table), contextlib.nullcontext()
+        if old_on_tracked:
+            ctx_cond, ctx_track = contextlib.nullcontext(), _old_language_prompt(model, table)
     else:
-        ctx = contextlib.nullcontext()
+        ctx_cond = ctx_track = contextlib.nullcontext()
         for obj_id, e in enumerate(embeddings):
             model.set_language_embedding(session, obj_id, e)
-    with torch.inference_mode(), ctx:
-        for i, k in enumerate(keys):
-            if mask is not None and i == 0:
-                for obj_id in objs:
-                    session.add_mask_inputs(session.obj_id_to_idx(obj_id), k, mask)
-            out = _old_condition(model, session, k, objs) if old else model(session, frame_idx=k, condition=objs)
-            outs[("cond", k)] = (out.pred_masks.clone(), out.object_score_logits.clone())
+    with torch.inference_mode(), ctx_track:
+        with ctx_cond:
+            for i, k in enumerate(keys):
+                if mask is not None and i == 0:
+                    for obj_id in objs:
+                        session.add_mask_inputs(session.obj_id_to_idx(obj_id), k, mask)
+                if old:
+                    out = _old_condition(model, session, k, objs)
+                else:
+                    out = model(session, frame_idx=k, condition=objs)
+                outs[("cond", k)] = (out.pred_masks.clone(), out.object_score_logits.clone())
         for out in model.propagate_in_video_iterator(session, start_frame_idx=start, reverse=reverse):
             outs[out.frame_idx] = (out.pred_masks.clone(), out.object_score_logits.clone())
     return outs
@@ -282,3 +299,64 @@ def test_gradient_reaches_the_pixel_query(sam2):
     low.float().sum().backward()
     assert emb.grad[128:].abs().sum() > 0
     sam2.zero_grad()
+
+
+# ---------------------------------------------------------------------------------------------- Sa2VA options
+def _variant(model: MomentSegSam2, score_bias: float | None = None, **behaviour) -> MomentSegSam2:
+    """A copy of ``model``'s weights with other behaviour options (and object-score bias)."""
+    out = MomentSegSam2(model.config, **behaviour)
+    out.load_state_dict(model.state_dict(), strict=True)
+    if score_bias is not None:
+        with torch.no_grad():
+            out.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(score_bias)
+    return out.eval()
+
+
+def test_default_behaviour_is_this_projects():
+    model = build_sam2(tiny_sam2_config(S))
+    assert model.behaviour == {"clamp_no_object_masks": True, "language_on_tracked_frames": True}
+
+
+def test_sa2va_keeps_the_mask_of_a_frame_scored_no_object(sam2):
+    """The object-score head's bias moves the score only: a frame scored absent keeps exactly the mask the same
+    weights decode when it is scored present (Sa2VA), instead of -1024 everywhere (transformers)."""
+    px = preprocess_for_sam2(_frames(4), S)
+    embedding = torch.randn(128, generator=torch.Generator().manual_seed(6))
+    present = _scenario(sam2, px, [embedding], old=False, keys=(0,))
+    absent_clamped = _scenario(_variant(sam2, -5.0), px, [embedding], old=False, keys=(0,))
+    absent_kept = _scenario(_variant(sam2, -5.0, clamp_no_object_masks=False), px, [embedding], old=False,
+                            keys=(0,))
+    for key in present:
+        assert (absent_clamped[key][1] < 0).all() and (absent_kept[key][1] < 0).all(), key
+        assert torch.all(absent_clamped[key][0] == NO_OBJECT_LOGIT), key
+        assert not torch.any(absent_kept[key][0] == NO_OBJECT_LOGIT), key
+    assert (present[("cond", 0)][1] > 0).all()
+    assert torch.equal(absent_kept[("cond", 0)][0], present[("cond", 0)][0])  # no memory: the very same mask
+    # tracked frames read an "absent" memory (mask and pointer), so they differ from the present run
+    assert not torch.allclose(absent_kept[2][0], present[2][0])
+
+
+def test_sa2va_gives_the_language_token_to_conditioning_frames_only(sam2, plain):
+    px = preprocess_for_sam2(_frames(6), S)
+    embedding = torch.randn(128, generator=torch.Generator().manual_seed(7))
+    sa2va = _variant(sam2, language_on_tracked_frames=False)
+    ours = _scenario(sam2, px, [embedding], old=False)
+    theirs = _scenario(sa2va, px, [embedding], old=False)
+    # exactly the old hook entered around the conditioning calls only (Sa2VA: add_language_embd on the
+    # keyframes, propagate_in_video without language_embd)
+    _assert_same(theirs, _scenario(plain, px, [embedding], old=True, old_on_tracked=False))
+    for key in ours:
+        tracked = key not in (("cond", 0), ("cond", 2), 0, 2)  # frames 0 and 2 return their stored output
+        assert torch.equal(ours[key][0], theirs[key][0]) != tracked, key
+    # and with the token off on tracked frames, their masks no longer depend on it beyond the memory: a session
+    # whose prompt is removed after conditioning decodes them identically
+    session = new_session(sa2va, px, 40, 56)
+    session2 = new_session(sam2, px, 40, 56)
+    with torch.inference_mode():
+        for s, m in ((session, sa2va), (session2, sam2)):
+            m.set_language_embedding(s, 0, embedding)
+            for k in (0, 2):
+                m(s, frame_idx=k, condition=(0,))
+        sam2.set_language_embedding(session2, 0, None)
+        for f in (1, 3, 4):
+            assert torch.equal(sa2va(session, frame_idx=f).pred_masks, sam2(session2, frame_idx=f).pred_masks), f

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from momentseg.errors import CheckpointError
-from momentseg.model.sam2 import tiny_sam2_config
+from momentseg.model.sam2 import CLAMP_NO_OBJECT_MASKS, LANGUAGE_ON_TRACKED_FRAMES, tiny_sam2_config
 
 TSG_PROMPT = (
     "Here is a low-resolution video you can refer to. Can you find the key frames range of the text query "
@@ -57,9 +57,9 @@ class MomentSegConfig:
     mask_bce_weight: float = 2.0
     mask_dice_weight: float = 0.5
     lm_loss_weight: float = 1.0
-    # This project's addition: BCE on SAM2's object score (target: mask non-empty). transformers' SAM2 clamps
-    # the masks of frames scored "no object" to -1024, which blocks mask gradients; a from-scratch SAM2
-    # (tiny preset) needs this term to learn to say "present". 0 disables it.
+    # This project's addition: BCE on SAM2's object score (target: mask non-empty). With clamp_no_object_masks
+    # (the default) the masks of frames scored "no object" are set to -1024, which blocks mask gradients; a
+    # from-scratch SAM2 (tiny preset) needs this term to learn to say "present". 0 disables it.
     object_score_loss_weight: float = 1.0
     # RefVOS training: True = keyframes decoded as a clip (frame 0 conditioning, then memory attention, like
     # inference propagation); False = every keyframe decoded independently as a conditioning frame.
@@ -81,6 +81,13 @@ class MomentSegConfig:
     # [FIND] curve from temporal patches to frames: False = linear between patch centres (this project);
     # True = align_corners=True over the frame count, as the released MomentSeg's inference does.
     find_align_corners: bool = False
+    # SAM2 behaviour (momentseg.model.sam2_video.MomentSegSam2, which cites the sources). A frame SAM2 scores
+    # "no object": True = its masks set to -1024 (transformers, original SAM2; this project); False = the decoded
+    # mask kept, as Sa2VA's and the released MomentSeg's SAM2 do (set by their importers).
+    clamp_no_object_masks: bool = CLAMP_NO_OBJECT_MASKS
+    # The [SEG] embedding as a prompt token on tracked frames too: True = every decoded frame (this project, the
+    # released MomentSeg's BAP); False = conditioning frames only, as Sa2VA does (set by its importer).
+    language_on_tracked_frames: bool = LANGUAGE_ON_TRACKED_FRAMES
     image_mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
     image_std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
     notes: list[str] = field(default_factory=list)  # provenance remarks (e.g. heads initialised at import)
@@ -106,6 +113,14 @@ class MomentSegConfig:
     def seg_dim(self) -> int:
         """[SEG] head output: the prompt token (P), plus the pixel query (C0 + 1) when ``seg_pixel_query``."""
         return self.prompt_dim + (self.pixel_query_dim if self.seg_pixel_query else 0)
+
+    @property
+    def sam2_behaviour(self) -> dict[str, bool]:
+        """The SAM2 behaviour options, as ``build_sam2`` / ``MomentSegSam2`` take them."""
+        return {
+            "clamp_no_object_masks": self.clamp_no_object_masks,
+            "language_on_tracked_frames": self.language_on_tracked_frames,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -109,13 +109,16 @@ class MomentSegModel(nn.Module):
         self.tokenizer = tokenizer
         self.qwen = qwen if qwen is not None else Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(**config.qwen))
         if sam2 is None:
-            sam2 = build_sam2(config.sam2)
+            sam2 = build_sam2(config.sam2, **config.sam2_behaviour)
         else:
             from momentseg.model.sam2_video import MomentSegSam2
 
             if not isinstance(sam2, MomentSegSam2):
                 raise TypeError(f"sam2 must be a MomentSegSam2 (e.g. MomentSegSam2.from_pretrained), "
                                 f"got {type(sam2).__name__}")
+            if sam2.behaviour != config.sam2_behaviour:
+                raise ValueError(f"the given SAM2 behaves as {sam2.behaviour}, the config says "
+                                 f"{config.sam2_behaviour}")
         self.sam2 = sam2
         self.find_head = _mlp(config.hidden_size, config.find_dim)
         self.seg_head = _mlp(config.hidden_size, config.seg_dim)

@@ -29,11 +29,11 @@ renames ``.gamma`` to ``.g_weight``:
   attention is not implemented here, and silently dropping it would change the masks.
 - The Qwen config is ``config.json``'s ``mllm_config`` (the Qwen2.5-VL config the model was built from), or
   its top-level Qwen fields when ``mllm_config`` is empty.
-- The method's own inference choices where they differ from this project's defaults: the ``[FIND]`` curve
-  is interpolated from temporal patches to frames with ``align_corners=True`` over the frame count
-  (``find_start_end_FIND``), set as ``config.find_align_corners``. The ``[SEG]`` embedding is given to SAM2 on
-  every decoded frame, tracked ones included (their ``inference_state["language_embd"]``), which is what
-  :class:`momentseg.model.sam2_video.MomentSegSam2` does by default.
+- The method's own inference choices where they differ from this project's defaults
+  (:data:`SOURCE_BEHAVIOUR`): the ``[FIND]`` curve is interpolated from temporal patches to frames with
+  ``align_corners=True`` over the frame count (``find_start_end_FIND``), set as ``config.find_align_corners``.
+  The ``[SEG]`` embedding is given to SAM2 on every decoded frame, tracked ones included (their
+  ``inference_state["language_embd"]``), which is this project's default (``config.language_on_tracked_frames``).
 
 **Sa2VA-Qwen2.5-VL** (``model_type: sa2va_chat``; github magic-research/Sa2VA ``tools/convert_to_hf.py``,
 ``projects/sa2va/hf/models_qwen2_5_vl``): ``model.model.visual.*`` / ``model.model.language_model.*`` (or the
@@ -41,10 +41,12 @@ older ``model.visual.*`` / ``model.model.*``), untied ``model.lm_head.weight``, 
 (``text_config.vocab_size`` set to it, ``tie_word_embeddings: false``), ``grounding_encoder.sam2_model.*``
 (SAM2.0 with ``.g_weight``), ``text_hidden_fcs.{0,2}``. Sa2VA has no ``[FIND]`` head: it starts random (a
 warning and a note in ``config.notes``) and the ``[FIND]`` token gets a new embedding row. Two behaviour
-differences remain after a correct import (this project's SAM2 code path is used; not yet options):
-transformers' SAM2 clamps the mask of a frame scored "no object" to −1024 while Sa2VA's SAM2 keeps the
-predicted mask, and Sa2VA gives the ``[SEG]`` token only to its (first five) conditioning frames, not to the
-tracked frames, while this project appends it on every decoded frame.
+differences remain after a correct import, options of ``MomentSegConfig`` set to Sa2VA's behaviour by the
+importer (:data:`SOURCE_BEHAVIOUR`; sources in :mod:`momentseg.model.sam2_video`): transformers' SAM2 clamps the
+mask of a frame scored "no object" to −1024 while Sa2VA's SAM2 keeps the predicted mask
+(``config.clamp_no_object_masks = False``), and Sa2VA gives the ``[SEG]`` token only to its (first five)
+conditioning frames, not to the tracked frames, while this project appends it on every decoded frame
+(``config.language_on_tracked_frames = False``).
 """
 
 from __future__ import annotations
@@ -83,6 +85,12 @@ SEG_ATTN_PREFIX = "seg_attn."
 _QWEN_TOP = ("text_config", "vision_config", "image_token_id", "video_token_id", "vision_start_token_id",
              "vision_end_token_id", "tie_word_embeddings")
 _EMBED = "model.language_model.embed_tokens.weight"
+
+#: ``MomentSegConfig`` fields each source's own inference sets differently from this project's defaults.
+SOURCE_BEHAVIOUR: dict[str, dict[str, Any]] = {
+    "momentseg-release": {"find_align_corners": True},
+    "sa2va": {"clamp_no_object_masks": False, "language_on_tracked_frames": False},
+}
 
 
 def _read_config(src: Path) -> dict[str, Any]:
@@ -210,9 +218,9 @@ def _import(src: Path, source: str, qwen_config: dict[str, Any], qwen_key, sam2_
         if "2.weight" not in find:
             raise CheckpointError(f"{src}: {FIND_PREFIX}2.weight is missing")
         config.find_dim = int(find["2.weight"].shape[0])
+    for name, value in SOURCE_BEHAVIOUR[source].items():  # the source's own inference choices
+        setattr(config, name, value)
     if source == "momentseg-release":
-        if hasattr(config, "find_align_corners"):
-            config.find_align_corners = True  # the authors' [FIND] curve (find_start_end_FIND)
         config.notes.append(f"imported from the released MomentSeg checkpoint {src.name}")
     if img:
         _check_img_head(img, hidden, config.prompt_dim, src)
