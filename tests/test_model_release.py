@@ -224,7 +224,8 @@ def test_momentseg_release_loads_directly(tmp_path):
         warnings.simplefilter("error")  # no [FIND] warning: the release has its head
         model = import_checkpoint(src, sam2_config=_sam2_config(), preset="tiny")  # source from config.json
     assert model.config.find_align_corners and not model.config.pool_query and not model.config.seg_pixel_query
-    assert model.sam2.behaviour == {"clamp_no_object_masks": True, "language_on_tracked_frames": True}
+    # the authors' SAM2 keeps the mask of a frame scored "no object" and prompts tracked frames too
+    assert model.sam2.behaviour == {"clamp_no_object_masks": False, "language_on_tracked_frames": True}
     assert model.qwen.lm_head.weight is not model.qwen.model.language_model.embed_tokens.weight  # untied
     assert any("img_hidden_fcs" in n for n in model.config.notes)
     dropped = [k for k in tensors if k.startswith("img_hidden_fcs.")]
@@ -263,6 +264,7 @@ def test_momentseg_release_keeps_dtypes_and_converts(tmp_path, capsys):
     assert converted.sam2.mask_decoder.iou_token.weight.dtype == torch.float32
     assert converted.find_head[0].weight.dtype == torch.float32
     assert converted.config.find_align_corners
+    assert converted.sam2.behaviour == {"clamp_no_object_masks": False, "language_on_tracked_frames": True}
 
 
 def test_momentseg_release_refuses_perframe_seg_and_missing_tensors(tmp_path):

@@ -31,9 +31,12 @@ renames ``.gamma`` to ``.g_weight``:
   its top-level Qwen fields when ``mllm_config`` is empty.
 - The method's own inference choices where they differ from this project's defaults
   (:data:`SOURCE_BEHAVIOUR`): the ``[FIND]`` curve is interpolated from temporal patches to frames with
-  ``align_corners=True`` over the frame count (``find_start_end_FIND``), set as ``config.find_align_corners``.
-  The ``[SEG]`` embedding is given to SAM2 on every decoded frame, tracked ones included (their
-  ``inference_state["language_embd"]``), which is this project's default (``config.language_on_tracked_frames``).
+  ``align_corners=True`` over the frame count (``find_start_end_FIND``), set as ``config.find_align_corners``;
+  their SAM2 keeps the mask of a frame it scores "no object" (the ``NO_OBJ_SCORE`` clamp of
+  ``SAM2Base._forward_sam_heads`` is commented out in ``hf/models/sam2.py``), set as
+  ``config.clamp_no_object_masks = False``. The ``[SEG]`` embedding is given to SAM2 on every decoded frame,
+  tracked ones included (their ``inference_state["language_embd"]``), which is this project's default
+  (``config.language_on_tracked_frames``).
 
 **Sa2VA-Qwen2.5-VL** (``model_type: sa2va_chat``; github magic-research/Sa2VA ``tools/convert_to_hf.py``,
 ``projects/sa2va/hf/models_qwen2_5_vl``): ``model.model.visual.*`` / ``model.model.language_model.*`` (or the
@@ -88,7 +91,7 @@ _EMBED = "model.language_model.embed_tokens.weight"
 
 #: ``MomentSegConfig`` fields each source's own inference sets differently from this project's defaults.
 SOURCE_BEHAVIOUR: dict[str, dict[str, Any]] = {
-    "momentseg-release": {"find_align_corners": True},
+    "momentseg-release": {"find_align_corners": True, "clamp_no_object_masks": False},
     "sa2va": {"clamp_no_object_masks": False, "language_on_tracked_frames": False},
 }
 
