@@ -307,6 +307,47 @@ def test_cost_update_keeps_other_rows_and_refuses_other_settings():
         cost.merge({"rows": old_rows, "run": {**run, "height": 240}}, new, run, [])
 
 
+gpu = _load("gpu")
+
+
+def test_gpu_script_dry_run_measures_every_item_on_the_tiny_preset(tmp_path):
+    """benchmarks/gpu.py --dry-run: the GPU script's code path on the tiny preset, tiny sizes, CPU."""
+    out = tmp_path / "gpu.json"
+    report = gpu.main(["--dry-run", "--device", "cpu", "--threads", "1", "--cache-dir", str(tmp_path / "v"),
+                       "--json", str(out)])
+    assert json.loads(out.read_text()) == report
+    run = report["run"]
+    assert run["preset"] == "tiny" and run["dry_run"] and run["lengths"] == list(gpu.DRY["lengths"])
+    config = MomentSegModel.tiny().config
+    assert report["find_pass"]["frames"] == config.find_max_frames and report["find_pass"]["seconds_mean"] > 0
+    seg = report["seg_pass"]
+    assert seg["keyframes"] == gpu.default_keyframes() == 8 and seg["context_frames"] == config.context_frames
+    assert seg["seconds_min"] <= seg["seconds_mean"]
+    rows = report["propagation"]
+    assert [(r["frames"], r["offload_state"]) for r in rows] == [(n, o) for n in gpu.DRY["lengths"]
+                                                                 for o in (False, True)]
+    for r in rows:
+        assert r["image_size"] == config.sam2_image_size and r["fps"] == pytest.approx(r["frames"] / r["seconds"],
+                                                                                          rel=0.01)
+        assert r["cuda_peak_mib"] is None  # CPU: no GPU memory to report
+    e2e = report["end_to_end"]
+    assert e2e["frames"] == gpu.DRY["e2e_frames"] and (tmp_path / "v" / "bench_48x64_10.mp4").is_file()
+    assert e2e["segment_over_sam2"] == round(e2e["segment"]["seconds"] / e2e["sam2_alone"]["seconds"], 2)
+
+
+def test_gpu_script_builds_the_random_3b_preset_without_files():
+    """What the GPU run builds: MomentSegModel.random("3b") (here on the meta device: no memory), with a word
+    tokenizer that fits the 3b config and encodes the prompts."""
+    with torch.device("meta"):
+        model = MomentSegModel.random("3b")
+    assert model.config.preset == "3b" and model.config.sam2_image_size == 1024
+    assert sum(p.numel() for p in model.parameters()) > 3_900_000_000
+    seq = model._sequence([(2, 4)], model.config.prompt_tsg, "the red circle", model.config.answer_tsg)
+    assert int((seq.mm_types == 2).sum()) == 4 and model._position(seq, "find") > seq.answer_start - 1
+    with pytest.raises(SystemExit):
+        gpu.parse_args(["--device", "cuda"]) if not torch.cuda.is_available() else gpu.parse_args(["--reps", "0"])
+
+
 # ------------------------------------------------------------------ the embedded model's own benchmarks
 sam2_tracking = _load("sam2_tracking")
 vlm_probe = _load("vlm_probe")
