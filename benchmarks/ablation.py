@@ -57,13 +57,17 @@ Outputs (``--json OUT.json``): ``OUT.json`` (rows ``{"sampling", "propagation", 
 with ``"seed"`` and one aggregated row with ``"seeds"``, ``"J&F_std"``, ``"J_std"``, ``"F_std"`` (sample std over
 seeds)), ``OUT_paired.json`` (the paired differences), ``OUT_subsets.json`` (rows and differences per subset),
 ``OUT_tsg.json`` (TSG numbers — ``tsg``, and for ``sweep`` ``tsg_by_noise`` — and the run's settings, counts
-and timing), ``OUT.md`` (markdown tables) and
+and timing), ``OUT_raw.json`` (the settings and every per-expression score: what ``--merge`` reads), ``OUT.md`` (markdown tables) and
 ``OUT.png`` (J&F with its interval against K — ``table`` / ``anchor`` — or against λ — ``sweep`` — one line per
 sampling (and anchor variant), one panel per propagation).
 
     python benchmarks/ablation.py --first-video 0 --videos 40 --workers 2 --json benchmarks/results/ablation.json
     python benchmarks/ablation.py --mode sweep --videos 40 --keyframes 10 --workers 2
     python benchmarks/ablation.py --mode anchor --videos 40 --workers 2
+
+Ranges of videos scored separately (``--first-video``, e.g. on several machines) are combined by
+``--merge A_raw.json B_raw.json … --json OUT.json``: the same tables, intervals and plots over all their
+videos (the files must hold the same settings and no video twice).
 """
 
 from __future__ import annotations
@@ -161,7 +165,7 @@ def score_video(job: Job) -> dict:
     """Ground, segment (every row) and score every expression of test video ``job.index``.
 
     Returns ``{"video", "index", "frames", "seconds", "expressions": [{"exp_id", "kind", "flags", "tsg"?:
-    score_query, "tsg_by_noise"?: {λ: score_query}, "rows"?: [{"noise", "sampling", "seed", "keyframes",
+    score_query, "tsg_by_noise"?: {str(λ): score_query}, "rows"?: [{"noise", "sampling", "seed", "keyframes",
     "anchor", "anchor_update", "propagation", "J", "F", "updates"}]}]}``.
     """
     import torch
@@ -200,7 +204,7 @@ def score_video(job: Job) -> dict:
                               for lam in job.noise]
                     if moments:
                         rec["tsg_by_noise"] = {
-                            lam: score_query(ground_moments(p, video.timestamps, frame_duration=1 / video.fps),
+                            str(lam): score_query(ground_moments(p, video.timestamps, frame_duration=1 / video.fps),
                                              moments) for lam, p in curves}
                 else:
                     curves = [(None, grounding.probabilities)]
@@ -445,7 +449,7 @@ def tsg_by_noise(videos: list[dict], noise: Sequence[float]) -> dict[str, dict]:
 
     out = {}
     for lam in noise:
-        queries = [e["tsg_by_noise"][lam] for v in videos for e in v["expressions"] if "tsg_by_noise" in e]
+        queries = [e["tsg_by_noise"][str(lam)] for v in videos for e in v["expressions"] if "tsg_by_noise" in e]
         out[str(lam)] = {**summarize(queries), "queries": len(queries)} if queries else {"queries": 0}
     return out
 
@@ -507,8 +511,8 @@ def markdown(rows: list[dict], diffs: list[dict], parts: list[dict], tsg: dict, 
                      f"uniform noise of weight λ, noise seed {run['noise_seed']})",
             "anchor": "the model's [FIND] curve; anchor rule × memory-clearing rule"}[mode]
     lines = [
-        f"RefVOS on {run['videos']} synthetic test videos (indices {run['first_video']}.."
-        f"{run['first_video'] + run['videos'] - 1}; {run['expressions']} expressions with a target), {what}; "
+        f"RefVOS on {run['videos']} synthetic test videos (indices {_ranges(run['video_indices'])}; "
+        f"{run['expressions']} expressions with a target), {what}; "
         f"MeViS protocol (×100). Intervals: 95 % percentile bootstrap over expressions ({run['bootstrap']['resamples']} "
         f"resamples, seed {run['bootstrap']['seed']}); random = mean over seeds {run['seeds']} ± their std.",
         "", *_table_lines(rows, mode)]
@@ -587,10 +591,11 @@ def run_jobs(jobs: list[Job], workers: int) -> Iterator[dict]:
 
 def companions(json_path: Path) -> dict[str, Path]:
     """The files written next to ``OUT.json``: ``tsg`` (OUT_tsg.json), ``paired`` (OUT_paired.json), ``subsets``
-    (OUT_subsets.json), ``md`` (OUT.md), ``png`` (OUT.png)."""
+    (OUT_subsets.json), ``raw`` (OUT_raw.json), ``md`` (OUT.md), ``png`` (OUT.png)."""
     stem = json_path.with_suffix("")
     return {"tsg": Path(f"{stem}_tsg.json"), "paired": Path(f"{stem}_paired.json"),
-            "subsets": Path(f"{stem}_subsets.json"), "md": stem.with_suffix(".md"), "png": stem.with_suffix(".png")}
+            "subsets": Path(f"{stem}_subsets.json"), "raw": Path(f"{stem}_raw.json"), "md": stem.with_suffix(".md"),
+            "png": stem.with_suffix(".png")}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -616,6 +621,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--noise-seed", type=int, default=None, help="--mode sweep: seed of the noise (default 0)")
     ap.add_argument("--max-expressions", type=int, default=None,
                     help="only the first M expressions (with a target or moments) of each video (quick runs)")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None,
+                    help="score nothing: combine the OUT_raw.json files of earlier runs (their settings apply)")
     args = ap.parse_args(argv)
     if min(args.videos, args.seeds, args.workers, args.threads, *args.keyframes, args.max_expressions or 1) < 1:
         ap.error("--videos, --seeds, --workers, --threads, --max-expressions and --keyframes must be >= 1")
@@ -635,25 +642,70 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.noise_seed = 0 if args.noise_seed is None else args.noise_seed
     default = ANCHOR_MODE_SAMPLINGS if args.mode == "anchor" else SAMPLINGS
     args.samplings = tuple(s for s in SAMPLINGS if s in (args.samplings or default))  # table order
+    if args.merge:
+        try:
+            args.raw = load_raw(args.merge)
+        except ValueError as exc:
+            ap.error(str(exc))
+        args.mode = args.raw["settings"]["mode"]
     args.json = DEFAULT_JSON[args.mode] if args.json is None else args.json
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> list[dict]:
-    args = parse_args(argv)
-    mode = args.mode
-    settings = Settings(
-        mode, tuple(sorted(set(args.keyframes))), tuple(range(args.seeds)), args.samplings,
-        ANCHOR_RULES if mode == "anchor" else (DEFAULT_ANCHOR_RULE,),
-        UPDATE_RULES if mode == "anchor" else (True,),
-        args.noise if mode == "sweep" else (),
-    )
-    model = str(Path(args.model).resolve()) if args.model != "embedded" else args.model
-    indices = range(args.first_video, args.first_video + args.videos)
-    jobs = [Job(model, args.device, i, settings.keyframes, settings.seeds, args.threads, args.max_expressions,
-                settings.samplings, settings.anchors, settings.updates, settings.noise, args.blur, args.noise_seed)
-            for i in indices]
+#: The settings a raw file records; files merged together must agree on all of them.
+RAW_SETTINGS = ("mode", "keyframes", "seeds", "samplings", "anchors", "updates", "noise", "blur", "noise_seed",
+                "model", "max_expressions")
 
+
+def load_raw(paths: Sequence[Path]) -> dict:
+    """``{"settings", "videos", "files"}`` from ``OUT_raw.json`` files (ValueError: unreadable, other settings,
+    a video twice); videos sorted by index."""
+    settings, videos = None, []
+    for path in paths:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            got, vids = {k: data["settings"][k] for k in RAW_SETTINGS}, list(data["videos"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"--merge: {path} is not an ablation raw file ({type(exc).__name__}: {exc})") from None
+        if settings is not None and got != settings:
+            differ = [k for k in RAW_SETTINGS if got[k] != settings[k]]
+            raise ValueError(f"--merge: {path} was run with other settings ({', '.join(differ)})")
+        settings = got
+        videos += vids
+    indices = [v["index"] for v in videos]
+    twice = sorted({i for i in indices if indices.count(i) > 1})
+    if twice:
+        raise ValueError(f"--merge: test video(s) {twice} appear in more than one file")
+    return {"settings": settings, "videos": sorted(videos, key=lambda v: v["index"]),
+            "files": [str(p) for p in paths]}
+
+
+def _ranges(indices: Sequence[int]) -> str:
+    """``0..3, 7, 9..10`` for the sorted indices."""
+    out, start = [], None
+    for i, x in enumerate(indices):
+        start = x if start is None else start
+        if i + 1 == len(indices) or indices[i + 1] != x + 1:
+            out.append(f"{start}..{x}" if x != start else str(x))
+            start = None
+    return ", ".join(out)
+
+
+def score(args: argparse.Namespace) -> tuple[dict, list[dict], float]:
+    """Score test videos ``--first-video``.. of the split with the command line's settings: (the raw settings,
+    the :func:`score_video` results in video order, wall seconds)."""
+    mode = args.mode
+    raw = {"mode": mode, "keyframes": sorted(set(args.keyframes)), "seeds": list(range(args.seeds)),
+           "samplings": list(args.samplings),
+           "anchors": list(ANCHOR_RULES if mode == "anchor" else (DEFAULT_ANCHOR_RULE,)),
+           "updates": list(UPDATE_RULES if mode == "anchor" else (True,)),
+           "noise": list(args.noise if mode == "sweep" else ()), "blur": args.blur, "noise_seed": args.noise_seed,
+           "model": args.model, "max_expressions": args.max_expressions}
+    model = str(Path(args.model).resolve()) if args.model != "embedded" else args.model
+    jobs = [Job(model, args.device, i, tuple(raw["keyframes"]), tuple(raw["seeds"]), args.threads,
+                args.max_expressions, tuple(raw["samplings"]), tuple(raw["anchors"]), tuple(raw["updates"]),
+                tuple(raw["noise"]), args.blur, args.noise_seed)
+            for i in range(args.first_video, args.first_video + args.videos)]
     start = time.perf_counter()
     videos = []
     for v in run_jobs(jobs, args.workers):
@@ -661,7 +713,18 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         n_exp = sum("rows" in e for e in v["expressions"])
         print(f"[{len(videos)}/{len(jobs)}] {v['video']}: {v['frames']} frames, {n_exp} expressions, "
               f"{v['seconds']:.1f} s", file=sys.stderr, flush=True)
-    seconds = time.perf_counter() - start
+    return raw, videos, time.perf_counter() - start
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    if args.merge:
+        raw, videos, seconds = args.raw["settings"], args.raw["videos"], None
+    else:
+        raw, videos, seconds = score(args)
+    mode = raw["mode"]
+    settings = Settings(mode, tuple(raw["keyframes"]), tuple(raw["seeds"]), tuple(raw["samplings"]),
+                        tuple(raw["anchors"]), tuple(raw["updates"]), tuple(raw["noise"]))
 
     table = Table(videos)
     rows = aggregate(table, settings)
@@ -673,35 +736,28 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
 
     from momentseg.eval import bootstrap
 
+    indices = [v["index"] for v in videos]
     run = {
-        "mode": mode,
-        "first_video": args.first_video,
-        "videos": args.videos,
+        **raw,
+        "first_video": min(indices),
+        "videos": len(videos),
+        "video_indices": indices,
         "video_ids": [v["video"] for v in videos],
         "expressions": len(table.expressions),
         "frames": sum(v["frames"] for v in videos),
-        "keyframes": list(settings.keyframes),
-        "seeds": list(settings.seeds),
-        "samplings": list(settings.samplings),
-        "anchors": list(settings.anchors),
-        "updates": list(settings.updates),
-        "noise": list(settings.noise),
-        "blur": args.blur,
-        "noise_seed": args.noise_seed,
         "subsets": {name: list(flags) for name, flags in SUBSETS},
         "bootstrap": {"interval": "percentile", "over": "expressions", "resamples": bootstrap.RESAMPLES,
                       "seed": bootstrap.SEED, "level": bootstrap.LEVEL},
-        "max_expressions": args.max_expressions,
-        "model": args.model,
-        "device": args.device,
-        "workers": args.workers,
-        "threads": args.threads,
-        "seconds": round(seconds, 2),
+        "seconds": None if seconds is None else round(seconds, 2),
         "video_seconds": [round(v["seconds"], 2) for v in videos],
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                     "torch": torch.__version__},
         "command": "python benchmarks/ablation.py " + " ".join(sys.argv[1:] if argv is None else argv),
     }
+    if args.merge:
+        run["merged_from"] = args.raw["files"]
+    else:
+        run.update(device=args.device, workers=args.workers, threads=args.threads)
     from momentseg.io.atomic import atomic_write_text
 
     out = companions(args.json)
@@ -711,11 +767,13 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     atomic_write_text(out["subsets"], json.dumps(parts, indent=1) + "\n")
     meta = {"tsg": tsg, **({"tsg_by_noise": tsg_noise} if tsg_noise else {}), "run": run}
     atomic_write_text(out["tsg"], json.dumps(meta, indent=1) + "\n")
+    atomic_write_text(out["raw"], json.dumps({"settings": raw, "videos": videos}) + "\n")
     text = markdown(rows, diffs, parts, tsg, run, tsg_noise)
     atomic_write_text(out["md"], text)
     plot(rows, out["png"], mode)
     print(text)
-    print(f"{seconds:.1f} s for {args.videos} videos ({run['expressions']} expressions, {run['frames']} frames); "
+    took = "merged" if seconds is None else f"{seconds:.1f} s"
+    print(f"{took}: {run['videos']} videos ({run['expressions']} expressions, {run['frames']} frames); "
           f"wrote {args.json} and {', '.join(str(p) for p in out.values())}", file=sys.stderr)
     return rows
 

@@ -127,6 +127,25 @@ def test_ablation_main_writes_rows_intervals_pairs_subsets_table_and_plot(model_
     assert "| 2 | mcs |" in md and "±" in md and "mIoU" in md and "[95 % CI]" in md and "Subset `plain`" in md
     assert files["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    # --merge: the raw file alone gives the same rows; with another range, the rows cover both
+    assert ablation.main(["--merge", str(files["raw"]), "--json", str(tmp_path / "again.json")]) == rows
+    raw = json.loads(files["raw"].read_text())
+    other = tmp_path / "other_raw.json"
+    other.write_text(json.dumps({**raw, "videos": [{**raw["videos"][0], "index": 7, "video": video_id(7)}]}))
+    merged = ablation.main(["--merge", str(files["raw"]), str(other), "--json", str(tmp_path / "m.json")])
+    assert all(r["n"] == 4 for r in merged) and [r["J&F"] for r in merged] == [r["J&F"] for r in rows]
+    run = json.loads(ablation.companions(tmp_path / "m.json")["tsg"].read_text())["run"]
+    assert run["video_indices"] == [2, 7] and run["merged_from"] == [str(files["raw"]), str(other)]
+    assert "indices 2, 7;" in ablation.companions(tmp_path / "m.json")["md"].read_text()
+    for bad, message in ((files["raw"], "more than one file"), (files["md"], "not an ablation raw file")):
+        with pytest.raises(ValueError, match=message):
+            ablation.load_raw([files["raw"], bad])
+    other.write_text(json.dumps({**raw, "settings": {**raw["settings"], "keyframes": [3]}}))
+    with pytest.raises(ValueError, match=r"other settings \(keyframes\)"):
+        ablation.load_raw([files["raw"], other])
+    with pytest.raises(SystemExit):  # on the command line: one error line, exit 2
+        ablation.parse_args(["--merge", str(files["raw"]), str(other)])
+
 
 def _fake_videos(n: int, settings, seed: int = 0) -> list[dict]:
     """score_video-shaped results with random per-expression J / F for every setting of ``settings``."""
