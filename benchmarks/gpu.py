@@ -4,7 +4,8 @@ The ``3b`` preset (Qwen2.5-VL-3B + SAM2 Hiera-L at 1024², ~4.0 B parameters) wi
 directly on the GPU by :meth:`MomentSegModel.random` (a word tokenizer, no weight or tokenizer files), Qwen in
 bf16, SAM2 and the heads in fp32, everything run under bf16 autocast (``--dtype bf16``, the default on CUDA).
 Weights do not change the cost. Measured, each after a warm-up, with ``torch.cuda.synchronize`` around it and
-the peak allocated GPU memory reset before it:
+the peak allocated GPU memory reset before it (``cuda_base_mib``: allocated at its start — the weights;
+``cuda_peak_mib``: the peak during it; both None on a CPU):
 
 * ``find_pass``: one ``[FIND]`` pass (``MomentSegModel.find_logits``) over ``config.find_max_frames`` low-res
   frames of a ``--height`` × ``--width`` video (100 frames at ≤ 140² px for 3b) — mean / min over ``--reps``;
@@ -83,10 +84,15 @@ class Clock:
     def peak_mib(self) -> float | None:
         return round(self.torch.cuda.max_memory_allocated() / 2**20, 1) if self.cuda else None
 
+    def allocated_mib(self) -> float | None:
+        """GPU memory allocated now (before a measurement: the weights and whatever is held)."""
+        return round(self.torch.cuda.memory_allocated() / 2**20, 1) if self.cuda else None
+
     def repeat(self, fn: Callable[[], object], reps: int) -> dict:
         """Warm-up once, then ``reps`` timed calls: mean / min seconds and the peak memory over them."""
         fn()
         self.reset()
+        base = self.allocated_mib()
         times = []
         for _ in range(reps):
             start = time.perf_counter()
@@ -94,7 +100,7 @@ class Clock:
             self.sync()
             times.append(time.perf_counter() - start)
         return {"seconds_mean": round(float(np.mean(times)), 4), "seconds_min": round(float(np.min(times)), 4),
-                "reps": reps, "cuda_peak_mib": self.peak_mib()}
+                "reps": reps, "cuda_base_mib": base, "cuda_peak_mib": self.peak_mib()}
 
 
 def build(preset: str, device, dtype: str):
@@ -129,6 +135,7 @@ def propagation_runs(pipe, lengths: Sequence[int], clock: Clock) -> list[dict]:
     rows = []
     for offload in (False, True):
         clock.reset()
+        base = clock.allocated_mib()
         start = time.perf_counter()
         outputs = propagate(pipe.model.sam2, lambda i: bank[i % FRAME_BANK], [0], 0, mask_prompts={0: mask},
                             mode="forward", num_frames=total, video_size=(size, size),
@@ -139,7 +146,7 @@ def propagation_runs(pipe, lengths: Sequence[int], clock: Clock) -> list[dict]:
                 seconds = time.perf_counter() - start
                 rows.append({"frames": done, "offload_state": offload, "image_size": size,
                              "seconds": round(seconds, 3), "fps": round(done / seconds, 2),
-                             "cuda_peak_mib": clock.peak_mib()})
+                             "cuda_base_mib": base, "cuda_peak_mib": clock.peak_mib()})
                 print(f"  propagation {done} frames, offload_state={offload}: {seconds:.1f} s, "
                       f"peak {rows[-1]['cuda_peak_mib']} MiB", file=sys.stderr, flush=True)
         del outputs
@@ -156,11 +163,12 @@ def end_to_end(pipe, video: Path, clock: Clock) -> dict:
                      ("sam2_alone", lambda src: cost.sam2_floor(pipe, _open(src)))):
         fn(warm)
         clock.reset()
+        base = clock.allocated_mib()
         start = time.perf_counter()
         fn(str(video))
         clock.sync()
         seconds = time.perf_counter() - start
-        out[name] = {"seconds": round(seconds, 3), "cuda_peak_mib": clock.peak_mib()}
+        out[name] = {"seconds": round(seconds, 3), "cuda_base_mib": base, "cuda_peak_mib": clock.peak_mib()}
         print(f"  {name}: {seconds:.1f} s", file=sys.stderr, flush=True)
     out["segment_over_sam2"] = round(out["segment"]["seconds"] / out["sam2_alone"]["seconds"], 2)
     return out

@@ -348,7 +348,7 @@ def test_gpu_script_dry_run_measures_every_item_on_the_tiny_preset(tmp_path):
     for r in rows:
         assert r["image_size"] == config.sam2_image_size and r["fps"] == pytest.approx(r["frames"] / r["seconds"],
                                                                                           rel=0.01)
-        assert r["cuda_peak_mib"] is None  # CPU: no GPU memory to report
+        assert r["cuda_peak_mib"] is None and r["cuda_base_mib"] is None  # CPU: no GPU memory to report
     e2e = report["end_to_end"]
     assert e2e["frames"] == gpu.DRY["e2e_frames"] and (tmp_path / "v" / "bench_48x64_10.mp4").is_file()
     assert e2e["segment_over_sam2"] == round(e2e["segment"]["seconds"] / e2e["sam2_alone"]["seconds"], 2)
