@@ -41,34 +41,48 @@ def model_dir(tmp_path_factory):
 
 
 def test_ablation_rows_equal_the_public_segment_api(model_dir):
-    """Shared work (one BAP run for bap + anchor-forward, memoised SAM2 image features, one frame tensor) gives
-    exactly what MomentSeg.segment gives for each propagation mode."""
+    """Shared work (one BAP run for bap + anchor-forward, memoised SAM2 image features, one frame tensor, one
+    [SEG] embedding per keyframe set) gives exactly what MomentSeg.segment gives for each propagation mode."""
+    from momentseg.propagation.bap import propagate, upsample_mask
+
     synth = generate_video(3, config=WorldConfig(min_frames=20, max_frames=22))
     exp = next(e for e in synth.expressions if e.obj_ids)
     pipe = MomentSeg.from_pretrained(model_dir, device="cpu")
     video = open_video(synth.frames, fps=synth.fps)
-    dense = pipe._dense_frames(video)
-    grounding = pipe._ground(video, exp.text, dense, pipe._lowres(video, dense))
+    grounding = pipe.ground(video, exp.text)
     size = pipe.config.sam2_image_size
     frames = preprocess_for_sam2(video.get_frames(range(len(video)), size=(size, size)), size)
     gt = synth.expression_masks(exp)
     sam2 = pipe.model.sam2
     for sampling, k in (("mcs", 3), ("random", 4)):
         choice = select_keyframes(grounding.probabilities, k, sampling, seed=1)
+        cache = {}
         with shared_image_features(sam2) as memo:
-            got = ablation._propagation_scores(pipe, video, exp.text, choice, pipe._context(video), frames, gt)
+            got = ablation._propagation_scores(pipe, video, exp.text, choice, pipe._context(video), frames, gt,
+                                               cache=cache)
             assert sorted(memo) == list(range(len(video)))  # each frame encoded once, all passes reuse it
         assert "_prepare_vision_features" not in sam2.__dict__  # the wrapper is gone after the block
         for mode in ablation.PROPAGATIONS:
             result = pipe.segment(video, exp.text, keyframes=k, sampling=sampling, propagation=mode, seed=1)
             assert list(result.expressions[0].keyframes) == list(choice.indices)
-            assert got[mode] == ablation._scores(gt, result.expressions[0].masks.to_array()), (sampling, mode)
+            assert got[mode][:2] == ablation._scores(gt, result.expressions[0].masks.to_array()), (sampling, mode)
+        # the memory-clearing rule off: what propagate gives with anchor_update=False, no memory clears
+        off = ablation._propagation_scores(pipe, video, exp.text, choice, pipe._context(video), frames, gt,
+                                           anchor_update=False, cache=cache)
+        embedding = cache[("seg", tuple(int(i) for i in choice.indices))]
+        masks = np.zeros_like(gt)
+        for out in propagate(sam2, frames, choice.indices, choice.anchor, embedding, num_frames=len(video),
+                             anchor_update=False):
+            masks[out.frame_idx] = upsample_mask(out.mask_logits, gt.shape[1:]).numpy()
+        assert off["bap"] == (*ablation._scores(gt, masks), 0) and all(v[2] == 0 for v in off.values())
 
 
-def test_ablation_main_writes_rows_tsg_table_and_plot(model_dir, tmp_path):
+def test_ablation_main_writes_rows_intervals_pairs_subsets_table_and_plot(model_dir, tmp_path):
+    from momentseg.data.synthetic import SPLIT_SEEDS, expression_flags, video_id, video_seed
+
     out = tmp_path / "res" / "abl.json"
-    rows = ablation.main(["--videos", "1", "--keyframes", "2", "--seeds", "2", "--max-expressions", "1",
-                          "--model", str(model_dir), "--json", str(out)])
+    rows = ablation.main(["--first-video", "2", "--videos", "1", "--keyframes", "2", "--seeds", "2",
+                          "--max-expressions", "2", "--model", str(model_dir), "--json", str(out)])
     assert json.loads(out.read_text()) == rows
     assert len(rows) == 3 * (3 + 2 + 1)  # propagations × (first-k, uniform, mcs, 2 random seeds, random mean)
     for r in rows:
@@ -76,6 +90,7 @@ def test_ablation_main_writes_rows_tsg_table_and_plot(model_dir, tmp_path):
         assert r["sampling"] in ablation.SAMPLINGS
         assert 0 <= r["J"] <= 100 and 0 <= r["F"] <= 100
         assert abs(r["J&F"] - (r["J"] + r["F"]) / 2) <= 0.011
+        assert r["J&F_lo"] <= r["J&F"] <= r["J&F_hi"] and r["n"] == 2
     for prop in ablation.PROPAGATIONS:
         seeds = [r for r in rows if r["propagation"] == prop and "seed" in r]
         agg = [r for r in rows if r["propagation"] == prop and r["sampling"] == "random" and "seed" not in r]
@@ -85,11 +100,185 @@ def test_ablation_main_writes_rows_tsg_table_and_plot(model_dir, tmp_path):
         assert agg[0]["J&F_std"] == pytest.approx(vals.std(ddof=1), abs=0.006)
     files = ablation.companions(out)
     meta = json.loads(files["tsg"].read_text())
-    assert meta["run"]["expressions"] == 1 and meta["run"]["videos"] == 1
-    assert meta["tsg"]["queries"] == 1 and set(meta["tsg"]) >= {"R1@0.3", "R1@0.5", "R1@0.7", "mIoU"}
-    table = files["md"].read_text()
-    assert "| 2 | mcs |" in table and "±" in table and "mIoU" in table
+    assert meta["run"]["expressions"] == 2 and meta["run"]["videos"] == 1
+    assert meta["run"]["video_ids"] == [video_id(2)] and meta["run"]["first_video"] == 2  # --first-video
+    assert meta["run"]["bootstrap"] == {"interval": "percentile", "over": "expressions", "resamples": 2000,
+                                        "seed": 0, "level": 0.95}
+    assert meta["tsg"]["queries"] == 2 and set(meta["tsg"]) >= {"R1@0.3", "R1@0.5", "R1@0.7", "mIoU"}
+    pairs = json.loads(files["paired"].read_text())
+    assert [(d["a"], d["b"]) for d in pairs] == [("mcs+bap", "first-k+forward"), ("mcs+bap", "uniform+bap")]
+    by = {(r["sampling"], r["propagation"]): r for r in ablation.headline(rows)}
+    for d in pairs:
+        a, b = (by[tuple(x.split("+"))] for x in (d["a"], d["b"]))
+        assert d["J&F_diff"] == pytest.approx(a["J&F"] - b["J&F"], abs=0.011) and d["lo"] <= d["J&F_diff"] <= d["hi"]
+    # subsets follow the world's flags of the chosen expressions
+    synth = generate_video(video_seed(SPLIT_SEEDS["test"], 2), video_id(2))
+    flags = [expression_flags(synth, e) for e in synth.expressions if e.obj_ids or e.moments][:2]
+    parts = {p["subset"]: p for p in json.loads(files["subsets"].read_text())}
+    assert list(parts) == [name for name, _ in ablation.SUBSETS] + ["plain"]
+    assert parts["late_start"]["expressions"] == sum(f["late_start"] for f in flags)
+    assert parts["occluded_or_exits"]["expressions"] == sum(f["occluded"] or f["exits"] for f in flags)
+    hard = ("late_start", "absent_frame0", "lookalike", "occluded", "exits")
+    assert parts["plain"]["expressions"] == sum(not any(f[x] for x in hard) for f in flags)
+    for p in parts.values():
+        assert all(r["n"] == p["expressions"] for r in p["rows"]) and (p["rows"] == []) == (p["expressions"] == 0)
+        assert all("seed" not in r for r in p["rows"])
+    md = files["md"].read_text()
+    assert "| 2 | mcs |" in md and "±" in md and "mIoU" in md and "[95 % CI]" in md and "Subset `plain`" in md
     assert files["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # --merge: the raw file alone gives the same rows; with another range, the rows cover both
+    assert ablation.main(["--merge", str(files["raw"]), "--json", str(tmp_path / "again.json")]) == rows
+    raw = json.loads(files["raw"].read_text())
+    other = tmp_path / "other_raw.json"
+    other.write_text(json.dumps({**raw, "videos": [{**raw["videos"][0], "index": 7, "video": video_id(7)}]}))
+    merged = ablation.main(["--merge", str(files["raw"]), str(other), "--json", str(tmp_path / "m.json")])
+    assert all(r["n"] == 4 for r in merged) and [r["J&F"] for r in merged] == [r["J&F"] for r in rows]
+    run = json.loads(ablation.companions(tmp_path / "m.json")["tsg"].read_text())["run"]
+    assert run["video_indices"] == [2, 7] and run["merged_from"] == [str(files["raw"]), str(other)]
+    assert "indices 2, 7;" in ablation.companions(tmp_path / "m.json")["md"].read_text()
+    for bad, message in ((files["raw"], "more than one file"), (files["md"], "not an ablation raw file")):
+        with pytest.raises(ValueError, match=message):
+            ablation.load_raw([files["raw"], bad])
+    other.write_text(json.dumps({**raw, "settings": {**raw["settings"], "keyframes": [3]}}))
+    with pytest.raises(ValueError, match=r"other settings \(keyframes\)"):
+        ablation.load_raw([files["raw"], other])
+    with pytest.raises(SystemExit):  # on the command line: one error line, exit 2
+        ablation.parse_args(["--merge", str(files["raw"]), str(other)])
+
+
+def _fake_videos(n: int, settings, seed: int = 0) -> list[dict]:
+    """score_video-shaped results with random per-expression J / F for every setting of ``settings``."""
+    rng = np.random.default_rng(seed)
+    names = ("has_moment", "late_start", "lookalike", "absent_frame0", "occluded", "exits", "hard_forward", "none")
+    exps = []
+    for i in range(n):
+        flags = dict.fromkeys(names, False)
+        flags["late_start"], flags["exits"] = i % 3 == 0, i % 4 == 1
+        rows = []
+        for s in settings.grid():
+            for seed_ in (settings.seeds if s["sampling"] == "random" else (None,)):
+                j, f = rng.uniform(0, 1, 2)
+                rows.append({**s, "seed": seed_, "J": j, "F": f, "updates": int(rng.integers(0, 3))})
+        exps.append({"exp_id": str(i), "kind": "event", "flags": flags, "rows": rows})
+    return [{"video": "v", "index": 0, "frames": 9, "seconds": 0.0, "expressions": exps}]
+
+
+def test_ablation_statistics_are_fixed_seed_percentile_bootstraps_over_expressions():
+    from momentseg.eval.bootstrap import bootstrap_indices, paired_difference, percentile_interval
+
+    settings = ablation.Settings("table", (5, 10), (0, 1, 2))
+    table = ablation.Table(_fake_videos(13, settings))
+    rows = ablation.aggregate(table, settings)
+    assert len(rows) == 2 * 3 * (3 + 3 + 1)
+    idx = bootstrap_indices(13)
+
+    def jf(setting, seed=None):
+        v = table.values(setting, seed)
+        return 100 * (v[:, 0] + v[:, 1]) / 2
+
+    base = {"noise": None, "anchor": "window", "anchor_update": True}
+    mcs_bap = {**base, "keyframes": 10, "sampling": "mcs", "propagation": "bap"}
+    row = next(r for r in rows if r["keyframes"] == 10 and (r["sampling"], r["propagation"]) == ("mcs", "bap"))
+    lo, hi = percentile_interval(jf(mcs_bap), idx)
+    assert (row["J&F"], row["J&F_lo"], row["J&F_hi"], row["n"]) == (
+        round(jf(mcs_bap).mean(), 2), round(lo, 2), round(hi, 2), 13)
+    # random: the per-expression mean over seeds, bootstrapped; its std is over the per-seed rows
+    rnd = {**base, "keyframes": 5, "sampling": "random", "propagation": "forward"}
+    seed_mean = np.mean([jf(rnd, s) for s in (0, 1, 2)], axis=0)
+    agg = next(r for r in rows if r["keyframes"] == 5 and r["sampling"] == "random"
+               and r["propagation"] == "forward" and "seed" not in r)
+    lo, hi = percentile_interval(seed_mean, idx)
+    assert (agg["J&F"], agg["J&F_lo"], agg["J&F_hi"]) == (round(seed_mean.mean(), 2), round(lo, 2), round(hi, 2))
+    per_seed = [r["J&F"] for r in rows if r.get("seed") is not None and r["keyframes"] == 5
+                and r["propagation"] == "forward"]
+    assert agg["J&F_std"] == pytest.approx(np.std(per_seed, ddof=1), abs=0.006)
+    # paired differences: the same resampled expressions for both rows
+    diffs = ablation.differences(table, settings)
+    assert [(d["keyframes"], d["a"], d["b"]) for d in diffs] == [
+        (k, "mcs+bap", b) for k in (5, 10) for b in ("first-k+forward", "uniform+bap")]
+    fk = {**base, "keyframes": 10, "sampling": "first-k", "propagation": "forward"}
+    d, lo, hi = paired_difference(jf(mcs_bap), jf(fk), idx)
+    assert (diffs[2]["J&F_diff"], diffs[2]["lo"], diffs[2]["hi"]) == (round(d, 2), round(lo, 2), round(hi, 2))
+    # subsets: by the flags; each subset bootstraps its own expressions
+    parts = {p["subset"]: p for p in ablation.subsets(table, settings)}
+    late = np.array([i % 3 == 0 for i in range(13)])
+    assert parts["late_start"]["expressions"] == late.sum() == 5
+    assert parts["occluded_or_exits"]["expressions"] == sum(i % 4 == 1 for i in range(13))
+    assert parts["plain"]["expressions"] == sum(i % 3 != 0 and i % 4 != 1 for i in range(13))
+    assert parts["lookalike"] == {"subset": "lookalike", "flags": ["lookalike"], "expressions": 0, "rows": [],
+                                  "differences": []}
+    sub = next(r for r in parts["late_start"]["rows"] if r["keyframes"] == 10 and r["sampling"] == "mcs"
+               and r["propagation"] == "bap")
+    lo, hi = percentile_interval(jf(mcs_bap)[late], bootstrap_indices(5))
+    assert (sub["J&F"], sub["J&F_lo"], sub["J&F_hi"]) == (round(jf(mcs_bap)[late].mean(), 2), round(lo, 2),
+                                                         round(hi, 2))
+
+
+def test_ablation_anchor_pairs_compare_the_method_with_each_variant():
+    settings = ablation.Settings("anchor", (5,), (0,), ("mcs", "uniform"), ("window", "frame"), (True, False))
+    table = ablation.Table(_fake_videos(6, settings))
+    rows = ablation.aggregate(table, settings)
+    assert len(rows) == 2 * 2 * 3 * 2 and all({"anchor", "anchor_update", "updates"} <= set(r) for r in rows)
+    r = rows[0]
+    v = table.values({**r, "noise": None}, None)
+    assert r["updates"] == round(v[:, 2].mean(), 3)
+    diffs = ablation.differences(table, settings)
+    assert [(d["a"], d["b"]) for d in diffs] == [
+        (f"{s}+bap (window, update on)", f"{s}+bap ({a}, update {u})")
+        for s in ("mcs", "uniform") for a, u in (("window", "off"), ("frame", "on"), ("frame", "off"))]
+
+
+def test_ablation_sweep_scores_controlled_curves_with_the_real_seg_pass(model_dir, tmp_path):
+    out = tmp_path / "sweep.json"
+    rows = ablation.main(["--mode", "sweep", "--noise", "1", "0", "--first-video", "2", "--videos", "1",
+                          "--keyframes", "2", "--seeds", "1", "--max-expressions", "1", "--model", str(model_dir),
+                          "--json", str(out)])
+    assert {r["noise"] for r in rows} == {0.0, 1.0}
+    assert len(rows) == 2 * 3 * (3 + 1 + 1)
+    # first-k does not look at the curve: its keyframes and (forward) masks are the same at every level
+    fk = [r for r in rows if r["sampling"] == "first-k" and r["propagation"] == "forward"]
+    assert fk[0]["J&F"] == fk[1]["J&F"]
+    files = ablation.companions(out)
+    meta = json.loads(files["tsg"].read_text())
+    assert meta["tsg"] == {"queries": 0}  # no [FIND] pass in a sweep
+    by_noise = meta["tsg_by_noise"]
+    assert by_noise["0.0"]["R1@0.5"] == 100.0  # the blurred truth grounds its moment
+    assert by_noise["1.0"]["queries"] == by_noise["0.0"]["queries"] == 1
+    pairs = json.loads(files["paired"].read_text())
+    assert [(d["noise"], d["b"]) for d in pairs] == [(0.0, "first-k+forward"), (0.0, "uniform+bap"),
+                                                     (1.0, "first-k+forward"), (1.0, "uniform+bap")]
+    assert meta["run"]["noise"] == [0.0, 1.0] and meta["run"]["blur"] == 2.0
+    md = files["md"].read_text()
+    assert "| 2 | 0 | mcs |" in md and "| 2 | 1 | mcs |" in md and "controlled curves" in md
+    assert files["png"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ablation_anchor_mode_measures_both_rules_on_the_same_expressions(model_dir, tmp_path):
+    out = tmp_path / "anchor.json"
+    rows = ablation.main(["--mode", "anchor", "--videos", "1", "--first-video", "2", "--keyframes", "3",
+                          "--max-expressions", "1", "--model", str(model_dir), "--json", str(out)])
+    assert len(rows) == 2 * 2 * 3 and {r["sampling"] for r in rows} == {"mcs"}
+    assert {(r["anchor"], r["anchor_update"]) for r in rows} == {("window", True), ("window", False),
+                                                                 ("frame", True), ("frame", False)}
+    assert all(r["updates"] == 0 for r in rows if not r["anchor_update"])  # off: memory never cleared
+    assert len(json.loads(ablation.companions(out)["paired"].read_text())) == 3
+    assert "| 3 | mcs | frame | off |" in ablation.companions(out)["md"].read_text()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--noise", "0.5"], "only apply to --mode sweep"),
+    (["--mode", "sweep", "--noise", "1.5"], "must lie in"),
+    (["--first-video", "-1"], "--first-video"),
+    (["--mode", "sweep", "--blur", "-2"], "--blur"),
+    (["--samplings", "bogus"], "invalid choice"),
+])
+def test_ablation_bad_arguments_exit_with_one_error_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        ablation.parse_args(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert ": error: " in err[-1] and message in err[-1]
 
 
 def test_cost_main_measures_each_method_in_its_own_process(tmp_path):
@@ -135,6 +324,47 @@ def test_cost_update_keeps_other_rows_and_refuses_other_settings():
     assert ratios[("momentseg", 20)] == round(1 / 3, 2) and ratios[("momentseg", 10)] == 1.0
     with pytest.raises(SystemExit, match="height"):
         cost.merge({"rows": old_rows, "run": {**run, "height": 240}}, new, run, [])
+
+
+gpu = _load("gpu")
+
+
+def test_gpu_script_dry_run_measures_every_item_on_the_tiny_preset(tmp_path):
+    """benchmarks/gpu.py --dry-run: the GPU script's code path on the tiny preset, tiny sizes, CPU."""
+    out = tmp_path / "gpu.json"
+    report = gpu.main(["--dry-run", "--device", "cpu", "--threads", "1", "--cache-dir", str(tmp_path / "v"),
+                       "--json", str(out)])
+    assert json.loads(out.read_text()) == report
+    run = report["run"]
+    assert run["preset"] == "tiny" and run["dry_run"] and run["lengths"] == list(gpu.DRY["lengths"])
+    config = MomentSegModel.tiny().config
+    assert report["find_pass"]["frames"] == config.find_max_frames and report["find_pass"]["seconds_mean"] > 0
+    seg = report["seg_pass"]
+    assert seg["keyframes"] == gpu.default_keyframes() == 8 and seg["context_frames"] == config.context_frames
+    assert seg["seconds_min"] <= seg["seconds_mean"]
+    rows = report["propagation"]
+    assert [(r["frames"], r["offload_state"]) for r in rows] == [(n, o) for n in gpu.DRY["lengths"]
+                                                                 for o in (False, True)]
+    for r in rows:
+        assert r["image_size"] == config.sam2_image_size and r["fps"] == pytest.approx(r["frames"] / r["seconds"],
+                                                                                          rel=0.01)
+        assert r["cuda_peak_mib"] is None and r["cuda_base_mib"] is None  # CPU: no GPU memory to report
+    e2e = report["end_to_end"]
+    assert e2e["frames"] == gpu.DRY["e2e_frames"] and (tmp_path / "v" / "bench_48x64_10.mp4").is_file()
+    assert e2e["segment_over_sam2"] == round(e2e["segment"]["seconds"] / e2e["sam2_alone"]["seconds"], 2)
+
+
+def test_gpu_script_builds_the_random_3b_preset_without_files():
+    """What the GPU run builds: MomentSegModel.random("3b") (here on the meta device: no memory), with a word
+    tokenizer that fits the 3b config and encodes the prompts."""
+    with torch.device("meta"):
+        model = MomentSegModel.random("3b")
+    assert model.config.preset == "3b" and model.config.sam2_image_size == 1024
+    assert sum(p.numel() for p in model.parameters()) > 3_900_000_000
+    seq = model._sequence([(2, 4)], model.config.prompt_tsg, "the red circle", model.config.answer_tsg)
+    assert int((seq.mm_types == 2).sum()) == 4 and model._position(seq, "find") > seq.answer_start - 1
+    with pytest.raises(SystemExit):
+        gpu.parse_args(["--device", "cuda"]) if not torch.cuda.is_available() else gpu.parse_args(["--reps", "0"])
 
 
 # ------------------------------------------------------------------ the embedded model's own benchmarks

@@ -109,7 +109,46 @@ def test_baselines():
     assert select_keyframes(p, 4, "first-k").anchor == 3
 
 
+# a sharp single-frame peak at 1 and a broad moment around 7: the two anchor rules disagree
+TWO_PEAKS = np.array([0.0, 0.95, 0.1, 0.0, 0.0, 0.5, 0.6, 0.7, 0.6, 0.5, 0.0, 0.0, 0.1, 0.0])
+
+
+def test_anchor_rule_default_is_the_methods_window_and_frame_is_the_argmax():
+    # values computed with the code before the anchor rule became an argument: the default is unchanged
+    before = {"mcs": ([1, 5, 6, 7, 9], 7), "uniform": ([0, 3, 7, 10, 13], 7), "first-k": ([0, 1, 2, 3, 4], 4),
+              "random": ([0, 2, 3, 8, 13], 8)}
+    for method, (idx, anchor) in before.items():
+        for choice in (select_keyframes(TWO_PEAKS, 5, method, seed=3),
+                       select_keyframes(TWO_PEAKS, 5, method, seed=3, anchor_rule="window")):
+            assert (choice.indices.tolist(), choice.anchor) == (idx, anchor), method
+    assert anchor_frame(TWO_PEAKS) == anchor_frame(TWO_PEAKS, "window") == 7
+    assert anchor_frame(TWO_PEAKS, "frame") == 1 == int(np.argmax(TWO_PEAKS))
+    # the single most similar frame moves the anchor and, for MCS, the keyframes (no mass left of frame 1)
+    frame = {m: select_keyframes(TWO_PEAKS, 5, m, seed=3, anchor_rule="frame") for m in before}
+    # all mass right of frame 1: 4 picks by inverse CDF at q = 1/8, 3/8, 5/8, 7/8 of p[2:] -> 5, 6, 8, 9
+    assert (frame["mcs"].indices.tolist(), frame["mcs"].anchor) == ([1, 5, 6, 8, 9], 1)
+    assert frame["uniform"].anchor == 0 and frame["first-k"].anchor == 1 and frame["random"].anchor == 0
+    for m in ("uniform", "first-k", "random"):  # the baselines' keyframes do not depend on the anchor
+        assert frame[m].indices.tolist() == before[m][0]
+    # on a curve whose best frame is the centre of its best window, the rules agree
+    p = np.array([0.1, 0.2, 0.5, 0.9, 0.5, 0.2, 0.1, 0.0])
+    a, b = select_keyframes(p, 4, anchor_rule="frame"), select_keyframes(p, 4)
+    assert a.anchor == b.anchor == 3 and a.indices.tolist() == b.indices.tolist()
+
+
+@given(probs, st.integers(1, 16), methods)
+def test_anchor_rule_frame_anchors_at_the_keyframe_nearest_the_most_similar_frame(p, k, method):
+    choice = select_keyframes(p, k, method, seed=0, anchor_rule="frame")
+    best = int(np.argmax(p))
+    assert choice.anchor in choice.indices.tolist()
+    assert abs(choice.anchor - best) == np.min(np.abs(choice.indices - best))
+    if method == "mcs":
+        assert choice.anchor == best
+
+
 def test_bad_arguments():
+    with pytest.raises(InputError, match="anchor rule"):
+        select_keyframes([0.5, 0.2], 1, anchor_rule="middle")
     with pytest.raises(InputError):
         sample_keyframes([0.5], 2, "bogus")
     with pytest.raises(InputError):

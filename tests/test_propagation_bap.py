@@ -7,7 +7,7 @@ import torch
 from momentseg.errors import InputError
 from momentseg.model.sam2 import build_sam2, tiny_sam2_config
 from momentseg.propagation.bap import NO_OBJECT_LOGIT, propagate, upsample_mask
-from momentseg.propagation.policy import AnchorTracker, bap_plan
+from momentseg.propagation.policy import AnchorTracker, bap_plan, fired_updates
 from momentseg.propagation.session import FrameStore, PropagationSession
 
 S, T = 128, 20
@@ -133,6 +133,9 @@ def test_anchor_update_fires_when_the_rule_says_and_not_otherwise(sam2, video, m
             else:
                 tracker.observe(by_frame[f])
     assert [f for f, _ in cleared] == expected
+    probs = [by_frame[f] for f in range(T)]
+    assert fired_updates(bap_plan(T, KEYS, ANCHOR), probs) == expected  # the library's replay agrees
+    assert fired_updates(bap_plan(T, KEYS, ANCHOR), probs, enabled=False) == []
     assert expected  # the random model is unsure (p ~ 0.5), so the product falls below 0.9 quickly
     for f, frames in cleared:
         assert frames and all(abs(g - f) <= 7 for g in frames)

@@ -1,11 +1,12 @@
 import math
 
+import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from momentseg.errors import InputError
-from momentseg.propagation.policy import AnchorTracker, bap_plan, memory_window
+from momentseg.propagation.policy import AnchorTracker, bap_plan, fired_updates, memory_window
 
 
 @st.composite
@@ -123,3 +124,20 @@ def test_anchor_tracker_examples():
 def test_memory_window_is_clipped():
     assert memory_window(3, 20) == range(0, 11)
     assert memory_window(18, 20, radius=2) == range(16, 20)
+
+
+def test_fired_updates_replays_the_rule_on_small_arrays():
+    # BAP over 12 frames, keyframes 2, 6, 9, anchor 6: forward 6..11 tests keyframe 9, backward 6..0 tests 2
+    plan = bap_plan(12, [2, 6, 9], 6)
+    probs = np.full(12, 0.99)
+    assert fired_updates(plan, probs) == []  # products 0.99**2 and 0.99**3 stay above 0.9 * 0.99
+    probs[7] = probs[4] = 0.5  # one unsure frame before keyframe 9 (forward) and before keyframe 2 (backward)
+    assert fired_updates(plan, probs) == [9, 2]
+    assert fired_updates(plan, probs, enabled=False) == []  # the rule switched off (the ablation)
+    assert fired_updates(plan, probs, ratio=0.4) == []  # 0.5 * 0.99 >= 0.4 * 0.99
+    probs[9] = 0.4  # the keyframe itself unsure: 0.4901 >= 0.9 * 0.4, no update forward
+    assert fired_updates(plan, probs) == [2]
+    # forward from keyframe 2 (its start, never tested): 0.99 * 0.5 * 0.99 < 0.9 * 0.99 fires at 6
+    assert fired_updates(bap_plan(12, [2, 6, 9], 6, "forward"), probs) == [6]
+    with pytest.raises(InputError):
+        fired_updates(plan, probs[:5])

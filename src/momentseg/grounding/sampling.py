@@ -2,7 +2,9 @@
 
 MCS (method.md):
 * the anchor is the centre of the 5-frame window with the largest sum of p (windows are clamped at the video's
-  ends, i.e. a zero-padded moving sum; ties go to the earliest frame);
+  ends, i.e. a zero-padded moving sum; ties go to the earliest frame). For ablations the anchor rule is an
+  argument (:data:`ANCHOR_RULES`): ``window`` (the method, the default) or ``frame``, the single frame with the
+  largest p (ties -> earliest), i.e. the same rule with a 1-frame window;
 * the other K−1 keyframes are split between the left and right of the anchor in proportion to each side's p
   mass, ``left = round((K−1)·L/(L+R))`` (half rounds up; when L+R = 0 the split follows the sides' frame counts;
   a side never receives more frames than it has);
@@ -28,6 +30,11 @@ Method = Literal["mcs", "uniform", "first-k", "random"]
 METHODS: tuple[str, ...] = ("mcs", "uniform", "first-k", "random")
 #: Width of the window whose p-sum picks the anchor (frames).
 ANCHOR_WINDOW = 5
+#: How the anchor is chosen: ``window`` = centre of the :data:`ANCHOR_WINDOW`-frame window with the largest sum
+#: of p (the method, :data:`DEFAULT_ANCHOR_RULE`); ``frame`` = the single most similar frame (an ablation).
+AnchorRule = Literal["window", "frame"]
+ANCHOR_RULES: tuple[str, ...] = ("window", "frame")
+DEFAULT_ANCHOR_RULE: AnchorRule = "window"
 
 
 class KeyframeChoice(NamedTuple):
@@ -46,9 +53,14 @@ def _check_p(p) -> np.ndarray:
     return arr
 
 
-def anchor_frame(p) -> int:
-    """Centre of the 5-frame window with the largest sum of p (windows clamped at the ends; ties -> earliest)."""
+def anchor_frame(p, rule: AnchorRule = DEFAULT_ANCHOR_RULE) -> int:
+    """Centre of the 5-frame window with the largest sum of p (windows clamped at the ends; ties -> earliest);
+    ``rule="frame"``: the frame with the largest p (ties -> earliest)."""
     arr = _check_p(p)
+    if rule not in ANCHOR_RULES:
+        raise InputError(f"unknown anchor rule {rule!r}; choose one of {', '.join(ANCHOR_RULES)}")
+    if rule == "frame":
+        return int(np.argmax(arr))  # exact ties (a cumulative sum below would round them apart)
     half = ANCHOR_WINDOW // 2
     csum = np.concatenate(([0.0], np.cumsum(arr)))
     centres = np.arange(arr.size)
@@ -87,11 +99,12 @@ def _side_picks(weights: np.ndarray, count: int, anchor_offset: np.ndarray) -> l
     return picks
 
 
-def mcs_keyframes(p, k: int) -> KeyframeChoice:
-    """Moment-Centric Sampling of ``k`` keyframes from p (T,); see the module docstring."""
+def mcs_keyframes(p, k: int, anchor_rule: AnchorRule = DEFAULT_ANCHOR_RULE) -> KeyframeChoice:
+    """Moment-Centric Sampling of ``k`` keyframes from p (T,) around the anchor of ``anchor_rule``; see the
+    module docstring."""
     arr = _check_p(p)
     t = arr.size
-    anchor = anchor_frame(arr)
+    anchor = anchor_frame(arr, anchor_rule)
     if t <= k:
         return KeyframeChoice(np.arange(t), anchor)
     left_w, right_w = arr[:anchor], arr[anchor + 1 :]
@@ -109,16 +122,18 @@ def mcs_keyframes(p, k: int) -> KeyframeChoice:
     return KeyframeChoice(idx, anchor)
 
 
-def select_keyframes(p, k: int, method: Method = "mcs", seed: int | None = None) -> KeyframeChoice:
+def select_keyframes(p, k: int, method: Method = "mcs", seed: int | None = None,
+                     anchor_rule: AnchorRule = DEFAULT_ANCHOR_RULE) -> KeyframeChoice:
     """Keyframes and the propagation anchor for ``method`` over T = len(p) frames.
 
-    * ``mcs``: Moment-Centric Sampling; the anchor is :func:`anchor_frame`.
+    * ``mcs``: Moment-Centric Sampling; the anchor is :func:`anchor_frame` (with ``anchor_rule``).
     * ``uniform``: ``round(linspace(0, T−1, K))`` (first and last frame included).
     * ``first-k``: frames 0..K−1 (Sa2VA-style).
     * ``random``: K frames drawn without replacement with ``numpy.random.default_rng(seed)``.
 
     For the baselines the anchor is the keyframe closest to :func:`anchor_frame` (ties -> earlier), so that any
-    sampling can be combined with anchor-based propagation. T ≤ K gives all frames.
+    sampling can be combined with anchor-based propagation. T ≤ K gives all frames. ``anchor_rule``: see
+    :data:`ANCHOR_RULES` (the default is the method's).
     """
     if method not in METHODS:
         raise InputError(f"unknown keyframe sampling method {method!r}; choose one of {', '.join(METHODS)}")
@@ -126,7 +141,7 @@ def select_keyframes(p, k: int, method: Method = "mcs", seed: int | None = None)
         raise InputError(f"the number of keyframes must be at least 1, got {k}")
     arr = _check_p(p)
     if method == "mcs":
-        return mcs_keyframes(arr, k)
+        return mcs_keyframes(arr, k, anchor_rule)
     t = arr.size
     if t <= k:
         idx = np.arange(t)
@@ -137,7 +152,7 @@ def select_keyframes(p, k: int, method: Method = "mcs", seed: int | None = None)
     else:
         idx = np.sort(np.random.default_rng(seed).choice(t, size=k, replace=False))
     idx = idx.astype(np.int64)
-    best = anchor_frame(arr)
+    best = anchor_frame(arr, anchor_rule)
     anchor = int(idx[np.argmin(np.abs(idx - best))])
     return KeyframeChoice(idx, anchor)
 

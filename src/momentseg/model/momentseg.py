@@ -192,10 +192,18 @@ class MomentSegModel(nn.Module):
     @classmethod
     def tiny(cls, words=None, sam2_image_size: int = 128) -> MomentSegModel:
         """A random tiny-preset model with a word tokenizer over ``words`` (default: the synthetic vocabulary)."""
+        return cls.random("tiny", words, sam2_image_size)
+
+    @classmethod
+    def random(cls, preset: str, words=None, sam2_image_size: int | None = None) -> MomentSegModel:
+        """A randomly initialised model of ``preset`` (``tiny`` / ``3b`` / ``7b``) with a word tokenizer over
+        ``words`` (default: the synthetic vocabulary) and the prompt templates — no tokenizer files needed, e.g.
+        to measure the cost of a real-size model (build it under ``with torch.device("cuda"):`` to initialise it
+        on the GPU). ``sam2_image_size``: the preset's default when None."""
         words = default_vocabulary() if words is None else list(words)
-        probe = preset_config("tiny", build_word_tokenizer([]))  # only for the prompt templates
+        probe = preset_config(preset, build_word_tokenizer([]))  # only for the prompt templates
         tokenizer = build_word_tokenizer(words, _template_texts(probe))
-        return cls.build(preset_config("tiny", tokenizer, sam2_image_size=sam2_image_size), tokenizer)
+        return cls.build(preset_config(preset, tokenizer, sam2_image_size=sam2_image_size), tokenizer)
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> MomentSegModel:

@@ -16,7 +16,9 @@ Anchor update (method.md)
 Within a pass, keep the product of sigmoid(object score) over the propagated (non-keyframe) frames since the
 last reset. On reaching a keyframe other than the pass's start, if that product < ``ratio`` (0.9) × the
 keyframe's own object probability, the non-conditioning memory within ±``radius`` (7) frames of the keyframe is
-cleared and the product is reset to 1. Keyframes themselves do not enter the product.
+cleared and the product is reset to 1. Keyframes themselves do not enter the product. The rule can be switched
+off (``anchor_update=False`` in :func:`momentseg.propagation.bap.propagate`, an ablation; on is the method);
+:func:`fired_updates` replays it over a run's object probabilities (which keyframes cleared memory).
 """
 
 from __future__ import annotations
@@ -124,3 +126,29 @@ class AnchorTracker:
         if fire:
             self.log_product = 0.0
         return fire
+
+
+def fired_updates(plan: Plan, object_probs, *, enabled: bool = True, ratio: float = UPDATE_RATIO) -> list[int]:
+    """The keyframes at which the anchor-update rule clears memory, in visit order, given each frame's object
+    probability ``object_probs`` (T,) from a run of ``plan`` (frame-indexed, e.g. the ``object_prob`` of
+    :func:`momentseg.propagation.bap.propagate`'s outputs); ``enabled=False`` (the rule switched off): none.
+
+    Pure replay of :class:`AnchorTracker` pass by pass: the pass's start frame is skipped, a non-keyframe enters
+    the product, a keyframe is tested. It is exact for the outputs of a run, since every frame a pass visits
+    after its start is output by that pass.
+    """
+    if not enabled:
+        return []
+    probs = [float(x) for x in object_probs]
+    if len(probs) != plan.num_frames:
+        raise InputError(f"object_probs has {len(probs)} values for a plan over {plan.num_frames} frames")
+    fired = []
+    for spec in plan.passes:
+        tracker = AnchorTracker(ratio)
+        keys = set(spec.conditioning)
+        for f in spec.frames[1:]:
+            if f not in keys:
+                tracker.observe(probs[f])
+            elif tracker.at_keyframe(probs[f]):
+                fired.append(f)
+    return fired
