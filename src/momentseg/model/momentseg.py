@@ -33,7 +33,6 @@ from momentseg.model.tokenizer import (
     token_ids,
 )
 
-
 #: Initial std of the query bag-of-words table (``pool_query``). At random init the LLM's [SEG] / [FIND] state is
 #: nearly the same for every query (norm ≈ 11, cosine ≈ 0.99 between texts), so with the default N(0, 1) table
 #: the heads' outputs for different texts start at cosine ≈ 0.88; a SAM2 decoder given near-identical prompt
