@@ -163,3 +163,32 @@ def test_tiny_sam2_starts_with_unit_scale_features(model):
     torch.manual_seed(0)
     assert s4_std(build_sam2(model.config.sam2)) < 0.02  # transformers' own init, for contrast
     assert model.sam2.mask_decoder.pred_obj_score_head.proj_out.bias.item() == pytest.approx(2.0)
+
+
+def test_pixel_query_gain_scales_only_the_pixel_query(model):
+    """config.pixel_query_scale multiplies the [SEG] head's pixel-query outputs (weights and bias), not the
+    prompt token; the tiny preset sets a gain above 1, an old config without the field reads as 1."""
+    from momentseg.model.config import MomentSegConfig
+
+    assert model.config.pixel_query_scale > 1
+    assert MomentSegConfig.__dataclass_fields__["pixel_query_scale"].default == 1.0
+    kf = _video(2, 64, 64, seed=3)
+    p = model.config.prompt_dim
+    old = model.config.pixel_query_scale
+    with torch.no_grad():
+        saved = model.seg_head[2].weight.clone(), model.seg_head[2].bias.clone()
+        torch.nn.init.normal_(model.seg_head[2].weight[p:], std=0.1)  # the pixel query starts at zero
+        model.seg_head[2].bias[p:] = 0.5
+    try:
+        model.config.pixel_query_scale = 1.0
+        one, _ = model.seg_embedding(kf, "the red ball")
+        model.config.pixel_query_scale = 3.0
+        three, _ = model.seg_embedding(kf, "the red ball")
+    finally:
+        model.config.pixel_query_scale = old
+        with torch.no_grad():
+            model.seg_head[2].weight.copy_(saved[0])
+            model.seg_head[2].bias.copy_(saved[1])
+    assert torch.equal(one[:p], three[:p])
+    assert one[p:].abs().min() > 0
+    assert torch.allclose(three[p:], 3.0 * one[p:], rtol=1e-6, atol=1e-7)

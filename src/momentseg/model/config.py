@@ -71,6 +71,12 @@ class MomentSegConfig:
     # text (measured: [SEG] embeddings of different texts at cosine 0.99, J&F flat from 300 to 700 steps).
     # Off for the real presets, whose pretrained SAM2 already follows prompt tokens (and Sa2VA has no such head).
     seg_pixel_query: bool = False
+    # The pixel query's weights and bias as the head outputs them are multiplied by this before they reach SAM2
+    # (a fixed gain; the head's output layer starts at zero either way). Measured on the shipped tiny model: a
+    # linear query over its S/4 features that selects one object (oracle logistic regression) has norm 4–15,
+    # while the head's queries after 2,400 steps at gain 1 had norm 0.3 and were nearly the same for every
+    # text (cosine 0.7–0.8), so the masks could not follow the text.
+    pixel_query_scale: float = 1.0
     # This project's addition for an LLM trained from scratch (tiny preset): the [FIND] / [SEG] heads read the
     # special token's hidden state plus a learned bag-of-words embedding (mean) of the query's tokens. The
     # last-layer states of a from-scratch 2-layer LLM share one dominant direction: measured after 250 steps,
@@ -300,6 +306,7 @@ def preset_config(name: str, tokenizer=None, sam2_image_size: int | None = None)
             context_frame_size=112,
             seg_frame_size=112,
             seg_pixel_query=True,
+            pixel_query_scale=16.0,
             pool_query=True,
             fps=5.0,  # the synthetic world's videos last 4–12 s: 1 fps would leave ≤ 12 frames per video
             find_max_frames=32,

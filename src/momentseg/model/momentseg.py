@@ -381,6 +381,9 @@ class MomentSegModel(nn.Module):
         hidden = self._forward_llm(seq, video=video, images=images)
         head_dtype = self.seg_head[0].weight.dtype
         emb = self.seg_head(self._head_input(hidden, seq, "seg", head_dtype))
+        if c.seg_pixel_query:  # the pixel query's gain (config.pixel_query_scale)
+            p = c.prompt_dim
+            emb = torch.cat([emb[:p], emb[p:] * c.pixel_query_scale])
         return emb, hidden, seq
 
     @torch.no_grad()
