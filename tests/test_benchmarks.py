@@ -415,3 +415,18 @@ def test_training_curves_plot_every_component(tmp_path):
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     keys = training_curves.plot(run, tmp_path / "c.png")
     assert keys == ["loss", "track/mask_dice"] and (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_pixel_query_probe_scores_iou_and_runs(model_dir, tmp_path):
+    probe = _load("pixel_query_probe")
+    logits = torch.tensor([[1.0, 1.0, -1.0, -1.0], [-1.0, -1.0, -1.0, -1.0]])
+    target = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    assert probe.iou(logits, target).tolist() == [pytest.approx(1 / 3), 0.0]
+    for mode in ("colour", "oracle"):
+        out = tmp_path / f"{mode}.json"
+        probe.main(["--sam2", str(model_dir), "--mode", mode, "--steps", "2", "--batch", "2", "--train-items", "3",
+                    "--val-items", "3", "--eval-every", "1", "--json", str(out)])
+        result = json.loads(out.read_text())
+        assert result["mode"] == mode and 0.0 <= result["val_iou"] <= 1.0
+        assert 0.0 < result["all_shapes_iou"] <= 1.0  # every target lies inside "all shapes"
+    assert [c["step"] for c in json.loads((tmp_path / "colour.json").read_text())["curve"]] == [1, 2]
