@@ -361,8 +361,8 @@ def test_gpu_script_builds_the_random_3b_preset_without_files():
         model = MomentSegModel.random("3b")
     assert model.config.preset == "3b" and model.config.sam2_image_size == 1024
     assert sum(p.numel() for p in model.parameters()) > 3_900_000_000
-    seq = model._sequence([(2, 4)], model.config.prompt_tsg, "the red circle", model.config.answer_tsg)
-    assert int((seq.mm_types == 2).sum()) == 4 and model._position(seq, "find") > seq.answer_start - 1
+    seq = model.processor.sequence([(2, 4)], model.config.prompt_tsg, "the red circle", model.config.answer_tsg)
+    assert int((seq.mm_types == 2).sum()) == 4 and model.processor.position(seq, "find") > seq.answer_start - 1
     with pytest.raises(SystemExit):
         gpu.parse_args(["--device", "cuda"]) if not torch.cuda.is_available() else gpu.parse_args(["--reps", "0"])
 
