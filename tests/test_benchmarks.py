@@ -415,3 +415,23 @@ def test_training_curves_plot_every_component(tmp_path):
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     keys = training_curves.plot(run, tmp_path / "c.png")
     assert keys == ["loss", "track/mask_dice"] and (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_batch_speed_dry_run_times_every_row(tmp_path):
+    """benchmarks/batch_speed.py on tiny sizes: both training tasks batched vs one by one, ground and segment
+    with and without a shared prefix for each expression count, written as JSON."""
+    batch_speed = _load("batch_speed")
+    out = tmp_path / "b.json"
+    report = batch_speed.main(["--dry-run", "--json", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    dry = batch_speed.DRY
+    assert [(r["threads"], r["task"], r["batch"]) for r in report["train"]] == [
+        (t, task, dry["batch"]) for t in dry["threads"] for task in ("tsg", "refvos")]
+    for r in report["train"]:
+        assert r["batched_samples_per_s"] > 0 and r["one_by_one_samples_per_s"] > 0
+        assert r["speedup"] == pytest.approx(r["batched_samples_per_s"] / r["one_by_one_samples_per_s"], rel=0.02)
+    assert [(r["op"], r["expressions"]) for r in report["inference"]] == [
+        (op, n) for n in dry["expressions"] for op in ("ground", "segment")]
+    for r in report["inference"]:
+        assert r["shared_prefix_s"] > 0 and r["separate_s"] > 0
+    assert report["inference_setting"]["video_frames"] >= dry["frames"][0]
