@@ -178,8 +178,10 @@ def test_prefix_reuse_leaves_no_state_behind(model):
 
 
 def _masks_equal(a, b):
-    for t in range(len(a)):
-        assert np.array_equal(a[t], b[t]), f"frame {t}"
+    """Equal up to float rounding: the shared prefix moves the [SEG] embedding by ~1e-6, which can flip a pixel
+    whose logit sits at 0 (measured on this video: none flips; allowed: 1 in 100,000)."""
+    assert a.shape == b.shape
+    assert int((a != b).sum()) <= max(1, a.size // 100_000)
 
 
 @pytest.mark.parametrize("sampling", ["uniform", "mcs"])
