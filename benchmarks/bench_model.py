@@ -67,7 +67,7 @@ def main() -> None:
     def step(fn, sample):
         def run():
             model.zero_grad()
-            fn([sample])["loss"].backward()
+            fn([sample]).loss.backward()
 
         return run
 

@@ -72,13 +72,13 @@ def main() -> None:
         batch, item = samples("train", item, 8, rng, side)
         out = model.forward_refvos(batch)
         opt.zero_grad()
-        out["loss"].backward()
+        out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if (step + 1) % 25 == 0 or step + 1 == args.steps:
             with torch.no_grad():
                 held = model.forward_refvos(val)
-            print(f"step {step + 1}: held-out Dice loss {float(held['mask_dice']):.3f}  "
+            print(f"step {step + 1}: held-out Dice loss {float(held.mask_dice):.3f}  "
                   f"({time.time() - t0:.0f} s)", flush=True)
 
 

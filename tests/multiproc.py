@@ -18,7 +18,9 @@ def free_port() -> int:
 
 
 def _run(launcher: list[str], script: str | Path, args: list[str], env: dict[str, str] | None, timeout: int) -> None:
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent), **(env or {})}
+    # the workers import the tests' helpers and the same momentseg as this process (a PYTHONPATH it runs with)
+    path = os.pathsep.join([str(Path(__file__).parent), *filter(None, [os.environ.get("PYTHONPATH")])])
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path, **(env or {})}
     cmd = [sys.executable, "-m", *launcher, str(Path(script).resolve()), *map(str, args)]
     proc = subprocess.run(cmd, env=full_env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("[rank")]

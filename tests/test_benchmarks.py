@@ -361,8 +361,8 @@ def test_gpu_script_builds_the_random_3b_preset_without_files():
         model = MomentSegModel.random("3b")
     assert model.config.preset == "3b" and model.config.sam2_image_size == 1024
     assert sum(p.numel() for p in model.parameters()) > 3_900_000_000
-    seq = model._sequence([(2, 4)], model.config.prompt_tsg, "the red circle", model.config.answer_tsg)
-    assert int((seq.mm_types == 2).sum()) == 4 and model._position(seq, "find") > seq.answer_start - 1
+    seq = model.processor.sequence([(2, 4)], model.config.prompt_tsg, "the red circle", model.config.answer_tsg)
+    assert int((seq.mm_types == 2).sum()) == 4 and model.processor.position(seq, "find") > seq.answer_start - 1
     with pytest.raises(SystemExit):
         gpu.parse_args(["--device", "cuda"]) if not torch.cuda.is_available() else gpu.parse_args(["--reps", "0"])
 
@@ -430,3 +430,23 @@ def test_pixel_query_probe_scores_iou_and_runs(model_dir, tmp_path):
         assert result["mode"] == mode and 0.0 <= result["val_iou"] <= 1.0
         assert 0.0 < result["all_shapes_iou"] <= 1.0  # every target lies inside "all shapes"
     assert [c["step"] for c in json.loads((tmp_path / "colour.json").read_text())["curve"]] == [1, 2]
+
+
+def test_batch_speed_dry_run_times_every_row(tmp_path):
+    """benchmarks/batch_speed.py on tiny sizes: both training tasks batched vs one by one, ground and segment
+    with and without a shared prefix for each expression count, written as JSON."""
+    batch_speed = _load("batch_speed")
+    out = tmp_path / "b.json"
+    report = batch_speed.main(["--dry-run", "--json", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    dry = batch_speed.DRY
+    assert [(r["threads"], r["task"], r["batch"]) for r in report["train"]] == [
+        (t, task, dry["batch"]) for t in dry["threads"] for task in ("tsg", "refvos")]
+    for r in report["train"]:
+        assert r["batched_samples_per_s"] > 0 and r["one_by_one_samples_per_s"] > 0
+        assert r["speedup"] == pytest.approx(r["batched_samples_per_s"] / r["one_by_one_samples_per_s"], rel=0.02)
+    assert [(r["op"], r["expressions"]) for r in report["inference"]] == [
+        (op, n) for n in dry["expressions"] for op in ("ground", "segment")]
+    for r in report["inference"]:
+        assert r["shared_prefix_s"] > 0 and r["separate_s"] > 0
+    assert report["inference_setting"]["video_frames"] >= dry["frames"][0]

@@ -32,9 +32,9 @@ def test_tsg_forward_backward_reaches_find_head(model):
     pos = np.zeros(12, bool)
     pos[3:7] = True
     out = model.forward_tsg([TSGSample(_video(12), "the red ball moves left", pos)])
-    assert set(out) == {"loss", "find_loss", "lm_loss"}
-    assert all(torch.isfinite(v) for v in out.values())
-    out["loss"].backward()
+    assert set(out.components()) == {"find_loss", "lm_loss"}
+    assert all(torch.isfinite(v) for v in (out.loss, *out.components().values()))
+    out.loss.backward()
     assert _grad_sum(model.find_head[0]) > 0 and _grad_sum(model.find_head[2]) > 0
     assert _grad_sum(model.qwen.model.language_model) > 0
     assert all(p.grad is None for p in model.seg_head.parameters())  # TSG does not touch the [SEG] head
@@ -52,7 +52,7 @@ def test_find_loss_is_weighted_bce_of_find_logits(model):
     target = torch.from_numpy(pos).float()
     want = F.binary_cross_entropy_with_logits(logits, target, weight=1 + target)  # positives weighted 2
     with torch.no_grad():
-        got = model.forward_tsg([TSGSample(frames, "blue cube jumps", pos)])["find_loss"]
+        got = model.forward_tsg([TSGSample(frames, "blue cube jumps", pos)]).find_loss
     assert torch.allclose(got, want, atol=1e-5)
     # the query matters
     assert not torch.allclose(logits, model.find_logits(frames, "the red ball"))
@@ -77,9 +77,10 @@ def test_refvos_forward_backward_reaches_seg_head_and_sam2(model):
     masks[2] = False  # object absent in the last keyframe
     sample = RefVOSSample(_video(6, seed=4), keyframes, "the blue cube", masks)
     out = model.forward_refvos([sample])
-    assert {"loss", "mask_bce", "mask_dice", "lm_loss", "object_bce"} <= set(out)
-    assert all(torch.isfinite(v) for v in out.values())
-    out["loss"].backward()
+    assert set(out.components()) == {"mask_bce", "mask_dice", "lm_loss", "object_bce"}
+    assert all(torch.isfinite(v) for v in (out.loss, *out.components().values()))
+    assert out.seg_embeddings.shape == (1, model.config.seg_dim)
+    out.loss.backward()
     assert _grad_sum(model.seg_head) > 0
     assert _grad_sum(model.sam2.mask_decoder.output_hypernetworks_mlps) > 0
     assert _grad_sum(model.sam2.mask_decoder.transformer) > 0
@@ -95,7 +96,7 @@ def test_refvos_without_context_and_shape_errors(model):
     empty = np.zeros((0, 56, 56, 3), np.uint8)
     with torch.no_grad():
         out = model.forward_refvos([RefVOSSample(empty, keyframes, "ball", masks)])
-    assert torch.isfinite(out["loss"])
+    assert torch.isfinite(out.loss)
     with pytest.raises(ValueError):
         model.forward_refvos([RefVOSSample(empty, keyframes, "ball", masks[:, :32])])
     with pytest.raises(ValueError):
@@ -117,8 +118,9 @@ def test_seg_embedding(model):
 
 def test_sequence_layout(model):
     """Chat structure with the right number of placeholder tokens and the answer template at the end."""
-    seq = model._sequence([(2, 6), (1, 4), (1, 4)], "Please segment {query} in this video.", "x", "It is [SEG].")
-    ids = model._ids
+    seq = model.processor.sequence([(2, 6), (1, 4), (1, 4)], "Please segment {query} in this video.", "x",
+                                   "It is [SEG].")
+    ids = model.processor.ids
     assert int((seq.input_ids == ids["video_pad"]).sum()) == 6 and int((seq.mm_types == 2).sum()) == 6
     assert int((seq.input_ids == ids["image_pad"]).sum()) == 8 and int((seq.mm_types == 1).sum()) == 8
     assert int((seq.input_ids == ids["vision_start"]).sum()) == 3 == int((seq.input_ids == ids["vision_end"]).sum())
@@ -129,7 +131,7 @@ def test_sequence_layout(model):
 
 def test_query_span_covers_exactly_the_query_tokens(model):
     query = "the red ball"
-    seq = model._sequence([(2, 6)], "Please segment {query} in this video.", query, "It is [SEG].")
+    seq = model.processor.sequence([(2, 6)], "Please segment {query} in this video.", query, "It is [SEG].")
     s, e = seq.query_span
     assert seq.input_ids[s:e].tolist() == model.tokenizer.encode(query, add_special_tokens=False)
     assert "[UNK]" not in model.tokenizer.convert_ids_to_tokens(seq.input_ids[s:e].tolist())

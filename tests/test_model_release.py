@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from momentseg.errors import CheckpointError
 from momentseg.model import MomentSegModel
 from momentseg.model.preprocess import image_inputs, num_tokens, video_inputs
+from momentseg.model.processing import VisionInputs
 from momentseg.model.release import import_checkpoint
 from momentseg.model.sam2 import tiny_sam2_config
 from momentseg.model.tokenizer import build_word_tokenizer, token_ids
@@ -184,13 +185,14 @@ def _check_outputs(model, tensors, ref, find_prefix):
     # [SEG]: high-res keyframes as images
     keyframes = _frames(2, seed=3)
     images = image_inputs(keyframes, c.seg_frame_size, layout)
-    seq = model._sequence([(1, n) for n in num_tokens(images[1], layout)], c.prompt_seg, query, c.answer_seg)
+    proc = model.processor
+    seq = proc.sequence([(1, n) for n in num_tokens(images[1], layout)], c.prompt_seg, query, c.answer_seg)
     with torch.no_grad():
-        mine = model._forward_llm(seq, images=images)
+        mine = model.llm_hidden(proc.collate([seq], images=[VisionInputs(*images)]))[0]
         theirs = ref.model(input_ids=seq.input_ids[None], mm_token_type_ids=seq.mm_types[None],
                            pixel_values=images[0], image_grid_thw=images[1], use_cache=False).last_hidden_state[0]
     assert (mine - theirs).abs().max() < 1e-5
-    seg_pos = seq.answer_start + int((seq.input_ids[seq.answer_start:] == model._ids["seg"]).nonzero()[0, 0])
+    seg_pos = seq.answer_start + int((seq.input_ids[seq.answer_start:] == proc.ids["seg"]).nonzero()[0, 0])
     emb, _ = model.seg_embedding(keyframes, query)
     assert (emb - _head(tensors, "text_hidden_fcs.", theirs[seg_pos])).abs().max() < 1e-5
     if find_prefix is None:
@@ -198,15 +200,15 @@ def _check_outputs(model, tensors, ref, find_prefix):
     # [FIND]: low-res video; the authors' curve (per temporal patch, align_corners=True over the frames)
     frames = _frames(6, seed=4)
     video = video_inputs(frames, c.find_frame_size, layout)
-    seq = model._sequence([(2, num_tokens(video[1], layout)[0])], c.prompt_tsg, query, c.answer_tsg)
+    seq = proc.sequence([(2, num_tokens(video[1], layout)[0])], c.prompt_tsg, query, c.answer_tsg)
     with torch.no_grad():
-        mine = model._forward_llm(seq, video=video)
+        mine = model.llm_hidden(proc.collate([seq], videos=[VisionInputs(*video)]))[0]
         theirs = ref.model(input_ids=seq.input_ids[None], mm_token_type_ids=seq.mm_types[None],
                            pixel_values_videos=video[0], video_grid_thw=video[1],
                            second_per_grid_ts=torch.tensor([layout.temporal_patch_size / c.fps]),
                            use_cache=False).last_hidden_state[0]
     assert (mine - theirs).abs().max() < 1e-5
-    find_pos = seq.answer_start + int((seq.input_ids[seq.answer_start:] == model._ids["find"]).nonzero()[0, 0])
+    find_pos = seq.answer_start + int((seq.input_ids[seq.answer_start:] == proc.ids["find"]).nonzero()[0, 0])
     find = _head(tensors, find_prefix, theirs[find_pos])
     vid = _head(tensors, find_prefix, theirs[seq.mm_types == 2])
     t = int(video[1][0, 0])

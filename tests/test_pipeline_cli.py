@@ -92,14 +92,20 @@ def test_segment_corrupt_video(cli, model_dir, tmp_path, capsys):
 
 
 def test_several_expressions_share_decoding_and_match_single_runs(model_dir, synth):
+    """Shared frame decoding and SAM2 features change nothing; the shared LLM prefix (``share_prefix``) changes
+    the [SEG] embedding by float rounding only (~1e-6), which may flip a pixel whose logit sits at 0."""
     v, path = synth
     pipe = MomentSeg.from_pretrained(model_dir, device="cpu")
     texts = [v.expressions[0].text, v.expressions[1].text]
-    both = pipe.segment(path, texts, keyframes=4)
-    alone = pipe.segment(path, texts[1], keyframes=4)
-    a, b = both.expressions[1], alone.expressions[0]
-    assert np.array_equal(a.keyframes, b.keyframes)
-    assert a.masks.rles == b.masks.rles
+    alone = pipe.segment(path, texts[1], keyframes=4).expressions[0]
+    separate = MomentSeg(pipe.model, device="cpu", share_prefix=False).segment(path, texts, keyframes=4)
+    a = separate.expressions[1]
+    assert np.array_equal(a.keyframes, alone.keyframes)
+    assert a.masks.rles == alone.masks.rles
+    shared = pipe.segment(path, texts, keyframes=4).expressions[1]
+    assert np.array_equal(shared.keyframes, alone.keyframes) and shared.anchor == alone.anchor
+    got, want = shared.masks.to_array(), alone.masks.to_array()
+    assert int((got != want).sum()) <= max(1, got.size // 100_000)
 
 
 def test_offloaded_sam2_state_gives_the_same_masks(model_dir, synth):

@@ -91,10 +91,10 @@ def test_track_loss_trains_the_decoder_and_memory(model, video):
     model.zero_grad()
     out = model.forward_track(samples)
     c = model.config
-    want = c.mask_bce_weight * out["mask_bce"] + c.mask_dice_weight * out["mask_dice"] \
-        + c.object_score_loss_weight * out["object_bce"]
-    assert torch.isclose(out["loss"].detach(), want, rtol=1e-5)
-    out["loss"].backward()
+    want = c.mask_bce_weight * out.mask_bce + c.mask_dice_weight * out.mask_dice \
+        + c.object_score_loss_weight * out.object_bce
+    assert torch.isclose(out.loss.detach(), want, rtol=1e-5)
+    out.loss.backward()
     for name in ("mask_decoder", "memory_attention", "memory_encoder", "vision_encoder"):
         grads = [p.grad for n, p in model.sam2.named_parameters() if n.startswith(name) and p.grad is not None]
         assert grads and any(g.abs().sum() > 0 for g in grads), name
@@ -120,11 +120,11 @@ def test_caption_loss_learns_an_answer_and_greedy_decoding_reads_it(video):
     first = None
     for _ in range(60):
         out = m.forward_caption([sample])
-        first = first if first is not None else float(out["lm_loss"])
+        first = first if first is not None else float(out.lm_loss)
         opt.zero_grad()
-        out["loss"].backward()
+        out.loss.backward()
         opt.step()
-    assert float(out["lm_loss"]) < 0.1 * first
+    assert float(out.lm_loss) < 0.1 * first
     assert m.answer(frames, sample.question) == sample.answer
 
 

@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from momentseg.errors import CheckpointError, InputError
 from momentseg.io.atomic import MARKER
+from momentseg.model.outputs import RefVOSOutput, TSGOutput
 from momentseg.train import checkpoint as ckpt
 from momentseg.train.config import config_from_dict
 from momentseg.train.data import SampleShape, SampleStream
@@ -90,7 +91,7 @@ class StandIn(torch.nn.Module):
         find_loss, lm_loss = torch.stack(find).mean(), torch.stack(lm).mean()
         c = self.config
         loss = c.find_loss_weight * find_loss + c.lm_loss_weight * lm_loss
-        return {"loss": loss, "find_loss": find_loss.detach(), "lm_loss": lm_loss.detach()}
+        return TSGOutput(loss, find_loss.detach(), lm_loss.detach())
 
     def forward_refvos(self, samples):
         bce, dice, obj, lm = [], [], [], []
@@ -112,7 +113,7 @@ class StandIn(torch.nn.Module):
         c = self.config
         loss = (c.mask_bce_weight * out["mask_bce"] + c.mask_dice_weight * out["mask_dice"]
                 + c.object_score_loss_weight * out["object_bce"] + c.lm_loss_weight * out["lm_loss"])
-        return {"loss": loss, **{k: v.detach() for k, v in out.items()}}
+        return RefVOSOutput(loss, **{k: v.detach() for k, v in out.items()})
 
     def save_pretrained(self, path):
         path = Path(path)
@@ -264,10 +265,10 @@ def test_merge_lora_keeps_the_function():
             if "lora_B" in n:
                 p.normal_()  # LoRA B starts at zero; make the adapter do something
     sample = stream().sample(1)
-    before = model.forward_tsg([sample])["loss"]
+    before = model.forward_tsg([sample]).loss
     merge_lora(model)
     assert not any("lora" in n for n, _ in model.named_parameters())
-    torch.testing.assert_close(model.forward_tsg([sample])["loss"], before)
+    torch.testing.assert_close(model.forward_tsg([sample]).loss, before)
 
 
 def test_bad_prefix_and_bad_lora_target_are_input_errors():
@@ -282,7 +283,7 @@ def test_bad_prefix_and_bad_lora_target_are_input_errors():
 def test_checkpoint_round_trip_and_mismatch(tmp_path):
     model = make_model()
     opt = torch.optim.AdamW(model.parameters(), lr=0.1)
-    model.forward_tsg([stream().sample(1)])["loss"].backward()
+    model.forward_tsg([stream().sample(1)]).loss.backward()
     opt.step()
     folder = ckpt.save_checkpoint(tmp_path, 1, ckpt.snapshot(model, opt), {"seed": 0}, keep_last=1)
     assert sorted(p.name for p in folder.iterdir()) == sorted(

@@ -2,17 +2,20 @@
 
 One expression goes through the stages of the method, each a module of its own:
 
-1. dense pass (:meth:`MomentSegModel.find_logits`): many low-res frames + the query → ``[FIND]`` logits;
+1. dense pass (:meth:`MomentSegModel.find_logits`): many low-res frames + the query → ``[FIND]`` logits
+   (several expressions: :meth:`MomentSegModel.find_logits_many`, one video prefix for all of them);
 2. :mod:`momentseg.grounding.similarity`: sigmoid + Gaussian smoothing, resampled to every video frame;
    :mod:`momentseg.grounding.moments`: ranked moments (the TSG answer);
 3. :mod:`momentseg.grounding.sampling`: K keyframes (Moment-Centric Sampling or a baseline) and the anchor;
-4. ``[SEG]`` pass (:meth:`MomentSegModel.seg_embedding`) on the high-res keyframes → one prompt embedding;
+4. ``[SEG]`` pass (:meth:`MomentSegModel.seg_embedding`) on the high-res keyframes → one prompt embedding
+   (expressions that chose the same keyframes: :meth:`MomentSegModel.seg_embedding_many`, one prefix);
 5. :mod:`momentseg.propagation.bap`: SAM2 propagation over all frames (BAP or a baseline);
 6. each frame's mask is upsampled to the original size and, as soon as it is produced, either written as a PNG
    into the output folder (``segment(..., out=DIR)``: nothing per frame is kept but its area) or stored as COCO
    RLE (:class:`MaskSequence`, the in-memory result for short videos); no all-frames-at-full-size array exists.
 
-Several expressions on one video share the decoded frames (a bounded chunk cache of SAM2-size frames).
+Several expressions on one video share the decoded frames (a bounded chunk cache of SAM2-size frames) and the
+LLM's video prefix (``share_prefix``; all dense passes first, then the ``[SEG]`` passes, then propagation).
 """
 
 from __future__ import annotations
@@ -204,10 +207,14 @@ class _SamFrames:
 class MomentSeg:
     """MomentSeg inference: ``ground`` (TSG) and ``segment`` (RefVOS) on any video."""
 
-    def __init__(self, model, device: str | torch.device = "cpu", offload_state: bool = False):
-        """``offload_state``: keep SAM2's stored memories on the CPU (for long videos on a small GPU)."""
+    def __init__(self, model, device: str | torch.device = "cpu", offload_state: bool = False,
+                 share_prefix: bool = True):
+        """``offload_state``: keep SAM2's stored memories on the CPU (for long videos on a small GPU).
+        ``share_prefix``: several expressions of one video run the LLM's video prefix once (KV cache) and only
+        their own tokens each; False: one full pass per expression (the same results up to float rounding)."""
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.offload_state = offload_state
+        self.share_prefix = share_prefix
         self.model = model.to(self.device).eval()
         self.config = model.config
 
@@ -233,7 +240,18 @@ class MomentSeg:
 
     @torch.no_grad()
     def _ground(self, video: Video, query: str, dense: np.ndarray, lowres: np.ndarray) -> Grounding:
-        logits = self.model.find_logits(lowres, query).float().cpu().numpy()
+        return self._grounding(video, query, dense, self.model.find_logits(lowres, query).float().cpu().numpy())
+
+    @torch.no_grad()
+    def _ground_all(self, video: Video, queries: list[str], dense: np.ndarray, lowres: np.ndarray) -> list[Grounding]:
+        """:meth:`_ground` of every query; with ``share_prefix`` one video prefix for all of them."""
+        if not (self.share_prefix and len(queries) > 1):
+            return [self._ground(video, q, dense, lowres) for q in queries]
+        logits = self.model.find_logits_many(lowres, queries).float().cpu().numpy()
+        return [self._grounding(video, q, dense, row) for q, row in zip(queries, logits, strict=True)]
+
+    def _grounding(self, video: Video, query: str, dense: np.ndarray, logits: np.ndarray) -> Grounding:
+        """The Grounding of the dense pass's ``logits`` (one per dense frame)."""
         p_dense = frame_probabilities(logits)
         p = resample_to_frames(p_dense, video.timestamps[dense], video.timestamps)
         frame_duration = 1.0 / video.fps if video.fps > 0 else None
@@ -263,7 +281,7 @@ class MomentSeg:
         video = self._video(video, fps)
         dense = self._dense_frames(video)
         lowres = self._lowres(video, dense)
-        return [self._ground(video, q, dense, lowres) for q in queries]
+        return self._ground_all(video, queries, dense, lowres)
 
     # ------------------------------------------------------------------ segmentation
     def segment(
@@ -326,22 +344,24 @@ class MomentSeg:
             share = shared_image_features(self.model.sam2, max_bytes=FEATURE_CACHE_BYTES)
         else:
             share = contextlib.nullcontext()
+        groundings = self._ground_all(video, texts, dense, lowres)
+        choices = [select_keyframes(g.probabilities, keyframes, sampling, seed=seed) for g in groundings]
+        prompts = self._seg_prompts(video, texts, choices, context)
         with share:
-            for i, text in enumerate(texts):
-                grounding = self._ground(video, text, dense, lowres)
-                choice = select_keyframes(grounding.probabilities, keyframes, sampling, seed=seed)
+            for i, (text, grounding, choice, prompt) in enumerate(zip(texts, groundings, choices, prompts,
+                                                                      strict=True)):
                 folder = None if mask_folder is None else mask_folder / str(i)
                 results.append(
-                    self._segment_one(video, text, grounding, choice, frames, context, propagation, i, progress,
+                    self._segment_one(video, text, grounding, choice, frames, prompt, propagation, i, progress,
                                       folder)
                 )
         settings = {"keyframes": keyframes, "sampling": sampling, "propagation": propagation, "seed": seed}
         return SegmentResult(video, results, settings)
 
     @torch.no_grad()
-    def _segment_one(self, video, text, grounding, choice, frames, context, propagation, i,
+    def _segment_one(self, video, text, grounding, choice, frames, prompt, propagation, i,
                      progress, mask_folder: Path | None = None) -> ExpressionResult:
-        embedding, answer = self._seg_prompt(video, text, choice, context)
+        embedding, answer = prompt
         writer = MaskWriter(video.height, video.width, video.frame_names, mask_folder)
         masks, probs = self._propagate(video, choice, embedding, frames, propagation, f"segment {i}", progress,
                                        writer=writer)
@@ -353,6 +373,26 @@ class MomentSeg:
         seg_size = target_size(video.height, video.width, self.config.seg_frame_size, self.model.layout)
         key = video.get_frames(choice.indices, size=seg_size)
         return self.model.seg_embedding(key, text, context=context)
+
+    @torch.no_grad()
+    def _seg_prompts(self, video: Video, texts: list[str], choices: list, context: np.ndarray) -> list:
+        """:meth:`_seg_prompt` of every text; with ``share_prefix`` the texts whose keyframes are the same
+        share one [SEG] prefix (``seg_embedding_many``)."""
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, choice in enumerate(choices):
+            groups.setdefault(tuple(int(k) for k in choice.indices), []).append(i)
+        prompts: list = [None] * len(texts)
+        for members in groups.values():
+            if not (self.share_prefix and len(members) > 1):
+                for i in members:
+                    prompts[i] = self._seg_prompt(video, texts[i], choices[i], context)
+                continue
+            seg_size = target_size(video.height, video.width, self.config.seg_frame_size, self.model.layout)
+            key = video.get_frames(choices[members[0]].indices, size=seg_size)
+            embeddings, answers = self.model.seg_embedding_many(key, [texts[i] for i in members], context=context)
+            for i, embedding, answer in zip(members, embeddings, answers, strict=True):
+                prompts[i] = (embedding, answer)
+        return prompts
 
     @torch.no_grad()
     def _propagate(self, video: Video, choice, embedding: torch.Tensor, frames, propagation: str,

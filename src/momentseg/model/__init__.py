@@ -1,22 +1,32 @@
 """The MomentSeg model: Qwen2.5-VL + SAM2 backbones from transformers, [FIND] / [SEG] heads, presets, checkpoints.
 
 Main entry points: :class:`MomentSegModel` (``build``, ``tiny``, ``from_pretrained``, ``from_base``,
-``find_logits``, ``seg_embedding``, ``forward_tsg``, ``forward_refvos``), :class:`MomentSegConfig`,
-:func:`preset_config`, the training samples :class:`TSGSample` / :class:`RefVOSSample`, the SAM2 model
-:class:`momentseg.model.sam2_video.MomentSegSam2` (transformers' ``Sam2VideoModel`` prompted by the ``[SEG]``
-embedding) and its light glue in :mod:`momentseg.model.sam2` (``build_sam2``, ``new_session``, preprocessing).
+``find_logits`` / ``find_logits_many``, ``seg_embedding`` / ``seg_embedding_many``, ``forward_tsg``,
+``forward_refvos``), its :class:`MomentSegProcessor` (samples → padded batch tensors), the typed outputs
+:class:`TSGOutput` / :class:`RefVOSOutput`, :class:`MomentSegConfig`, :func:`preset_config`, the training samples
+:class:`TSGSample` / :class:`RefVOSSample`, the SAM2 model :class:`momentseg.model.sam2_video.MomentSegSam2`
+(transformers' ``Sam2VideoModel`` prompted by the ``[SEG]`` embedding) and its light glue in
+:mod:`momentseg.model.sam2` (``build_sam2``, ``new_session``, preprocessing).
 """
 
 from momentseg.model.config import MomentSegConfig, preset_config
 from momentseg.model.momentseg import CaptionSample, MomentSegModel, RefVOSSample, TrackSample, TSGSample
+from momentseg.model.outputs import CaptionOutput, RefVOSOutput, TrackOutput, TSGOutput
+from momentseg.model.processing import MomentSegBatch, MomentSegProcessor
 from momentseg.model.tokenizer import build_word_tokenizer
 
 __all__ = [
+    "CaptionOutput",
+    "MomentSegBatch",
     "MomentSegConfig",
     "MomentSegModel",
+    "MomentSegProcessor",
+    "RefVOSOutput",
     "RefVOSSample",
+    "TrackOutput",
     "TrackSample",
     "CaptionSample",
+    "TSGOutput",
     "TSGSample",
     "build_word_tokenizer",
     "preset_config",

@@ -1,15 +1,15 @@
 """The MomentSeg model: Qwen2.5-VL + SAM2 (transformers backbones) with the [FIND] and [SEG] heads.
 
-Sequences follow Qwen2.5-VL's chat structure::
-
-    <|im_start|>system\\n{system}<|im_end|>\\n<|im_start|>user\\n
-    [<|vision_start|><|video_pad|>×n<|vision_end|>] [<|vision_start|><|image_pad|>×n<|vision_end|>]×K
-    {prompt}<|im_end|>\\n<|im_start|>assistant\\n{answer}<|im_end|>
-
-Training and inference both use teacher forcing: the answer template ("It is [FIND]." / "It is [SEG].") is
+Sequences (Qwen2.5-VL's chat structure) and vision inputs are built by the model's
+:class:`~momentseg.model.processing.MomentSegProcessor` (``model.processor``); the model runs padded batches of
+them. Training and inference both use teacher forcing: the answer template ("It is [FIND]." / "It is [SEG].") is
 part of the sequence and the hidden state at the [FIND] / [SEG] position is read from one forward pass
 (no ``generate``). The returned answer text is that template (documented choice: with one answer template
 per task, the generated text carries no extra information).
+
+Several queries on the same frames (``find_logits_many`` / ``seg_embedding_many``) share one forward pass of
+their common prefix (system + vision tokens): its KV cache is computed once, and the queries' suffixes run
+against it, up to :data:`QUERIES_PER_PASS` at a time.
 """
 
 from __future__ import annotations
@@ -23,15 +23,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from momentseg.model.config import MomentSegConfig, preset_config
-from momentseg.model.preprocess import VisionLayout, image_inputs, num_tokens, video_inputs
-from momentseg.model.sam2 import build_sam2, preprocess_for_sam2
-from momentseg.model.tokenizer import (
-    IM_END,
-    IM_START,
-    build_word_tokenizer,
-    default_vocabulary,
-    token_ids,
+from momentseg.model.outputs import CaptionOutput, RefVOSOutput, TrackOutput, TSGOutput
+from momentseg.model.preprocess import VisionLayout
+from momentseg.model.processing import (
+    VIDEO,
+    MomentSegBatch,
+    MomentSegProcessor,
+    PrefixedQueries,
+    Sequence,
+    as_uint8,
 )
+from momentseg.model.sam2 import build_sam2, preprocess_for_sam2
+from momentseg.model.tokenizer import IM_END, build_word_tokenizer, default_vocabulary
 
 #: Initial std of the query bag-of-words table (``pool_query``). At random init the LLM's [SEG] / [FIND] state is
 #: nearly the same for every query (norm ≈ 11, cosine ≈ 0.99 between texts), so with the default N(0, 1) table
@@ -40,6 +43,10 @@ from momentseg.model.tokenizer import (
 #: learned tokens: IoU 0.05 after 200 steps at cosine 0.9, 0.33 at 0.6, 0.42 at 0.35). With std 6 the [SEG]
 #: outputs of different texts start at cosine ≈ 0.5.
 QUERY_BAG_INIT_STD = 6.0
+
+#: Queries whose suffixes run together against one shared prefix's KV cache (``find_logits_many`` /
+#: ``seg_embedding_many``): the cache is expanded to this many rows per pass.
+QUERIES_PER_PASS = 16
 
 
 @dataclass
@@ -84,14 +91,6 @@ class CaptionSample:
     answer: str
 
 
-@dataclass
-class _Sequence:
-    input_ids: torch.Tensor  # (L,) long
-    mm_types: torch.Tensor  # (L,) int: 0 text, 1 image token, 2 video token
-    answer_start: int  # index of the first answer token
-    query_span: tuple[int, int] = (0, 0)  # [start, end) of the query's tokens in input_ids
-
-
 def _mlp(d_in: int, d_out: int) -> nn.Sequential:
     """Linear(d,d) → ReLU → Linear(d,out) (indices 0 and 2 hold weights, as Sa2VA's text_hidden_fcs)."""
     return nn.Sequential(nn.Linear(d_in, d_in), nn.ReLU(), nn.Linear(d_in, d_out))
@@ -113,8 +112,7 @@ class MomentSegModel(nn.Module):
         super().__init__()
         from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-        self.config = config
-        self.tokenizer = tokenizer
+        self.processor = MomentSegProcessor(config, tokenizer)
         self.qwen = qwen if qwen is not None else Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(**config.qwen))
         if sam2 is None:
             sam2 = build_sam2(config.sam2, **config.sam2_behaviour)
@@ -138,33 +136,28 @@ class MomentSegModel(nn.Module):
             with torch.no_grad():
                 self.seg_head[2].weight[config.prompt_dim :].zero_()
                 self.seg_head[2].bias[config.prompt_dim :].zero_()
-        vc = config.qwen["vision_config"]
-        self.layout = VisionLayout(
-            patch_size=int(vc.get("patch_size", 14)),
-            merge_size=int(vc.get("spatial_merge_size", 2)),
-            temporal_patch_size=int(vc.get("temporal_patch_size", 2)),
-            image_mean=tuple(config.image_mean),
-            image_std=tuple(config.image_std),
-        )
-        self._ids = self._check_tokenizer(tokenizer) if tokenizer is not None else None
 
     # ------------------------------------------------------------------ construction
-    def _check_tokenizer(self, tokenizer) -> dict[str, int]:
-        ids = token_ids(tokenizer)
-        q = self.config.qwen
-        expected = {
-            "image_pad": q["image_token_id"],
-            "video_pad": q["video_token_id"],
-            "vision_start": q["vision_start_token_id"],
-            "vision_end": q["vision_end_token_id"],
-        }
-        for key, want in expected.items():
-            if ids[key] != want:
-                raise ValueError(f"tokenizer id of {key} is {ids[key]}, the Qwen config says {want}")
-        vocab = int(q["text_config"]["vocab_size"])
-        if len(tokenizer) > vocab:
-            raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the embedding table only {vocab}")
-        return ids
+    @property
+    def config(self) -> MomentSegConfig:
+        return self.processor.config
+
+    @config.setter
+    def config(self, config: MomentSegConfig) -> None:
+        self.processor.config = config
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+    @tokenizer.setter
+    def tokenizer(self, tokenizer) -> None:
+        """Set (and check against the Qwen config's ids) the tokenizer."""
+        self.processor.tokenizer = tokenizer
+
+    @property
+    def layout(self) -> VisionLayout:
+        return self.processor.layout
 
     @classmethod
     def build(cls, config: MomentSegConfig, tokenizer=None) -> MomentSegModel:
@@ -236,179 +229,205 @@ class MomentSegModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    # ------------------------------------------------------------------ sequences
-    def _require_tokenizer(self) -> dict[str, int]:
-        if self._ids is None:
-            raise ValueError("this model has no tokenizer")
-        return self._ids
+    # ------------------------------------------------------------------ the language model
+    def llm_hidden(self, batch: MomentSegBatch) -> torch.Tensor:
+        """Last-layer hidden states (B, L, d) of a processed batch (one padded forward; transformers computes
+        each sample's rope positions from the attention mask)."""
+        out = self.qwen.model(**batch.model_inputs(self.device), use_cache=False)
+        return out.last_hidden_state
 
-    def _encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False)
-
-    def _sequence(self, vision: list[tuple[int, int]], template: str, query: str, answer: str) -> _Sequence:
-        """vision: (mm type 1 image / 2 video, number of placeholder tokens) parts, in order; ``template``
-        holds ``{query}``."""
-        prompt = template.format(query=query)
-        ids = self._require_tokenizer()
-        c = self.config
-        parts: list[tuple[list[int], int]] = [
-            (self._encode(f"{IM_START}system\n{c.system_prompt}{IM_END}\n{IM_START}user\n"), 0)
-        ]
-        for kind, n in vision:
-            pad = ids["image_pad"] if kind == 1 else ids["video_pad"]
-            parts += [([ids["vision_start"]], 0), ([pad] * n, kind), ([ids["vision_end"]], 0)]
-        before = sum(len(p) for p, _ in parts)
-        parts.append((self._encode(f"{prompt}{IM_END}\n{IM_START}assistant\n"), 0))
-        answer_start = sum(len(p) for p, _ in parts)
-        # the query's tokens: the tokens that encoding the text up to the end of the query adds
-        pre = template.split("{query}")[0]
-        start = before + len(self._encode(pre))
-        end = max(start + 1, before + len(self._encode(pre + query)))
-        parts.append((self._encode(f"{answer}{IM_END}"), 0))
-        input_ids = torch.tensor([t for p, _ in parts for t in p], dtype=torch.long)
-        mm = torch.tensor([k for p, k in parts for _ in p], dtype=torch.int32)
-        return _Sequence(input_ids, mm, answer_start, (start, min(end, answer_start)))
-
-    def _head_input(self, hidden: torch.Tensor, seq: _Sequence, token: str, dtype) -> torch.Tensor:
-        """What the [FIND] / [SEG] head reads: the token's hidden state, plus the bag-of-words embedding of the
-        query's tokens (``pool_query``)."""
-        h = hidden[self._position(seq, token)].to(dtype)
+    def _head_inputs(self, rows: torch.Tensor, query_ids: list[torch.Tensor], dtype) -> torch.Tensor:
+        """What the [FIND] / [SEG] head reads (B, d): the token's hidden state (``rows``), plus the bag-of-words
+        embedding of each query's tokens (``pool_query``)."""
+        h = rows.to(dtype)
         if self.config.pool_query:
-            ids = seq.input_ids[seq.query_span[0] : seq.query_span[1]].to(h.device)
-            h = h + self.query_bag(ids[None])[0].to(dtype)
+            flat = torch.cat(query_ids).to(h.device)
+            offsets = torch.tensor([0] + [len(q) for q in query_ids[:-1]], device=h.device).cumsum(0)
+            h = h + self.query_bag(flat, offsets).to(dtype)
         return h
 
-    def _position(self, seq: _Sequence, token: str) -> int:
-        tid = self._require_tokenizer()[token]
-        hits = (seq.input_ids[seq.answer_start :] == tid).nonzero()
-        if len(hits) == 0:
-            raise ValueError(f"the answer template has no {token} token")
-        return seq.answer_start + int(hits[0, 0])
+    def _token_rows(self, hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """hidden (B, L, d) at one position per row → (B, d)."""
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), positions.to(hidden.device)]
 
-    def _forward_llm(self, seq: _Sequence, video=None, images=None) -> torch.Tensor:
-        """Last-layer hidden states (L, d). video: (pixel_values_videos, video_grid_thw); images: (pixel_values,
-        image_grid_thw)."""
-        dev = self.device
-        kwargs = {}
-        if video is not None:
-            kwargs["pixel_values_videos"] = video[0].to(dev)
-            kwargs["video_grid_thw"] = video[1].to(dev)
-            kwargs["second_per_grid_ts"] = torch.tensor(
-                [self.layout.temporal_patch_size / self.config.fps], device=dev
-            )
-        if images is not None:
-            kwargs["pixel_values"] = images[0].to(dev)
-            kwargs["image_grid_thw"] = images[1].to(dev)
-        out = self.qwen.model(
-            input_ids=seq.input_ids[None].to(dev),
-            mm_token_type_ids=seq.mm_types[None].to(dev),
-            use_cache=False,
-            **kwargs,
-        )
-        return out.last_hidden_state[0]
-
-    def _lm_loss_terms(self, hidden: torch.Tensor, seq: _Sequence) -> tuple[torch.Tensor, int]:
-        """Summed next-token cross-entropy over the answer tokens, and their count."""
-        targets = seq.input_ids[seq.answer_start :].to(hidden.device)
-        logits = self.qwen.lm_head(hidden[seq.answer_start - 1 : -1])
+    def _lm_loss_terms(self, hidden: torch.Tensor, batch: MomentSegBatch) -> tuple[torch.Tensor, int]:
+        """Summed next-token cross-entropy over every sample's answer tokens, and their count."""
+        rows, cols = [], []
+        for i, (start, length) in enumerate(zip(batch.answer_starts.tolist(), batch.lengths.tolist(), strict=True)):
+            cols.append(torch.arange(start - 1, length - 1))
+            rows.append(torch.full((length - start,), i))
+        r, c = torch.cat(rows), torch.cat(cols)
+        targets = batch.input_ids[r, c + 1].to(hidden.device)
+        logits = self.qwen.lm_head(hidden[r.to(hidden.device), c.to(hidden.device)])
         return F.cross_entropy(logits.float(), targets, reduction="sum"), int(targets.numel())
 
-    # ------------------------------------------------------------------ [FIND]
-    def _tsg_forward(self, frames, query: str):
-        c = self.config
-        video = video_inputs(_as_uint8(frames), c.find_frame_size, self.layout)
-        n_tok = num_tokens(video[1], self.layout)[0]
-        seq = self._sequence([(2, n_tok)], c.prompt_tsg, query, c.answer_tsg)
-        hidden = self._forward_llm(seq, video=video)
-        logits = self._similarity(hidden, seq, video[1], int(frames.shape[0]))
-        return logits, hidden, seq
+    # ------------------------------------------------------------------ one prefix, many queries
+    def _prefix_pass(self, pq: PrefixedQueries) -> tuple[torch.Tensor, list, int]:
+        """The shared prefix's hidden states (Lp, d), its KV cache (per layer (keys, values)) and the rope
+        position of the first suffix token."""
+        kwargs = pq.prefix.model_inputs(self.device)
+        positions, _ = self.qwen.model.get_rope_index(
+            kwargs["input_ids"], kwargs["mm_token_type_ids"], image_grid_thw=kwargs.get("image_grid_thw"),
+            video_grid_thw=kwargs.get("video_grid_thw"), second_per_grid_ts=kwargs.get("second_per_grid_ts"),
+            attention_mask=kwargs["attention_mask"])
+        out = self.qwen.model(**kwargs, position_ids=positions, use_cache=True)
+        layers = [(layer.keys, layer.values) for layer in out.cache.layers]
+        # the prefix ends with a text token (processor.prefixed checks it): the suffix's text positions go on
+        # from it one by one, as get_rope_index numbers text after vision in the full sequence
+        return out.last_hidden_state[0], layers, int(positions[0, 0, -1]) + 1
 
-    def _similarity(self, hidden: torch.Tensor, seq: _Sequence, grid_thw: torch.Tensor, n_frames: int):
-        """cos(find_head([FIND]), find_head(video tokens) pooled per temporal patch, interpolated to frames)/τ."""
+    def _suffix_pass(self, pq: PrefixedQueries, rows: list[int], layers: list, first_position: int) -> torch.Tensor:
+        """Hidden states (b, Ls, d) of the suffixes ``rows`` run against the prefix's cache."""
+        from transformers import DynamicCache
+
+        dev, b = self.device, len(rows)
+        width = int(pq.suffix_lengths[rows].max())
+        ids = pq.suffix_ids[rows, :width].to(dev)
+        mask = torch.cat([torch.ones(b, pq.prefix_length, dtype=torch.long), pq.suffix_mask[rows, :width]], 1)
+        positions = (first_position + torch.arange(width, device=dev)).view(1, 1, width).expand(3, b, width)
+        cache = DynamicCache([(k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1)) for k, v in layers],
+                             config=self.qwen.config)
+        out = self.qwen.model(input_ids=ids, attention_mask=mask.to(dev), position_ids=positions, cache=cache,
+                              use_cache=True)
+        return out.last_hidden_state
+
+    def _suffix_chunks(self, pq: PrefixedQueries, layers: list, first_position: int):
+        """(rows, hidden at their [FIND] / [SEG] token (b, d), their query ids) per pass of QUERIES_PER_PASS."""
+        for lo in range(0, len(pq), QUERIES_PER_PASS):
+            rows = list(range(lo, min(lo + QUERIES_PER_PASS, len(pq))))
+            hidden = self._suffix_pass(pq, rows, layers, first_position)
+            yield rows, self._token_rows(hidden, pq.token_positions[rows]), [pq.query_ids(i) for i in rows]
+
+    # ------------------------------------------------------------------ [FIND]
+    def _frame_features(self, video_hidden: torch.Tensor, t: int, n_frames: int) -> torch.Tensor:
+        """find_head(video tokens (t·h·w/m², d)) pooled per temporal patch, interpolated to frames (T, C)."""
         head_dtype = self.find_head[0].weight.dtype
-        find = self.find_head(self._head_input(hidden, seq, "find", head_dtype))  # (C,)
-        video_pos = (seq.mm_types == 2).nonzero()[:, 0].to(hidden.device)
-        vid = self.find_head(hidden[video_pos].to(head_dtype))  # (t·h·w/m², C)
-        t = int(grid_thw[0, 0])
+        vid = self.find_head(video_hidden.to(head_dtype))  # (t·h·w/m², C)
         vid = vid.reshape(t, -1, vid.shape[-1]).mean(1)  # (t, C)
+        if self.config.find_align_corners:  # the released MomentSeg's curve (see model.release)
+            return F.interpolate(vid.T[None].float(), size=n_frames, mode="linear", align_corners=True)[0].T
         # temporal patch j covers frames [tps·j, tps·j + tps); linear interpolation between patch centres
         padded = t * self.layout.temporal_patch_size
         per_frame = F.interpolate(vid.T[None].float(), size=padded, mode="linear", align_corners=False)[0].T
-        per_frame = per_frame[:n_frames]
-        if self.config.find_align_corners:  # the released MomentSeg's curve (see model.release)
-            per_frame = F.interpolate(vid.T[None].float(), size=n_frames, mode="linear", align_corners=True)[0].T
-        cos = F.cosine_similarity(per_frame, find.float()[None], dim=-1)
-        return cos / self.config.temperature
+        return per_frame[:n_frames]
+
+    def _find_vectors(self, rows: torch.Tensor, query_ids: list[torch.Tensor]) -> torch.Tensor:
+        head_dtype = self.find_head[0].weight.dtype
+        return self.find_head(self._head_inputs(rows, query_ids, head_dtype))  # (B, C)
+
+    def _find_curves(self, hidden: torch.Tensor, batch: MomentSegBatch, n_frames: list[int]) -> list[torch.Tensor]:
+        """Per sample: cos(find_head([FIND]), per-frame video features)/τ, (T_i,)."""
+        find = self._find_vectors(self._token_rows(hidden, batch.token_positions),
+                                  [batch.query_ids(i) for i in range(len(batch))])
+        is_video = (batch.mm_token_type_ids == VIDEO).to(hidden.device)
+        curves = []
+        for i, n in enumerate(n_frames):
+            t = int(batch.videos.grid_thw[batch.sample_videos[i], 0])
+            per_frame = self._frame_features(hidden[i][is_video[i]], t, n)
+            curves.append(F.cosine_similarity(per_frame, find[i].float()[None], dim=-1) / self.config.temperature)
+        return curves
 
     @torch.no_grad()
     def find_logits(self, frames, query: str) -> torch.Tensor:
         """Per-frame logits cos/τ (T,) of ``query`` against low-res ``frames`` (T,H,W,3) uint8; no sigmoid,
-        no smoothing. Frames are assumed sampled at ``config.fps``."""
-        logits, _, _ = self._tsg_forward(frames, query)
-        return logits.float().cpu()
+        no smoothing. Frames are assumed sampled at ``config.fps``. One full forward pass (see
+        :meth:`find_logits_many` for several queries on the same frames)."""
+        batch = self.processor.tsg([frames], [query])
+        return self._find_curves(self.llm_hidden(batch), batch, [int(frames.shape[0])])[0].float().cpu()
 
-    def forward_tsg(self, samples: list[TSGSample]) -> dict[str, torch.Tensor]:
-        """Training loss for TSG samples: loss = w_find·find_loss + w_lm·lm_loss (components unweighted).
-        find_loss = BCE-with-logits per frame (positives weighted ``find_pos_weight``), mean over frames and
-        samples; lm_loss = mean cross-entropy over all answer tokens."""
+    @torch.no_grad()
+    def find_logits_many(self, frames, queries: list[str]) -> torch.Tensor:
+        """:meth:`find_logits` of every query (n, T): the video prefix runs once, the queries' suffixes against
+        its KV cache (:data:`QUERIES_PER_PASS` per pass)."""
+        pq = self.processor.tsg_queries(frames, list(queries))
+        hidden, layers, first = self._prefix_pass(pq)
+        is_video = (pq.prefix.mm_token_type_ids[0] == VIDEO).to(hidden.device)
+        t = int(pq.prefix.videos.grid_thw[0, 0])
+        per_frame = self._frame_features(hidden[is_video], t, int(frames.shape[0]))  # (T, C)
+        out = []
+        for _, token_hidden, query_ids in self._suffix_chunks(pq, layers, first):
+            find = self._find_vectors(token_hidden, query_ids).float()  # (b, C)
+            out.append(F.cosine_similarity(per_frame[None], find[:, None], dim=-1) / self.config.temperature)
+        return torch.cat(out).float().cpu()
+
+    def forward_tsg(self, samples: list[TSGSample]) -> TSGOutput:
+        """Training loss for TSG samples, one padded LLM pass for the batch: loss = w_find·find_loss +
+        w_lm·lm_loss (components unweighted). find_loss = BCE-with-logits per frame (positives weighted
+        ``find_pos_weight``), mean over frames and samples; lm_loss = mean cross-entropy over all answer tokens."""
         c = self.config
-        find_losses, lm_sum, lm_n = [], 0.0, 0
+        positives = []
         for s in samples:
             positive = torch.as_tensor(np.asarray(s.positive, dtype=bool))
             if positive.shape != (s.frames.shape[0],):
                 raise ValueError(f"positive has shape {tuple(positive.shape)}, frames {s.frames.shape[0]}")
-            logits, hidden, seq = self._tsg_forward(s.frames, s.query)
+            positives.append(positive)
+        batch = self.processor.tsg([s.frames for s in samples], [s.query for s in samples])
+        hidden = self.llm_hidden(batch)
+        curves = self._find_curves(hidden, batch, [int(s.frames.shape[0]) for s in samples])
+        find_losses = []
+        for logits, positive in zip(curves, positives, strict=True):
             target = positive.to(logits.device, torch.float32)
             weight = 1.0 + (c.find_pos_weight - 1.0) * target
             find_losses.append(F.binary_cross_entropy_with_logits(logits, target, weight=weight))
-            terms, n = self._lm_loss_terms(hidden, seq)
-            lm_sum, lm_n = lm_sum + terms, lm_n + n
+        lm_sum, lm_n = self._lm_loss_terms(hidden, batch)
         find_loss = torch.stack(find_losses).mean()
         lm_loss = lm_sum / max(lm_n, 1)
         loss = c.find_loss_weight * find_loss + c.lm_loss_weight * lm_loss
-        return {"loss": loss, "find_loss": find_loss.detach(), "lm_loss": lm_loss.detach()}
+        return TSGOutput(loss, find_loss.detach(), lm_loss.detach(), tuple(x.detach() for x in curves))
 
     # ------------------------------------------------------------------ [SEG]
-    def _seg_forward(self, keyframes, query: str, context=None):
-        c = self.config
-        vision, video, images = [], None, None
-        if context is not None and len(context) > 0:
-            video = video_inputs(_as_uint8(context), c.context_frame_size, self.layout)
-            vision.append((2, num_tokens(video[1], self.layout)[0]))
-        images = image_inputs(_as_uint8(keyframes), c.seg_frame_size, self.layout)
-        vision += [(1, n) for n in num_tokens(images[1], self.layout)]
-        seq = self._sequence(vision, c.prompt_seg, query, c.answer_seg)
-        hidden = self._forward_llm(seq, video=video, images=images)
+    def _seg_vectors(self, rows: torch.Tensor, query_ids: list[torch.Tensor]) -> torch.Tensor:
         head_dtype = self.seg_head[0].weight.dtype
-        emb = self.seg_head(self._head_input(hidden, seq, "seg", head_dtype))
+        emb = self.seg_head(self._head_inputs(rows, query_ids, head_dtype))  # (B, seg_dim)
+        c = self.config
         if c.seg_pixel_query:  # the pixel query's gain (config.pixel_query_scale)
             p = c.prompt_dim
-            emb = torch.cat([emb[:p], emb[p:] * c.pixel_query_scale])
-        return emb, hidden, seq
+            emb = torch.cat([emb[:, :p], emb[:, p:] * c.pixel_query_scale], dim=1)
+        return emb
 
     @torch.no_grad()
     def seg_embedding(self, keyframes, query: str, context=None) -> tuple[torch.Tensor, str]:
         """The SAM2 prompt embedding (P,) of ``query`` given high-res ``keyframes`` (K,H,W,3) uint8 (Qwen
-        images) and optional low-res ``context`` (Tc,H,W,3) uint8 (Qwen video); and the answer text."""
-        emb, _, _ = self._seg_forward(keyframes, query, context)
-        return emb, self.config.answer_seg
+        images) and optional low-res ``context`` (Tc,H,W,3) uint8 (Qwen video); and the answer text. One full
+        forward pass (see :meth:`seg_embedding_many` for several queries on the same frames)."""
+        batch = self.processor.refvos([keyframes], [query], [context])
+        hidden = self.llm_hidden(batch)
+        emb = self._seg_vectors(self._token_rows(hidden, batch.token_positions), [batch.query_ids(0)])
+        return emb[0], self.config.answer_seg
 
-    def forward_refvos(self, samples: list[RefVOSSample]) -> dict[str, torch.Tensor]:
-        """Training loss for RefVOS samples. The [SEG] embedding prompts SAM2 on the K keyframes decoded as a
-        clip (``self.sam2.decode_clip``: frame 0 conditioning, later frames with memory, when
-        ``config.train_memory_path``; else each frame independently). Mask logits (S/4)² are upsampled
-        bilinearly to the GT size. loss = w_bce·mask_bce + w_dice·mask_dice + w_lm·lm_loss +
-        w_obj·object_bce (components unweighted)."""
+    @torch.no_grad()
+    def seg_embedding_many(self, keyframes, queries: list[str], context=None) -> tuple[torch.Tensor, list[str]]:
+        """:meth:`seg_embedding` of every query (n, P) on the same keyframes and context, and the answer texts:
+        the vision prefix runs once, the queries' suffixes against its KV cache."""
+        pq = self.processor.refvos_queries(keyframes, list(queries), context)
+        _, layers, first = self._prefix_pass(pq)
+        out = [self._seg_vectors(token_hidden, query_ids)
+               for _, token_hidden, query_ids in self._suffix_chunks(pq, layers, first)]
+        return torch.cat(out), [self.config.answer_seg] * len(pq)
+
+    def forward_refvos(self, samples: list[RefVOSSample]) -> RefVOSOutput:
+        """Training loss for RefVOS samples (one padded LLM pass for the batch). The [SEG] embedding prompts
+        SAM2 on the K keyframes decoded as a clip (``self.sam2.decode_clip``: frame 0 conditioning, later frames
+        with memory, when ``config.train_memory_path``; else each frame independently), sample by sample. Mask
+        logits (S/4)² are upsampled bilinearly to the GT size. loss = w_bce·mask_bce + w_dice·mask_dice +
+        w_lm·lm_loss + w_obj·object_bce (components unweighted)."""
         c = self.config
-        bces, dices, objs, lm_sum, lm_n = [], [], [], 0.0, 0
-        sam_dtype = next(self.sam2.parameters()).dtype
+        all_masks = []
         for s in samples:
             masks = torch.as_tensor(np.asarray(s.masks, dtype=bool))
-            k, h, w = masks.shape
-            if s.keyframes.shape[:3] != (k, h, w):
+            if s.keyframes.shape[:3] != tuple(masks.shape):
                 raise ValueError(f"masks {tuple(masks.shape)} do not match keyframes {s.keyframes.shape[:3]}")
-            emb, hidden, seq = self._seg_forward(s.keyframes, s.query, s.context)
-            px = preprocess_for_sam2(_as_uint8(s.keyframes), c.sam2_image_size).to(self.device, sam_dtype)
+            all_masks.append(masks)
+        batch = self.processor.refvos([s.keyframes for s in samples], [s.query for s in samples],
+                                      [s.context for s in samples])
+        hidden = self.llm_hidden(batch)
+        embs = self._seg_vectors(self._token_rows(hidden, batch.token_positions),
+                                 [batch.query_ids(i) for i in range(len(batch))])
+        bces, dices, objs = [], [], []
+        sam_dtype = next(self.sam2.parameters()).dtype
+        for s, masks, emb in zip(samples, all_masks, embs, strict=True):
+            k, h, w = masks.shape
+            px = preprocess_for_sam2(as_uint8(s.keyframes), c.sam2_image_size).to(self.device, sam_dtype)
             cond = (0,) if c.train_memory_path else tuple(range(k))
             low, scores = self.sam2.decode_clip(px, emb.to(sam_dtype), cond_frames=cond)
             logits = F.interpolate(low[:, None].float(), size=(h, w), mode="bilinear", align_corners=False)[:, 0]
@@ -419,8 +438,7 @@ class MomentSegModel(nn.Module):
             dices.append(dice_loss(logits, target))
             present = target.flatten(1).amax(1)
             objs.append(F.binary_cross_entropy_with_logits(scores.float(), present))
-            terms, n = self._lm_loss_terms(hidden, seq)
-            lm_sum, lm_n = lm_sum + terms, lm_n + n
+        lm_sum, lm_n = self._lm_loss_terms(hidden, batch)
         mask_bce, mask_dice = torch.stack(bces).mean(), torch.stack(dices).mean()
         object_bce = torch.stack(objs).mean()
         lm_loss = lm_sum / max(lm_n, 1)
@@ -430,17 +448,11 @@ class MomentSegModel(nn.Module):
             + c.lm_loss_weight * lm_loss
             + c.object_score_loss_weight * object_bce
         )
-        return {
-            "loss": loss,
-            "mask_bce": mask_bce.detach(),
-            "mask_dice": mask_dice.detach(),
-            "lm_loss": lm_loss.detach(),
-            "object_bce": object_bce.detach(),
-        }
-
+        return RefVOSOutput(loss, mask_bce.detach(), mask_dice.detach(), lm_loss.detach(), object_bce.detach(),
+                            embs.detach())
 
     # ------------------------------------------------------------------ pretraining tasks
-    def forward_track(self, samples: list[TrackSample]) -> dict[str, torch.Tensor]:
+    def forward_track(self, samples: list[TrackSample]) -> TrackOutput:
         """SAM2 pretraining loss (no language): each object is prompted on frame 0 (mask, box or points) and
         tracked with memory through the clip (``self.sam2.decode_prompted_clip``). Mask BCE and Dice over every
         (object, frame) the decoder produced (a mask prompt's own frame is the prompt, so it is left out),
@@ -471,7 +483,7 @@ class MomentSegModel(nn.Module):
                     q["points"] = torch.as_tensor(np.asarray(p["points"]), dtype=torch.float32).reshape(-1, 2) * scale
                     q["labels"] = np.asarray(p["labels"])
                 prompts.append(q)
-            px = preprocess_for_sam2(_as_uint8(s.frames), size).to(self.device, sam_dtype)
+            px = preprocess_for_sam2(as_uint8(s.frames), size).to(self.device, sam_dtype)
             low, scores = self.sam2.decode_prompted_clip(px, prompts)  # (T,N,h',w'), (T,N)
             logits = F.interpolate(low.float(), size=(h, w), mode="bilinear", align_corners=False)
             logits = logits.transpose(0, 1).clamp(min=-32.0)  # (N,T,h,w); "no object" frames come back at -1024
@@ -484,37 +496,30 @@ class MomentSegModel(nn.Module):
             objs.append(F.binary_cross_entropy_with_logits(scores.T.float()[keep], present[keep]))
         mask_bce, mask_dice, object_bce = (torch.stack(x).mean() for x in (bces, dices, objs))
         loss = c.mask_bce_weight * mask_bce + c.mask_dice_weight * mask_dice + c.object_score_loss_weight * object_bce
-        return {"loss": loss, "mask_bce": mask_bce.detach(), "mask_dice": mask_dice.detach(),
-                "object_bce": object_bce.detach()}
+        return TrackOutput(loss, mask_bce.detach(), mask_dice.detach(), object_bce.detach())
 
-    def _caption_sequence(self, frames, question: str, answer: str):
-        video = video_inputs(_as_uint8(frames), self.config.find_frame_size, self.layout)
-        seq = self._sequence([(2, num_tokens(video[1], self.layout)[0])], "{query}", question, answer)
-        return seq, video
-
-    def forward_caption(self, samples: list[CaptionSample]) -> dict[str, torch.Tensor]:
-        """Vision–language pretraining loss: next-token cross-entropy over the answer tokens of each
-        (video, question, answer), mean over all answer tokens. loss = w_lm·lm_loss."""
-        lm_sum, lm_n = 0.0, 0
-        for s in samples:
-            seq, video = self._caption_sequence(s.frames, s.question, s.answer)
-            terms, n = self._lm_loss_terms(self._forward_llm(seq, video=video), seq)
-            lm_sum, lm_n = lm_sum + terms, lm_n + n
+    def forward_caption(self, samples: list[CaptionSample]) -> CaptionOutput:
+        """Vision–language pretraining loss (one padded LLM pass): next-token cross-entropy over the answer
+        tokens of each (video, question, answer), mean over all answer tokens. loss = w_lm·lm_loss."""
+        batch = self.processor.caption([s.frames for s in samples], [s.question for s in samples],
+                                       [s.answer for s in samples])
+        lm_sum, lm_n = self._lm_loss_terms(self.llm_hidden(batch), batch)
         lm_loss = lm_sum / max(lm_n, 1)
-        return {"loss": self.config.lm_loss_weight * lm_loss, "lm_loss": lm_loss.detach()}
+        return CaptionOutput(self.config.lm_loss_weight * lm_loss, lm_loss.detach())
 
     @torch.no_grad()
     def answer(self, frames, question: str, max_tokens: int = 48) -> str:
         """Greedy answer to ``question`` about low-res ``frames`` (sampled at ``config.fps``), up to the end
         token (for probing the pretrained language model)."""
-        seq, video = self._caption_sequence(frames, question, "")
+        seq, video = self.processor.caption_sample(frames, question, "")
         ids = seq.input_ids[: seq.answer_start].tolist()
         mm = seq.mm_types[: seq.answer_start].tolist()
         end = self.tokenizer.convert_tokens_to_ids(IM_END)
         out: list[int] = []
         for _ in range(max_tokens):
-            step = _Sequence(torch.tensor(ids + out), torch.tensor(mm + [0] * len(out), dtype=torch.int32), 0)
-            nxt = int(self.qwen.lm_head(self._forward_llm(step, video=video)[-1]).argmax())
+            step = Sequence(torch.tensor(ids + out), torch.tensor(mm + [0] * len(out), dtype=torch.int32), 0)
+            hidden = self.llm_hidden(self.processor.collate([step], videos=[video]))
+            nxt = int(self.qwen.lm_head(hidden[0, -1]).argmax())
             if nxt == end:
                 break
             out.append(nxt)
@@ -523,14 +528,3 @@ class MomentSegModel(nn.Module):
 
 def _template_texts(config: MomentSegConfig) -> list[str]:
     return [config.prompt_tsg, config.answer_tsg, config.prompt_seg, config.answer_seg, config.system_prompt]
-
-
-def _as_uint8(frames) -> np.ndarray | torch.Tensor:
-    if isinstance(frames, torch.Tensor):
-        if frames.dtype != torch.uint8:
-            raise ValueError(f"frames must be uint8, got {frames.dtype}")
-        return frames.cpu()
-    arr = np.asarray(frames)
-    if arr.dtype != np.uint8:
-        raise ValueError(f"frames must be uint8, got {arr.dtype}")
-    return arr

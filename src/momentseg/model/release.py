@@ -250,8 +250,7 @@ def _import(src: Path, source: str, qwen_config: dict[str, Any], qwen_key, sam2_
         model.qwen.resize_token_embeddings(len(tokenizer))
         model.config.qwen["text_config"]["vocab_size"] = len(tokenizer)
         model.config.notes.append(f"{added} task token(s) added to the tokenizer; their embedding rows are new")
-    model.tokenizer = tokenizer
-    model._ids = model._check_tokenizer(tokenizer)
+    model.tokenizer = tokenizer  # checked against the Qwen config's ids by the processor
     return model.eval()
 
 

@@ -1,8 +1,9 @@
 """The joint TSG + RefVOS trainer.
 
-Any module with ``forward_tsg(list) -> dict`` and ``forward_refvos(list) -> dict`` of loss components
-(``find_loss``, ``lm_loss`` / ``mask_bce``, ``mask_dice``, ``lm_loss``; each a mean over the call's samples)
-trains here. The trainer is the one place where components are weighted (``loss:`` in the config): a
+Any module whose ``forward_tsg(list)`` / ``forward_refvos(list)`` (and, for the pretraining stages,
+``forward_track`` / ``forward_caption``) return the typed outputs of :mod:`momentseg.model.outputs` — ``loss`` and
+the loss components (``find_loss``, ``lm_loss`` / ``mask_bce``, ``mask_dice``, ``lm_loss``, ``object_bce``; each
+a mean over the call's samples) — trains here. The trainer is the one place where components are weighted (``loss:`` in the config): a
 micro-batch's loss is the mean over its samples of ``Σ weight × component``, so with gradient accumulation
 and data parallelism every sample of an optimizer step counts equally.
 
@@ -28,6 +29,7 @@ import torch
 
 from momentseg.errors import InputError
 from momentseg.io.atomic import atomic_dir, atomic_write_text
+from momentseg.model.outputs import CaptionOutput, RefVOSOutput, TrackOutput, TSGOutput
 from momentseg.train import checkpoint as ckpt
 from momentseg.train.config import LossConfig, TrainConfig
 from momentseg.train.data import SampleStream, batch_positions
@@ -42,10 +44,10 @@ WEIGHT_ATTRS = {
 }
 """component name → (``loss:`` key in the training config, attribute of the model's config)."""
 TASK_COMPONENTS = {
-    "tsg": ("find_loss", "lm_loss"),
-    "refvos": ("mask_bce", "mask_dice", "lm_loss", "object_bce"),
-    "track": ("mask_bce", "mask_dice", "object_bce"),
-    "caption": ("lm_loss",),
+    "tsg": TSGOutput.COMPONENTS,
+    "refvos": RefVOSOutput.COMPONENTS,
+    "track": TrackOutput.COMPONENTS,
+    "caption": CaptionOutput.COMPONENTS,
 }
 """The components ``forward_<task>`` returns next to ``loss`` (``track`` / ``caption``: the backbone
 pretraining stages, :func:`momentseg.train.data.track_sample` / ``caption_sample``)."""
@@ -62,7 +64,7 @@ def set_loss_weights(model: torch.nn.Module, weights: LossConfig) -> None:
 class JointLoss(torch.nn.Module):
     """Wraps the model so one ``forward`` (the call DDP/FSDP hook into) runs both tasks of a micro-batch.
 
-    The model returns, per task, ``loss`` (its weighted sum) and detached components, each a mean over the
+    The model returns, per task, a typed output: ``loss`` (its weighted sum) and detached components, each a mean over the
     call's samples. The micro-batch loss is the per-sample mean ``(n_tsg·loss_tsg + n_ref·loss_ref) / n``.
     Also returned, for logging: ``sum/<task>/<component>`` (component × samples) and ``n/<task>``.
     """
@@ -85,19 +87,19 @@ class JointLoss(torch.nn.Module):
                 out[f"sum/{task}/{c}"] = torch.tensor(0.0)
             if not samples:
                 continue
-            parts = getattr(self.model, f"forward_{task}")(list(samples))
-            if set(parts) != {"loss", *TASK_COMPONENTS[task]}:
-                raise KeyError(f"forward_{task} returned {sorted(parts)}, expected loss + {TASK_COMPONENTS[task]}")
-            loss = parts["loss"]
+            output = getattr(self.model, f"forward_{task}")(list(samples))
+            parts = output.components()
+            if set(parts) != set(TASK_COMPONENTS[task]):
+                raise KeyError(f"forward_{task} returned {sorted(parts)}, expected {TASK_COMPONENTS[task]}")
+            loss = output.loss
             value = float(loss.detach())
-            expected = sum(self.weights[c] * float(v) for c, v in parts.items() if c != "loss")
+            expected = sum(self.weights[c] * float(v) for c, v in parts.items())
             if not math.isclose(value, expected, rel_tol=1e-3, abs_tol=1e-5):
                 raise RuntimeError(f"forward_{task} loss {value:.6g} is not Σ weight × component "
                                    f"({expected:.6g}); were the loss weights set on the model's config?")
             total = total + loss.float() * (len(samples) / n)
             for c, v in parts.items():
-                if c != "loss":
-                    out[f"sum/{task}/{c}"] = v.detach().float().cpu() * len(samples)
+                out[f"sum/{task}/{c}"] = v.detach().float().cpu() * len(samples)
         out["loss"] = total
         return out
 
