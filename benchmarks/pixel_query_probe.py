@@ -7,7 +7,10 @@ the synthetic world (train split to fit, val split to score), one visible object
 preset's query bag) → a two-layer head (output layer at zero, gain ``--scale``) → (w, b), BCE 2 + Dice 0.5 on
 the S/4 mask (32 × 32 at SAM2 128²), AdamW lr 1e-3. ``--tune-encoder`` also trains SAM2's image encoder and
 ``conv_s0`` (the fine-tuning recipe freezes the encoder). ``oracle`` fits one (w, b) per object and frame by
-logistic regression instead (an upper bound for any text → query map).
+logistic regression instead (an upper bound for any text → query map). ``learned`` reads the queries a trained
+model's ``[SEG]`` head gives (``--model``): for each expression with a target on test videos 0..``--videos``-1, its
+first target frame as the keyframe, the video's context frames: the queries' mean norm (weights and bias, after
+``pixel_query_scale``) and the mean cosine between the queries of two expressions of one video.
 
 Reported: mean IoU on the val frames, and the IoU of predicting every object's pixels ("all shapes": what a
 query that ignores the text scores).
@@ -30,7 +33,7 @@ from momentseg.io.atomic import atomic_write_text
 from momentseg.model import MomentSegModel
 from momentseg.model.sam2 import preprocess_for_sam2
 
-MODES = ("colour", "shape", "both", "oracle")
+MODES = ("colour", "shape", "both", "oracle", "learned")
 
 
 def _cells(mask: np.ndarray, side: int) -> torch.Tensor:
@@ -156,6 +159,34 @@ def run_oracle(sam2, test, steps: int) -> dict:
     return {"val_iou": float(np.mean(scores)), "query_norm_median": float(np.median(norms))}
 
 
+@torch.no_grad()
+def run_learned(model_dir: str, videos: int) -> dict:
+    from momentseg.grounding.sampling import uniform_frames
+
+    model = MomentSegModel.from_pretrained(model_dir).eval()
+    c = model.config
+    if not c.seg_pixel_query:
+        raise SystemExit(f"{model_dir}: this model's [SEG] head has no pixel query")
+    norms, cosines = [], []
+    for i in range(videos):
+        v = syn.generate_video(syn.video_seed(syn.SPLIT_SEEDS["test"], i), syn.video_id(i))
+        context = v.frames[uniform_frames(v.num_frames, c.context_frames)]
+        queries = []
+        for e in v.expressions:
+            visible = np.flatnonzero(v.expression_masks(e).any(axis=(1, 2)))
+            if len(visible):
+                emb, _ = model.seg_embedding(v.frames[visible[:1]], e.text, context=context)
+                queries.append(emb[c.prompt_dim:].float())
+        q = torch.stack(queries)
+        norms += q.norm(dim=1).tolist()
+        cos = F.cosine_similarity(q[:, None], q[None], dim=-1)
+        n = len(q)
+        if n > 1:
+            cosines.append(float((cos.sum() - cos.diag().sum()) / (n * n - n)))
+    return {"query_norm_mean": float(np.mean(norms)), "pair_cosine_mean": float(np.mean(cosines)),
+            "expressions": len(norms), "videos": videos}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sam2", default="pretrained/tiny-sam2", help="model folder whose SAM2 is probed")
@@ -168,11 +199,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--tune-encoder", action="store_true", help="also train SAM2's image encoder and conv_s0")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", help="learned: the model folder whose [SEG] head is read")
+    ap.add_argument("--videos", type=int, default=5, help="learned: test videos 0..N-1")
     ap.add_argument("--json", help="write the result here")
     args = ap.parse_args(argv)
     if args.steps < 1 or args.train_items < 1 or args.val_items < 1 or args.batch < 1:
         ap.error("--steps, --batch, --train-items and --val-items must be ≥ 1")
     torch.manual_seed(args.seed)
+    if args.mode == "learned":
+        if not args.model:
+            ap.error("--mode learned needs --model")
+        result = run_learned(args.model, args.videos)
+        result.update(mode=args.mode, args=vars(args))
+        print(f"learned: query norm {result['query_norm_mean']:.3f}, pair cosine {result['pair_cosine_mean']:.3f}")
+        if args.json:
+            atomic_write_text(args.json, json.dumps(result, indent=1) + "\n")
+        return
     sam2 = MomentSegModel.from_pretrained(args.sam2).sam2.eval()
     test, vocab = build(sam2, "val", args.val_items, args.mode)
     baseline = float(torch.stack([iou(t[2] * 2 - 1, t[1]) for t in test]).mean())

@@ -430,6 +430,10 @@ def test_pixel_query_probe_scores_iou_and_runs(model_dir, tmp_path):
         assert result["mode"] == mode and 0.0 <= result["val_iou"] <= 1.0
         assert 0.0 < result["all_shapes_iou"] <= 1.0  # every target lies inside "all shapes"
     assert [c["step"] for c in json.loads((tmp_path / "colour.json").read_text())["curve"]] == [1, 2]
+    out = tmp_path / "learned.json"
+    probe.main(["--mode", "learned", "--model", str(model_dir), "--videos", "1", "--json", str(out)])
+    learned = json.loads(out.read_text())
+    assert learned["expressions"] > 0 and learned["query_norm_mean"] == 0.0  # the head's pixel query starts at 0
 
 
 def test_batch_speed_dry_run_times_every_row(tmp_path):
