@@ -34,13 +34,21 @@ import torch
 
 from momentseg.errors import InputError
 from momentseg.grounding.moments import NO_CONFIDENT_MOMENT, ground_moments, has_confident_moment
-from momentseg.grounding.sampling import METHODS, dense_frame_indices, select_keyframes, uniform_frames
+from momentseg.grounding.sampling import (
+    DEFAULT_KEYFRAMES,
+    DEFAULT_METHOD,
+    DEFAULT_SEED,
+    METHODS,
+    dense_frame_indices,
+    select_keyframes,
+    uniform_frames,
+)
 from momentseg.grounding.similarity import frame_probabilities, resample_to_frames
 from momentseg.io.masks import MaskSequence, MaskWriter, PngMasks  # noqa: F401 (result types, public here)
 from momentseg.io.video import Video, open_video
 from momentseg.model.preprocess import target_size
 from momentseg.propagation.bap import propagate, upsample_mask
-from momentseg.propagation.policy import MODES
+from momentseg.propagation.policy import DEFAULT_MODE, MODES
 from momentseg.propagation.session import shared_image_features
 
 #: Where the embedded (packaged) tiny model lives.
@@ -289,10 +297,10 @@ class MomentSeg:
         video,
         texts: str | Sequence[str],
         *,
-        keyframes: int = 8,
-        sampling: str = "mcs",
-        propagation: str = "bap",
-        seed: int = 0,
+        keyframes: int = DEFAULT_KEYFRAMES,
+        sampling: str = DEFAULT_METHOD,
+        propagation: str = DEFAULT_MODE,
+        seed: int = DEFAULT_SEED,
         progress: Progress | None = None,
         fps: float | None = None,
         out: str | os.PathLike | None = None,

@@ -104,8 +104,8 @@ def build_app(pipe, workdir: str | Path | None = None):
     """
     import gradio as gr
 
-    from momentseg.grounding.sampling import METHODS
-    from momentseg.propagation.policy import MODES
+    from momentseg.grounding.sampling import DEFAULT_KEYFRAMES, DEFAULT_METHOD, METHODS
+    from momentseg.propagation.policy import DEFAULT_MODE, MODES
 
     if workdir is None:
         workdir = Path(tempfile.mkdtemp(prefix="momentseg-web-"))
@@ -161,9 +161,9 @@ def build_app(pipe, workdir: str | Path | None = None):
                 texts = gr.Textbox(label="Expressions (one per line)", lines=3, elem_id="texts",
                                    placeholder="the red ball rolling left\nwhich square starts moving?")
                 with gr.Accordion("Settings", open=False):
-                    keyframes = gr.Slider(1, 16, value=8, step=1, label="Keyframes K for the [SEG] pass")
-                    sampling = gr.Dropdown(list(METHODS), value="mcs", label="Keyframe sampling")
-                    propagation = gr.Dropdown(list(MODES), value="bap", label="Mask propagation")
+                    keyframes = gr.Slider(1, 16, value=DEFAULT_KEYFRAMES, step=1, label="Keyframes K for the [SEG] pass")
+                    sampling = gr.Dropdown(list(METHODS), value=DEFAULT_METHOD, label="Keyframe sampling")
+                    propagation = gr.Dropdown(list(MODES), value=DEFAULT_MODE, label="Mask propagation")
                 run_btn = gr.Button("Segment", variant="primary", elem_id="run")
                 status = gr.Markdown(elem_id="status")
             with gr.Column():

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from momentseg.grounding.sampling import DEFAULT_KEYFRAMES, DEFAULT_METHOD, DEFAULT_SEED, METHODS
+from momentseg.propagation.policy import DEFAULT_MODE, MODES
+
 MODEL = typer.Option("embedded", "--model", "-m", help="Checkpoint folder, or 'embedded' (the shipped tiny model).")
 DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda.")
 
@@ -15,6 +18,12 @@ OVERWRITE = typer.Option(
 
 #: Files a segment / demo output folder holds at its top (checked against a user's files before the model loads).
 SEGMENT_FILES = ("result.json", "similarity.png", "overlay.mp4")
+
+# The [SEG] pass's keyframe choice and the propagation: defaults and choices from the modules that own them.
+KEYFRAMES = typer.Option(DEFAULT_KEYFRAMES, "--keyframes", "-k", help="Keyframes K given to the [SEG] pass.")
+SAMPLING = typer.Option(DEFAULT_METHOD, help=f"Keyframe sampling: {' | '.join(METHODS)}.")
+PROPAGATION = typer.Option(DEFAULT_MODE, help=f"Mask propagation: {' | '.join(MODES)}.")
+SEED = typer.Option(DEFAULT_SEED, help="Seed for --sampling random.")
 
 OFFLOAD = typer.Option(False, "--offload-state", help="Keep SAM2's memories on the CPU (long videos, small GPU).")
 

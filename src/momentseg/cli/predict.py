@@ -5,7 +5,17 @@ from pathlib import Path
 import typer
 
 from momentseg.cli import app
-from momentseg.cli._options import DEVICE, MODEL, OFFLOAD, OVERWRITE, load_pipeline
+from momentseg.cli._options import (
+    DEVICE,
+    KEYFRAMES,
+    MODEL,
+    OFFLOAD,
+    OVERWRITE,
+    PROPAGATION,
+    SAMPLING,
+    SEED,
+    load_pipeline,
+)
 
 REFVOS = ("mevis", "revos", "refdavis", "refytvos", "refsav")
 TSG = ("charades", "anet", "qvhighlights")
@@ -23,10 +33,10 @@ def predict(
     gt: Path = typer.Option(None, "--gt", help="TSG: the annotation file (Charades-STA txt, ActivityNet json, "
                             "QVHighlights jsonl) listing the queries."),
     fps: float = typer.Option(None, "--fps", help="TSG: frame rate of frame-folder videos (default 30)."),
-    keyframes: int = typer.Option(8, "--keyframes", "-k", help="Keyframes K for the [SEG] pass."),
-    sampling: str = typer.Option("mcs", help="mcs | uniform | first-k | random."),
-    propagation: str = typer.Option("bap", help="bap | forward | anchor-forward."),
-    seed: int = typer.Option(0, help="Seed for --sampling random."),
+    keyframes: int = KEYFRAMES,
+    sampling: str = SAMPLING,
+    propagation: str = PROPAGATION,
+    seed: int = SEED,
     model: str = MODEL,
     device: str = DEVICE,
     offload_state: bool = OFFLOAD,

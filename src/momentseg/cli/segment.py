@@ -5,7 +5,18 @@ from pathlib import Path
 import typer
 
 from momentseg.cli import app
-from momentseg.cli._options import DEVICE, MODEL, OFFLOAD, OVERWRITE, SEGMENT_FILES, load_pipeline
+from momentseg.cli._options import (
+    DEVICE,
+    KEYFRAMES,
+    MODEL,
+    OFFLOAD,
+    OVERWRITE,
+    PROPAGATION,
+    SAMPLING,
+    SEED,
+    SEGMENT_FILES,
+    load_pipeline,
+)
 
 
 @app.command("segment")
@@ -16,10 +27,10 @@ def segment(
                              "previous output is replaced; nothing else is touched). Written atomically."),
     overwrite: bool = OVERWRITE,
     overlay: bool = typer.Option(False, "--overlay", help="Also write overlay.mp4 (masks + text + moment)."),
-    keyframes: int = typer.Option(8, "--keyframes", "-k", help="Keyframes K given to the [SEG] pass."),
-    sampling: str = typer.Option("mcs", help="Keyframe sampling: mcs | uniform | first-k | random."),
-    propagation: str = typer.Option("bap", help="Mask propagation: bap | forward | anchor-forward."),
-    seed: int = typer.Option(0, help="Seed for --sampling random."),
+    keyframes: int = KEYFRAMES,
+    sampling: str = SAMPLING,
+    propagation: str = PROPAGATION,
+    seed: int = SEED,
     fps: float = typer.Option(None, "--fps", help="Frame rate of a frame folder (default 30); a video file has "
                               "its own timestamps."),
     model: str = MODEL,

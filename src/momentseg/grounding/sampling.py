@@ -28,6 +28,11 @@ from momentseg.errors import InputError
 
 Method = Literal["mcs", "uniform", "first-k", "random"]
 METHODS: tuple[str, ...] = ("mcs", "uniform", "first-k", "random")
+#: The defaults of every entry point (``MomentSeg.segment``, the CLI, the web page): MCS with K = 8 keyframes;
+#: the seed only matters for ``random``.
+DEFAULT_METHOD: Method = "mcs"
+DEFAULT_KEYFRAMES = 8
+DEFAULT_SEED = 0
 #: Width of the window whose p-sum picks the anchor (frames).
 ANCHOR_WINDOW = 5
 #: How the anchor is chosen: ``window`` = centre of the :data:`ANCHOR_WINDOW`-frame window with the largest sum
@@ -122,7 +127,7 @@ def mcs_keyframes(p, k: int, anchor_rule: AnchorRule = DEFAULT_ANCHOR_RULE) -> K
     return KeyframeChoice(idx, anchor)
 
 
-def select_keyframes(p, k: int, method: Method = "mcs", seed: int | None = None,
+def select_keyframes(p, k: int, method: Method = DEFAULT_METHOD, seed: int | None = None,
                      anchor_rule: AnchorRule = DEFAULT_ANCHOR_RULE) -> KeyframeChoice:
     """Keyframes and the propagation anchor for ``method`` over T = len(p) frames.
 
@@ -193,6 +198,6 @@ def dense_frame_indices(timestamps, fps: float = 1.0, max_frames: int | None = 1
     return idx
 
 
-def sample_keyframes(p, k: int, method: Method = "mcs", seed: int | None = None) -> np.ndarray:
+def sample_keyframes(p, k: int, method: Method = DEFAULT_METHOD, seed: int | None = None) -> np.ndarray:
     """Sorted unique keyframe indices in [0, T) (exactly min(K, T) of them); see :func:`select_keyframes`."""
     return select_keyframes(p, k, method, seed).indices

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from momentseg.errors import InputError
 from momentseg.model.sam2 import NO_OBJECT_LOGIT
 from momentseg.propagation.policy import (
+    DEFAULT_MODE,
     UPDATE_RADIUS,
     UPDATE_RATIO,
     AnchorTracker,
@@ -80,7 +81,7 @@ def propagate(
     prompt_embedding: torch.Tensor | None = None,
     *,
     mask_prompts: Mapping[int, object] | None = None,
-    mode: Mode = "bap",
+    mode: Mode = DEFAULT_MODE,
     num_frames: int | None = None,
     anchor_update: bool = True,
     update_ratio: float = UPDATE_RATIO,

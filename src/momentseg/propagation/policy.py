@@ -31,6 +31,7 @@ from momentseg.errors import InputError
 
 Mode = Literal["bap", "forward", "anchor-forward"]
 MODES: tuple[str, ...] = ("bap", "forward", "anchor-forward")
+DEFAULT_MODE: Mode = "bap"  # the method; the default of every entry point
 #: Anchor update fires when product < UPDATE_RATIO × the keyframe's object probability.
 UPDATE_RATIO = 0.9
 #: Non-conditioning memory within ±UPDATE_RADIUS frames of the keyframe is cleared on an update.
@@ -65,7 +66,7 @@ class Plan:
         return [f for p in self.passes for f in p.emit] + list(self.empty)
 
 
-def bap_plan(num_frames: int, keyframes, anchor: int, mode: Mode = "bap") -> Plan:
+def bap_plan(num_frames: int, keyframes, anchor: int, mode: Mode = DEFAULT_MODE) -> Plan:
     """The ordered visits for ``mode`` over ``num_frames`` frames (see the module docstring)."""
     if mode not in MODES:
         raise InputError(f"unknown propagation mode {mode!r}; choose one of {', '.join(MODES)}")
