@@ -9,10 +9,9 @@ from pathlib import Path
 import typer
 
 from momentseg.cli import app
+from momentseg.data.formats import REFVOS_BENCHMARKS as REFVOS
+from momentseg.data.formats import TSG_BENCHMARKS as TSG
 from momentseg.errors import InputError
-
-REFVOS = ("mevis", "revos", "refdavis", "refytvos", "refsav")
-TSG = ("charades", "anet", "qvhighlights")
 
 
 def _print_table(report: dict) -> None:

@@ -16,9 +16,8 @@ from momentseg.cli._options import (
     SEED,
     load_pipeline,
 )
-
-REFVOS = ("mevis", "revos", "refdavis", "refytvos", "refsav")
-TSG = ("charades", "anet", "qvhighlights")
+from momentseg.data.formats import REFVOS_BENCHMARKS as REFVOS
+from momentseg.data.formats import TSG_BENCHMARKS as TSG
 
 
 @app.command("predict")

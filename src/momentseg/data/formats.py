@@ -75,7 +75,9 @@ from momentseg.io.masks import (
     rle_size,
 )
 
+#: The benchmark names every command takes (``momentseg predict`` / ``eval --benchmark``), defined only here.
 REFVOS_BENCHMARKS = ("mevis", "revos", "refdavis", "refytvos", "refsav")
+TSG_BENCHMARKS = ("charades", "anet", "qvhighlights")
 _META_NAMES = {
     "mevis": ("meta_expressions.json",),
     "revos": ("meta_expressions_valid_.json", "meta_expressions.json"),
@@ -883,7 +885,7 @@ def load_tsg_jsonl(path: str | os.PathLike) -> list[TSGQuery]:
 
 load_qvhighlights = load_tsg_jsonl
 
-TSG_LOADERS = {"charades": load_charades, "anet": load_anet, "qvhighlights": load_tsg_jsonl}
+TSG_LOADERS = dict(zip(TSG_BENCHMARKS, (load_charades, load_anet, load_tsg_jsonl), strict=True))
 
 
 def load_tsg_predictions(path: str | os.PathLike) -> dict[int, list[list[float]]]:
