@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from momentseg.errors import CheckpointError
+from momentseg.model.preprocess import CLIP_MEAN, CLIP_STD
 from momentseg.model.sam2 import CLAMP_NO_OBJECT_MASKS, LANGUAGE_ON_TRACKED_FRAMES, tiny_sam2_config
 
 TSG_PROMPT = (
@@ -93,8 +94,8 @@ class MomentSegConfig:
     # The [SEG] embedding as a prompt token on tracked frames too: True = every decoded frame (this project, the
     # released MomentSeg's BAP); False = conditioning frames only, as Sa2VA does (set by its importer).
     language_on_tracked_frames: bool = LANGUAGE_ON_TRACKED_FRAMES
-    image_mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
-    image_std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+    image_mean: tuple[float, float, float] = CLIP_MEAN
+    image_std: tuple[float, float, float] = CLIP_STD
     notes: list[str] = field(default_factory=list)  # provenance remarks (e.g. heads initialised at import)
 
     @property

@@ -121,15 +121,3 @@ def image_inputs(frames, size: int, layout: VisionLayout) -> tuple[torch.Tensor,
 def num_tokens(grid_thw: torch.Tensor, layout: VisionLayout) -> list[int]:
     """LLM placeholder tokens per grid row: t·h·w / merge²."""
     return [int(t * h * w) // layout.merge_size**2 for t, h, w in grid_thw.tolist()]
-
-
-def layout_from_preprocessor_config(cfg: dict) -> VisionLayout:
-    """A :class:`VisionLayout` from a Qwen ``preprocessor_config.json`` dict (missing keys → defaults)."""
-    d = VisionLayout()
-    return VisionLayout(
-        patch_size=int(cfg.get("patch_size", d.patch_size)),
-        merge_size=int(cfg.get("merge_size", d.merge_size)),
-        temporal_patch_size=int(cfg.get("temporal_patch_size", d.temporal_patch_size)),
-        image_mean=tuple(float(v) for v in cfg.get("image_mean", d.image_mean)),
-        image_std=tuple(float(v) for v in cfg.get("image_std", d.image_std)),
-    )
