@@ -4,18 +4,8 @@ from pathlib import Path
 
 import typer
 
+from momentseg.cli import _options as opt
 from momentseg.cli import app
-from momentseg.cli._options import (
-    DEVICE,
-    KEYFRAMES,
-    MODEL,
-    OFFLOAD,
-    OVERWRITE,
-    PROPAGATION,
-    SAMPLING,
-    SEED,
-    load_pipeline,
-)
 from momentseg.data.formats import REFVOS_BENCHMARKS as REFVOS
 from momentseg.data.formats import TSG_BENCHMARKS as TSG
 
@@ -28,17 +18,17 @@ def predict(
     out: Path = typer.Option(..., "--out", "-o", help="RefVOS: PRED.json (COCO RLE) or a folder (PNGs). "
                              "TSG: predictions .jsonl. An existing file is replaced only with --overwrite; a "
                              "folder follows segment's --out rule."),
-    overwrite: bool = OVERWRITE,
+    overwrite: bool = opt.OVERWRITE,
     gt: Path = typer.Option(None, "--gt", help="TSG: the annotation file (Charades-STA txt, ActivityNet json, "
                             "QVHighlights jsonl) listing the queries."),
     fps: float = typer.Option(None, "--fps", help="TSG: frame rate of frame-folder videos (default 30)."),
-    keyframes: int = KEYFRAMES,
-    sampling: str = SAMPLING,
-    propagation: str = PROPAGATION,
-    seed: int = SEED,
-    model: str = MODEL,
-    device: str = DEVICE,
-    offload_state: bool = OFFLOAD,
+    keyframes: int = opt.KEYFRAMES,
+    sampling: str = opt.SAMPLING,
+    propagation: str = opt.PROPAGATION,
+    seed: int = opt.SEED,
+    model: str = opt.MODEL,
+    device: str = opt.DEVICE,
+    offload_state: bool = opt.OFFLOAD,
 ) -> None:
     """Run a model over a benchmark split into the formats `momentseg eval` reads. Under
     `torchrun --nproc_per_node N -m momentseg predict ...` the videos are sharded and rank 0 gathers."""
@@ -74,7 +64,7 @@ def predict(
 
         queries = TSG_LOADERS[benchmark](gt)
         total = len({q.vid for q in queries})
-    pipe = load_pipeline(model, device, offload_state)
+    pipe = opt.load_pipeline(model, device, offload_state)
     with Progress(transient=True, disable=rank != 0) as bar:
         task = bar.add_task(f"{benchmark} (rank 0 of {world})", total=len(range(rank, total, world)))
 

@@ -4,19 +4,8 @@ from pathlib import Path
 
 import typer
 
+from momentseg.cli import _options as opt
 from momentseg.cli import app
-from momentseg.cli._options import (
-    DEVICE,
-    KEYFRAMES,
-    MODEL,
-    OFFLOAD,
-    OVERWRITE,
-    PROPAGATION,
-    SAMPLING,
-    SEED,
-    SEGMENT_FILES,
-    load_pipeline,
-)
 
 
 @app.command("segment")
@@ -25,17 +14,17 @@ def segment(
     text: list[str] = typer.Option(..., "--text", "-t", help="A referring expression; repeat for several."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: new, or one momentseg wrote before (its "
                              "previous output is replaced; nothing else is touched). Written atomically."),
-    overwrite: bool = OVERWRITE,
+    overwrite: bool = opt.OVERWRITE,
     overlay: bool = typer.Option(False, "--overlay", help="Also write overlay.mp4 (masks + text + moment)."),
-    keyframes: int = KEYFRAMES,
-    sampling: str = SAMPLING,
-    propagation: str = PROPAGATION,
-    seed: int = SEED,
+    keyframes: int = opt.KEYFRAMES,
+    sampling: str = opt.SAMPLING,
+    propagation: str = opt.PROPAGATION,
+    seed: int = opt.SEED,
     fps: float = typer.Option(None, "--fps", help="Frame rate of a frame folder (default 30); a video file has "
                               "its own timestamps."),
-    model: str = MODEL,
-    device: str = DEVICE,
-    offload_state: bool = OFFLOAD,
+    model: str = opt.MODEL,
+    device: str = opt.DEVICE,
+    offload_state: bool = opt.OFFLOAD,
 ) -> None:
     """Ground and segment each --text in VIDEO; writes result.json, masks/<k>/<frame>.png, similarity.png."""
     from rich.progress import Progress
@@ -45,12 +34,12 @@ def segment(
     from momentseg.pipeline import check_segment_options, check_texts, resolve_device
 
     # every argument is checked before anything is computed or the model loads
-    check_output_dir(out, overwrite=overwrite, what="--out", files=SEGMENT_FILES)
+    check_output_dir(out, overwrite=overwrite, what="--out", files=opt.SEGMENT_FILES)
     text = check_texts(text)
     check_segment_options(keyframes, sampling, propagation)
     resolve_device(device)
     vid = open_video(video, fps=fps)  # fail on a bad video before loading the model
-    pipe = load_pipeline(model, device, offload_state)
+    pipe = opt.load_pipeline(model, device, offload_state)
     with Progress(transient=True) as bar:
         task = bar.add_task("segmenting", total=None)
 
