@@ -40,7 +40,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from momentseg.errors import InputError
-from momentseg.eval.metrics import db_statistics, f_measure, j_measure
+from momentseg.eval.metrics import db_statistics, f_measure, j_measure, recall_decay
 from momentseg.eval.parallel import parallel_map
 
 PROTOCOL = "referformer-unsupervised (per annotator anno_0..anno_3, averaged)"
@@ -170,17 +170,13 @@ def _score(task: _Task) -> dict[str, Any]:
     j, f, matched = match_proposals(gt, proposals, void)
     objects = []
     for k in range(n_obj):
-        js, fs = db_statistics(j[k]), db_statistics(f[k])
         objects.append(
             {
                 "object": k + 1,
                 "proposal": None if matched[k] is None else matched[k] + 1,
-                "J": js["mean"],
-                "F": fs["mean"],
-                "J_recall": js["recall"],
-                "J_decay": js["decay"],
-                "F_recall": fs["recall"],
-                "F_decay": fs["decay"],
+                "J": db_statistics(j[k])["mean"],
+                "F": db_statistics(f[k])["mean"],
+                **recall_decay(j[k], f[k]),
             }
         )
     return {

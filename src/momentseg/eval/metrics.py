@@ -230,3 +230,9 @@ def db_statistics(per_frame: np.ndarray) -> dict[str, float]:
         bins = [x[ids[i] : ids[i + 1] + 1] for i in range(4)]
         decay = float(np.nanmean(bins[0]) - np.nanmean(bins[3]))
     return {"mean": mean, "recall": recall, "decay": decay}
+
+
+def recall_decay(j: np.ndarray, f: np.ndarray) -> dict[str, float]:
+    """``J_recall``, ``J_decay``, ``F_recall``, ``F_decay`` of per-frame J and F (:func:`db_statistics`)."""
+    js, fs = db_statistics(j), db_statistics(f)
+    return {"J_recall": js["recall"], "J_decay": js["decay"], "F_recall": fs["recall"], "F_decay": fs["decay"]}

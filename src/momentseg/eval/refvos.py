@@ -54,12 +54,12 @@ from momentseg.data.formats import (
 )
 from momentseg.errors import InputError
 from momentseg.eval.metrics import (
-    db_statistics,
     f_measure,
     j_measure,
     pixel_accuracy,
     r2vos_accuracy,
     r2vos_robustness,
+    recall_decay,
     robustness,
 )
 from momentseg.eval.parallel import parallel_map
@@ -140,15 +140,7 @@ def _score(task: _Task) -> dict[str, Any]:
     gt, pred = gt_v != 0, pred_v != 0
     j = np.asarray(j_measure(gt, pred), dtype=np.float64).reshape(-1)
     f = np.asarray(f_measure(gt, pred), dtype=np.float64).reshape(-1)
-    js, fs = db_statistics(j), db_statistics(f)
-    out: dict[str, Any] = {
-        "J": float(j.mean()),
-        "F": float(f.mean()),
-        "J_recall": js["recall"],
-        "J_decay": js["decay"],
-        "F_recall": fs["recall"],
-        "F_decay": fs["decay"],
-    }
+    out: dict[str, Any] = {"J": float(j.mean()), "F": float(f.mean()), **recall_decay(j, f)}
     if task.want_a:
         out["A"] = float(np.mean(r2vos_accuracy(gt_v, pred_v)))
         out["A_binary"] = float(np.mean(pixel_accuracy(gt, pred)))
