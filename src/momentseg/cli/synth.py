@@ -31,6 +31,7 @@ def synth(
     from rich.table import Table
 
     from momentseg.data.synthetic import SPLIT_SEEDS, write_split
+    from momentseg.data.synthetic.split import check_split_arguments
     from momentseg.io.atomic import check_output_dir
 
     if (seed is None) == (split is None):
@@ -39,12 +40,7 @@ def synth(
         if split not in SPLIT_SEEDS:
             raise InputError(f"synth: --split must be one of {', '.join(SPLIT_SEEDS)}, got {split!r}")
         seed = SPLIT_SEEDS[split]
-    if seed < 0:
-        raise InputError(f"synth: --seed must be >= 0, got {seed}")
-    if videos < 1:
-        raise InputError(f"synth: --videos must be >= 1, got {videos}")
-    if workers < 1:
-        raise InputError(f"synth: --workers must be >= 1, got {workers}")
+    check_split_arguments(videos, seed, workers, where="synth", names=("--videos", "--seed", "--workers"))
     check_output_dir(out, overwrite=overwrite, what="synth: --out")
 
     start = time.perf_counter()

@@ -170,6 +170,15 @@ def _tsg_line(vid: str, exp: dict) -> str | None:
     return f"{vid} {start:.2f} {end:.2f}##{exp['exp']}"
 
 
+def check_split_arguments(n_videos: int, seed: int, workers: int, *, where: str = "write_split",
+                          names: tuple[str, str, str] = ("n_videos", "seed", "workers")) -> None:
+    """One-line :class:`InputError` (``where: name must be …``) unless n_videos ≥ 1, seed ≥ 0, workers ≥ 1;
+    ``names`` are what the caller calls the three (e.g. the CLI's options)."""
+    for name, value, least in zip(names, (n_videos, seed, workers), (1, 0, 1), strict=True):
+        if value < least:
+            raise InputError(f"{where}: {name} must be >= {least}, got {value}")
+
+
 def write_split(
     out_dir: str | os.PathLike, n_videos: int, seed: int, config: WorldConfig = WorldConfig(), workers: int = 1,
     overwrite: bool = False,
@@ -181,12 +190,7 @@ def write_split(
     (its files are kept).  ``workers > 1`` generates in processes; the bytes are identical for any ``workers``.
     Returns the statistics that are also written to ``stats.json``.
     """
-    if n_videos < 1:
-        raise InputError(f"write_split: n_videos must be >= 1, got {n_videos}")
-    if workers < 1:
-        raise InputError(f"write_split: workers must be >= 1, got {workers}")
-    if seed < 0:
-        raise InputError(f"write_split: seed must be >= 0, got {seed}")
+    check_split_arguments(n_videos, seed, workers)
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         (tmp / "JPEGImages").mkdir()
         jobs = [(int(seed), i, config, str(tmp)) for i in range(n_videos)]
