@@ -42,6 +42,7 @@ from scipy.optimize import linear_sum_assignment
 from momentseg.errors import InputError
 from momentseg.eval.metrics import db_statistics, f_measure, j_measure, recall_decay
 from momentseg.eval.parallel import parallel_map
+from momentseg.io.masks import read_png_labels
 
 PROTOCOL = "referformer-unsupervised (per annotator anno_0..anno_3, averaged)"
 N_ANNOTATORS = 4
@@ -50,31 +51,6 @@ VOID_LABEL = 255
 GT_DIR = Path("Annotations_unsupervised") / "480p"
 SEQ_LIST = Path("ImageSets") / "2017" / "val.txt"
 _STAT_KEYS = ("J", "F", "J_recall", "J_decay", "F_recall", "F_decay")
-
-
-def read_png_labels(path: str | os.PathLike, hw: tuple[int, int] | None = None) -> np.ndarray:
-    """Read an indexed (palette ``P``) or grayscale PNG as an ``(H, W)`` int32 label map (palette indices).
-
-    Raises :class:`InputError` naming the file if it cannot be read, has colour channels (RGB, alpha), or,
-    when ``hw`` is given, is not ``hw`` (height, width) in size.
-    """
-    from PIL import Image
-
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            arr = np.asarray(img)
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise InputError(f"cannot read label PNG {path}: {exc}") from None
-    if arr.ndim != 2:
-        raise InputError(
-            f"{path} has colour channels (shape {list(arr.shape)}): DAVIS masks must be indexed (palette) or "
-            f"grayscale PNGs whose value k is object k"
-        )
-    if hw is not None and arr.shape != tuple(hw):
-        raise InputError(f"{path} is {arr.shape[1]}x{arr.shape[0]} (WxH) but the GT frame is {hw[1]}x{hw[0]}")
-    return arr.astype(np.int32)
 
 
 def _png_frames(folder: Path) -> list[str]:

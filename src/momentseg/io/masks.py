@@ -109,22 +109,25 @@ def rle_size(rle: RLE | Sequence[RLE] | None) -> tuple[int, int] | None:
     return int(rle["size"][0]), int(rle["size"][1])
 
 
+def _load_png(path: str | os.PathLike, what: str) -> tuple[np.ndarray, str]:
+    """A PNG's pixels and PIL mode; a one-line :class:`InputError` naming the file if it cannot be read."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return np.asarray(img), img.mode
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"cannot read {what} PNG {Path(path)}: {exc}") from None
+
+
 def read_png_mask(path: str | os.PathLike, hw: tuple[int, int] | None = None) -> np.ndarray:
     """Read a PNG mask as ``(H, W)`` bool (non-zero in any colour channel = foreground).
 
     Raises :class:`InputError` naming the file if it cannot be read or, when ``hw`` is given, if its size is
     not ``hw`` (height, width).
     """
-    from PIL import Image
-
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            arr = np.asarray(img)
-            mode = img.mode
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise InputError(f"cannot read mask PNG {path}: {exc}") from None
+    arr, mode = _load_png(path, "mask")
     if arr.ndim == 3:
         if mode in ("RGBA", "LA", "PA"):
             arr = arr[..., :-1]
@@ -135,6 +138,23 @@ def read_png_mask(path: str | os.PathLike, hw: tuple[int, int] | None = None) ->
             f"mask {path} is {mask.shape[1]}x{mask.shape[0]} (WxH) but the frame is {hw[1]}x{hw[0]}"
         )
     return mask
+
+
+def read_png_labels(path: str | os.PathLike, hw: tuple[int, int] | None = None) -> np.ndarray:
+    """Read an indexed (palette ``P``) or grayscale PNG as an ``(H, W)`` int32 label map (palette indices).
+
+    Raises :class:`InputError` naming the file if it cannot be read, has colour channels (RGB, alpha), or,
+    when ``hw`` is given, is not ``hw`` (height, width) in size.
+    """
+    arr, _ = _load_png(path, "label")
+    if arr.ndim != 2:
+        raise InputError(
+            f"{path} has colour channels (shape {list(arr.shape)}): DAVIS masks must be indexed (palette) or "
+            f"grayscale PNGs whose value k is object k"
+        )
+    if hw is not None and arr.shape != tuple(hw):
+        raise InputError(f"{path} is {arr.shape[1]}x{arr.shape[0]} (WxH) but the GT frame is {hw[1]}x{hw[0]}")
+    return arr.astype(np.int32)
 
 
 def png_mask_bytes(mask: np.ndarray) -> bytes:
