@@ -10,7 +10,13 @@ the S/4 mask (32 × 32 at SAM2 128²), AdamW lr 1e-3. ``--tune-encoder`` also tr
 logistic regression instead (an upper bound for any text → query map). ``learned`` reads the queries a trained
 model's ``[SEG]`` head gives (``--model``): for each expression with a target on test videos 0..``--videos``-1, its
 first target frame as the keyframe, the video's context frames: the queries' mean norm (weights and bias, after
-``pixel_query_scale``) and the mean cosine between the queries of two expressions of one video.
+``pixel_query_scale``) and the mean cosine between the queries of two expressions of one video. ``decoder`` asks
+whether a trained model's masks depend on the text, and through which path: on the middle frame of each test
+video, every expression's ``[SEG]`` embedding decodes that frame (a conditioning frame) once as the prompt token
+alone and once with its pixel query; for each visible object the mean mask logit on its pixels. Reported: the
+spread of an object's logit across the video's expressions (std, mean over objects) against the spread across
+the objects for one expression (std, mean over expressions) — a decoder that ignores the token has the first
+near 0.
 
 Reported: mean IoU on the val frames, and the IoU of predicting every object's pixels ("all shapes": what a
 query that ignores the text scores).
@@ -33,7 +39,7 @@ from momentseg.io.atomic import atomic_write_text
 from momentseg.model import MomentSegModel
 from momentseg.model.sam2 import preprocess_for_sam2
 
-MODES = ("colour", "shape", "both", "oracle", "learned")
+MODES = ("colour", "shape", "both", "oracle", "learned", "decoder")
 
 
 def _cells(mask: np.ndarray, side: int) -> torch.Tensor:
@@ -187,6 +193,37 @@ def run_learned(model_dir: str, videos: int) -> dict:
             "expressions": len(norms), "videos": videos}
 
 
+@torch.no_grad()
+def run_decoder(model_dir: str, videos: int) -> dict:
+    from momentseg.grounding.sampling import uniform_frames
+    from momentseg.model.sam2 import preprocess_for_sam2 as to_sam2
+
+    model = MomentSegModel.from_pretrained(model_dir).eval()
+    c = model.config
+    out = {}
+    for path, width in (("token", c.prompt_dim), ("token+pixel query", c.seg_dim)):
+        across_texts, across_objects = [], []
+        for i in range(videos):
+            v = syn.generate_video(syn.video_seed(syn.SPLIT_SEEDS["test"], i), syn.video_id(i))
+            f = v.num_frames // 2
+            context = v.frames[uniform_frames(v.num_frames, c.context_frames)]
+            masks = [m[f] for m in v.object_masks.values() if m[f].sum() >= 15]
+            px = to_sam2(v.frames[[f]], c.sam2_image_size)
+            table = []  # (expressions, objects) mean logit
+            for e in v.expressions:
+                emb, _ = model.seg_embedding(v.frames[[f]], e.text, context=context)
+                low, _ = model.sam2.decode_clip(px, emb[:width], cond_frames=(0,))
+                up = F.interpolate(low[:, None].float(), size=v.frames.shape[1:3], mode="bilinear")[0, 0]
+                table.append([float(up[torch.as_tensor(m)].mean()) for m in masks])
+            t = np.asarray(table)
+            if t.shape[1] >= 2 and t.shape[0] >= 2:
+                across_texts.append(float(t.std(axis=0).mean()))
+                across_objects.append(float(t.std(axis=1).mean()))
+        out[path] = {"std_across_expressions": float(np.mean(across_texts)),
+                     "std_across_objects": float(np.mean(across_objects))}
+    return {"paths": out, "videos": videos}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sam2", default="pretrained/tiny-sam2", help="model folder whose SAM2 is probed")
@@ -199,19 +236,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--tune-encoder", action="store_true", help="also train SAM2's image encoder and conv_s0")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--model", help="learned: the model folder whose [SEG] head is read")
-    ap.add_argument("--videos", type=int, default=5, help="learned: test videos 0..N-1")
+    ap.add_argument("--model", help="learned / decoder: the trained model folder")
+    ap.add_argument("--videos", type=int, default=5, help="learned / decoder: test videos 0..N-1")
     ap.add_argument("--json", help="write the result here")
     args = ap.parse_args(argv)
     if args.steps < 1 or args.train_items < 1 or args.val_items < 1 or args.batch < 1:
         ap.error("--steps, --batch, --train-items and --val-items must be ≥ 1")
     torch.manual_seed(args.seed)
-    if args.mode == "learned":
+    if args.mode in ("learned", "decoder"):
         if not args.model:
-            ap.error("--mode learned needs --model")
-        result = run_learned(args.model, args.videos)
+            ap.error(f"--mode {args.mode} needs --model")
+        result = (run_learned if args.mode == "learned" else run_decoder)(args.model, args.videos)
         result.update(mode=args.mode, args=vars(args))
-        print(f"learned: query norm {result['query_norm_mean']:.3f}, pair cosine {result['pair_cosine_mean']:.3f}")
+        print(f"{args.mode}: {json.dumps({k: v for k, v in result.items() if k != 'args'})}")
         if args.json:
             atomic_write_text(args.json, json.dumps(result, indent=1) + "\n")
         return

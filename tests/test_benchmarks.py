@@ -434,6 +434,12 @@ def test_pixel_query_probe_scores_iou_and_runs(model_dir, tmp_path):
     probe.main(["--mode", "learned", "--model", str(model_dir), "--videos", "1", "--json", str(out)])
     learned = json.loads(out.read_text())
     assert learned["expressions"] > 0 and learned["query_norm_mean"] == 0.0  # the head's pixel query starts at 0
+    out = tmp_path / "decoder.json"
+    probe.main(["--mode", "decoder", "--model", str(model_dir), "--videos", "1", "--json", str(out)])
+    paths = json.loads(out.read_text())["paths"]
+    # a fresh head's pixel query is zero: both paths give the same masks
+    assert paths["token"] == pytest.approx(paths["token+pixel query"])
+    assert paths["token"]["std_across_objects"] > 0
 
 
 def test_batch_speed_dry_run_times_every_row(tmp_path):
