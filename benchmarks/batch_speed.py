@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from momentseg.data.synthetic import SPLIT_SEEDS, WorldConfig, generate_video, video_seed
+from momentseg.data.synthetic import SPLIT_SEEDS, WorldConfig, caption_vocabulary, generate_video, video_seed
 from momentseg.io.video import open_video
 from momentseg.model import MomentSegModel
 from momentseg.pipeline import MomentSeg
@@ -54,7 +54,7 @@ def training_samples(batch: int, dry: bool) -> tuple[MomentSegModel, dict[str, l
     """The tiny model as training sets it up, and ``batch`` TSG and ``batch`` RefVOS samples of its stream."""
     cfg = load_config(TRAIN_CONFIG)
     torch.manual_seed(cfg.seed)
-    model = _initial_model(cfg, MomentSegModel.tiny(sam2_image_size=64 if dry else 128))
+    model = _initial_model(cfg, MomentSegModel.tiny(caption_vocabulary(), sam2_image_size=64 if dry else 128))
     if dry:
         model.config.find_max_frames, model.config.context_frames = 8, 4
     stream = build_stream(cfg, model)

@@ -88,7 +88,9 @@ def build_model(model: str, preset: str, tokenizer: str | None, device: str):
         return MomentSegModel.from_pretrained(model)
     if preset == "tiny":
         torch.manual_seed(0)
-        return MomentSegModel.tiny()
+        from momentseg.data.synthetic import caption_vocabulary
+
+        return MomentSegModel.tiny(caption_vocabulary())
     tok = None
     if tokenizer is not None:
         from momentseg.model.tokenizer import add_task_tokens, load_tokenizer

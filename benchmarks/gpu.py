@@ -107,12 +107,13 @@ def build(preset: str, device, dtype: str):
     """The random ``preset`` model on ``device`` (Qwen in bf16 for ``dtype == "bf16"``) and its pipeline."""
     import torch
 
+    from momentseg.data.synthetic import caption_vocabulary
     from momentseg.model.momentseg import MomentSegModel
     from momentseg.pipeline import MomentSeg
 
     torch.manual_seed(0)
     with torch.device(device):
-        model = MomentSegModel.random(preset)
+        model = MomentSegModel.random(preset, caption_vocabulary())
     if dtype == "bf16":
         model.qwen.to(torch.bfloat16)
     return MomentSeg(model, device=device)

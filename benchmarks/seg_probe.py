@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from momentseg.data import synthetic as syn
+from momentseg.data.synthetic import caption_vocabulary
 from momentseg.data.synthetic.config import COLOURS
 from momentseg.model import MomentSegModel, RefVOSSample
 from momentseg.model.sam2 import build_sam2, preprocess_for_sam2
@@ -55,7 +56,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = MomentSegModel.tiny()
+    model = MomentSegModel.tiny(caption_vocabulary())
     if args.init == "transformers":
         fresh = build_sam2(model.config.sam2)  # transformers' init
         fresh.mask_decoder.pred_obj_score_head.proj_out.bias.data.fill_(2.0)  # the preset's object prior

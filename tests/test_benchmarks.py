@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from momentseg.data.synthetic import WorldConfig, generate_video
+from momentseg.data.synthetic import WorldConfig, caption_vocabulary, generate_video
 from momentseg.grounding.sampling import select_keyframes
 from momentseg.io.video import open_video
 from momentseg.model.momentseg import MomentSegModel
@@ -36,7 +36,7 @@ cost = _load("cost")
 def model_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("model")
     torch.manual_seed(0)
-    MomentSegModel.tiny().save_pretrained(d)
+    MomentSegModel.tiny(caption_vocabulary()).save_pretrained(d)
     return d
 
 
@@ -337,7 +337,7 @@ def test_gpu_script_dry_run_measures_every_item_on_the_tiny_preset(tmp_path):
     assert json.loads(out.read_text()) == report
     run = report["run"]
     assert run["preset"] == "tiny" and run["dry_run"] and run["lengths"] == list(gpu.DRY["lengths"])
-    config = MomentSegModel.tiny().config
+    config = MomentSegModel.tiny(caption_vocabulary()).config
     assert report["find_pass"]["frames"] == config.find_max_frames and report["find_pass"]["seconds_mean"] > 0
     seg = report["seg_pass"]
     assert seg["keyframes"] == gpu.default_keyframes() == 8 and seg["context_frames"] == config.context_frames
@@ -355,10 +355,10 @@ def test_gpu_script_dry_run_measures_every_item_on_the_tiny_preset(tmp_path):
 
 
 def test_gpu_script_builds_the_random_3b_preset_without_files():
-    """What the GPU run builds: MomentSegModel.random("3b") (here on the meta device: no memory), with a word
+    """What the GPU run builds: MomentSegModel.random("3b", caption_vocabulary()) (here on the meta device: no memory), with a word
     tokenizer that fits the 3b config and encodes the prompts."""
     with torch.device("meta"):
-        model = MomentSegModel.random("3b")
+        model = MomentSegModel.random("3b", caption_vocabulary())
     assert model.config.preset == "3b" and model.config.sam2_image_size == 1024
     assert sum(p.numel() for p in model.parameters()) > 3_900_000_000
     seq = model.processor.sequence([(2, 4)], model.config.prompt_tsg, "the red circle", model.config.answer_tsg)

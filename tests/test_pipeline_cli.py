@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from momentseg.data.synthetic import generate_video
+from momentseg.data.synthetic import caption_vocabulary, generate_video
 from momentseg.io.overlay import write_video
 from momentseg.io.video import open_video
 from momentseg.model.momentseg import MomentSegModel
@@ -16,7 +16,7 @@ from momentseg.pipeline import MomentSeg
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("model")
-    MomentSegModel.tiny().save_pretrained(d)
+    MomentSegModel.tiny(caption_vocabulary()).save_pretrained(d)
     return d
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from momentseg.data.synthetic import WorldConfig, write_split
+from momentseg.data.synthetic import WorldConfig, caption_vocabulary, write_split
 from momentseg.model.momentseg import MomentSegModel
 
 SMALL = WorldConfig(min_frames=20, max_frames=24, min_expressions=2, max_expressions=3)
@@ -18,7 +18,7 @@ def split(tmp_path_factory):
     root = tmp_path_factory.mktemp("split") / "val"
     write_split(root, 2, seed=5, config=SMALL)
     model = tmp_path_factory.mktemp("model")
-    MomentSegModel.tiny().save_pretrained(model)
+    MomentSegModel.tiny(caption_vocabulary()).save_pretrained(model)
     return root, model
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from momentseg.data import synthetic as syn
+from momentseg.data.synthetic import caption_vocabulary
 from momentseg.errors import InputError
 from momentseg.model import CaptionSample, MomentSegModel, TrackSample
 from momentseg.model.sam2 import preprocess_for_sam2
@@ -22,7 +23,7 @@ SHAPE = SampleShape(tsg_side=56, context_side=56, keyframe_side=64, tsg_max_fram
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return MomentSegModel.tiny(sam2_image_size=64)
+    return MomentSegModel.tiny(caption_vocabulary(), sam2_image_size=64)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +114,7 @@ def test_caption_samples_are_in_the_model_vocabulary(model):
 
 def test_caption_loss_learns_an_answer_and_greedy_decoding_reads_it(video):
     torch.manual_seed(0)
-    m = MomentSegModel.tiny(sam2_image_size=64)
+    m = MomentSegModel.tiny(caption_vocabulary(), sam2_image_size=64)
     frames = video.frames[:8:2]
     sample = CaptionSample(frames, "which shapes are visible ?", "small red star and large blue circle")
     opt = torch.optim.Adam(m.qwen.parameters(), lr=3e-3)
@@ -152,9 +153,9 @@ def test_pretraining_stages_run_and_fine_tuning_loads_both_backbones(tmp_path):
 
 
 def test_sam2_from_refuses_another_sam2_size(tmp_path):
-    MomentSegModel.tiny(sam2_image_size=64).save_pretrained(tmp_path / "small")
+    MomentSegModel.tiny(caption_vocabulary(), sam2_image_size=64).save_pretrained(tmp_path / "small")
     with pytest.raises(ValueError, match="SAM2 config differs"):
-        MomentSegModel.tiny().load_sam2_from(tmp_path / "small")
+        MomentSegModel.tiny(caption_vocabulary()).load_sam2_from(tmp_path / "small")
 
 
 def test_the_shipped_fine_tuning_config_loads_the_shipped_tiny_sam2(monkeypatch):

@@ -10,6 +10,7 @@ import sys
 import pytest
 import torch
 
+from momentseg.data.synthetic import caption_vocabulary
 from momentseg.train.config import LossConfig
 from momentseg.train.loop import JointLoss
 
@@ -70,7 +71,7 @@ def test_tiny_model_trains_resumes_and_saves_a_loadable_model(tmp_path):
 def test_model_loss_must_follow_the_configured_weights():
     from momentseg.model import MomentSegModel
 
-    model = MomentSegModel.tiny()
+    model = MomentSegModel.tiny(caption_vocabulary())
     module = JointLoss(model, LossConfig(find=3.0))  # weights not written into model.config
     frames = torch.zeros(4, 56, 56, 3, dtype=torch.uint8).numpy()
     from momentseg.model import TSGSample

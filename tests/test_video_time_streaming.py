@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from momentseg.data.synthetic import caption_vocabulary
 from momentseg.errors import InputError
 from momentseg.io.masks import MaskSequence, PngMasks
 from momentseg.io.video import open_video
@@ -42,7 +43,7 @@ def encode(path, n, **options):
 @pytest.fixture(scope="module")
 def pipe(tmp_path_factory):
     d = tmp_path_factory.mktemp("model")
-    MomentSegModel.tiny().save_pretrained(d)
+    MomentSegModel.tiny(caption_vocabulary()).save_pretrained(d)
     return MomentSeg.from_pretrained(d, device="cpu")
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from momentseg.data.synthetic import caption_vocabulary
 from momentseg.demo import MAX_EXPRESSIONS, demo_video
 from momentseg.io.overlay import write_video
 from momentseg.model.momentseg import MomentSegModel
@@ -52,7 +53,7 @@ def _free_port() -> int:
 def server(tmp_path_factory):
     """``momentseg web`` on a free port with a tiny random model; yields its URL."""
     root = tmp_path_factory.mktemp("web")
-    MomentSegModel.tiny().save_pretrained(root / "model")
+    MomentSegModel.tiny(caption_vocabulary()).save_pretrained(root / "model")
     port = _free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(root / "gradio"),
            "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}

@@ -14,6 +14,7 @@ against it, up to :data:`QUERIES_PER_PASS` at a time.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from momentseg.model.processing import (
     as_uint8,
 )
 from momentseg.model.sam2 import build_sam2, preprocess_for_sam2
-from momentseg.model.tokenizer import IM_END, build_word_tokenizer, default_vocabulary
+from momentseg.model.tokenizer import IM_END, build_word_tokenizer
 
 #: Initial std of the query bag-of-words table (``pool_query``). At random init the LLM's [SEG] / [FIND] state is
 #: nearly the same for every query (norm ≈ 11, cosine ≈ 0.99 between texts), so with the default N(0, 1) table
@@ -161,10 +162,10 @@ class MomentSegModel(nn.Module):
 
     @classmethod
     def build(cls, config: MomentSegConfig, tokenizer=None) -> MomentSegModel:
-        """A randomly initialised model. For the tiny preset with no tokenizer, the default word tokenizer is
-        built (it must match the config's vocabulary)."""
+        """A randomly initialised model (the tiny preset needs its ``tokenizer``: its vocabulary sets the config's
+        vocabulary size and token ids)."""
         if tokenizer is None and config.preset == "tiny":
-            tokenizer = build_word_tokenizer(default_vocabulary(), _template_texts(config))
+            raise ValueError("the tiny preset needs its tokenizer (e.g. MomentSegModel.tiny(words))")
         model = cls(config, tokenizer)
         if config.preset == "tiny":
             # From-scratch SAM2: transformers initialises every conv / linear weight from N(0, 0.02), a fine-tuning
@@ -182,17 +183,18 @@ class MomentSegModel(nn.Module):
         return model
 
     @classmethod
-    def tiny(cls, words=None, sam2_image_size: int = 128) -> MomentSegModel:
-        """A random tiny-preset model with a word tokenizer over ``words`` (default: the synthetic vocabulary)."""
+    def tiny(cls, words: Iterable[str], sam2_image_size: int = 128) -> MomentSegModel:
+        """A random tiny-preset model with a word tokenizer over ``words`` (the embedded model's are the synthetic
+        world's: ``momentseg.data.synthetic.caption_vocabulary()``)."""
         return cls.random("tiny", words, sam2_image_size)
 
     @classmethod
-    def random(cls, preset: str, words=None, sam2_image_size: int | None = None) -> MomentSegModel:
+    def random(cls, preset: str, words: Iterable[str], sam2_image_size: int | None = None) -> MomentSegModel:
         """A randomly initialised model of ``preset`` (``tiny`` / ``3b`` / ``7b``) with a word tokenizer over
-        ``words`` (default: the synthetic vocabulary) and the prompt templates — no tokenizer files needed, e.g.
+        ``words`` and the prompt templates — no tokenizer files needed, e.g.
         to measure the cost of a real-size model (build it under ``with torch.device("cuda"):`` to initialise it
         on the GPU). ``sam2_image_size``: the preset's default when None."""
-        words = default_vocabulary() if words is None else list(words)
+        words = list(words)
         probe = preset_config(preset, build_word_tokenizer([]))  # only for the prompt templates
         tokenizer = build_word_tokenizer(words, _template_texts(probe))
         return cls.build(preset_config(preset, tokenizer, sam2_image_size=sam2_image_size), tokenizer)

@@ -46,17 +46,6 @@ def split_words(text: str) -> list[str]:
     return re.findall(r"\w+|[^\w\s]", text.lower())
 
 
-def default_vocabulary() -> list[str]:
-    """The synthetic world's word list — its expressions' words plus those of its captions and questions
-    (``momentseg.data.synthetic.caption_vocabulary()``, for the vision–language pretraining stage) — when
-    importable, else []."""
-    try:
-        from momentseg.data.synthetic import caption_vocabulary  # type: ignore[attr-defined]
-    except ImportError:
-        return []
-    return list(caption_vocabulary())
-
-
 def build_word_tokenizer(words: Iterable[str], extra_texts: Iterable[str] = ()):
     """A word-level ``PreTrainedTokenizerFast`` over ``words`` plus the words of ``extra_texts`` (e.g. the prompt
     templates) and the chat words. Lower-cases; splits on whitespace and punctuation; unknown words → [UNK].

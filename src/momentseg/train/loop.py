@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from momentseg.data.synthetic import caption_vocabulary
 from momentseg.errors import InputError
 from momentseg.io.atomic import atomic_dir, atomic_write_text
 from momentseg.model.outputs import CaptionOutput, RefVOSOutput, TrackOutput, TSGOutput
@@ -392,7 +393,7 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
     if m.pretrained is not None:
         model = MomentSegModel.from_pretrained(m.pretrained)
     elif m.preset == "tiny":
-        model = MomentSegModel.tiny()
+        model = MomentSegModel.tiny(caption_vocabulary())
     else:
         model = MomentSegModel.from_base(m.qwen_dir, m.sam2_dir, preset=m.preset)
     if m.sam2_from is not None:
