@@ -165,18 +165,23 @@ def run_oracle(sam2, test, steps: int) -> dict:
     return {"val_iou": float(np.mean(scores)), "query_norm_median": float(np.median(norms))}
 
 
-@torch.no_grad()
-def run_learned(model_dir: str, videos: int) -> dict:
+def _test_videos(n: int, context_frames: int):
+    """Test videos 0..n-1 and their [SEG] context frames (uniform over the video, as the pipeline takes them)."""
     from momentseg.grounding.sampling import uniform_frames
 
+    for i in range(n):
+        v = syn.generate_video(syn.video_seed(syn.SPLIT_SEEDS["test"], i), syn.video_id(i))
+        yield v, v.frames[uniform_frames(v.num_frames, context_frames)]
+
+
+@torch.no_grad()
+def run_learned(model_dir: str, videos: int) -> dict:
     model = MomentSegModel.from_pretrained(model_dir).eval()
     c = model.config
     if not c.seg_pixel_query:
         raise SystemExit(f"{model_dir}: this model's [SEG] head has no pixel query")
     norms, cosines = [], []
-    for i in range(videos):
-        v = syn.generate_video(syn.video_seed(syn.SPLIT_SEEDS["test"], i), syn.video_id(i))
-        context = v.frames[uniform_frames(v.num_frames, c.context_frames)]
+    for v, context in _test_videos(videos, c.context_frames):
         queries = []
         for e in v.expressions:
             visible = np.flatnonzero(v.expression_masks(e).any(axis=(1, 2)))
@@ -195,20 +200,16 @@ def run_learned(model_dir: str, videos: int) -> dict:
 
 @torch.no_grad()
 def run_decoder(model_dir: str, videos: int) -> dict:
-    from momentseg.grounding.sampling import uniform_frames
-    from momentseg.model.sam2 import preprocess_for_sam2 as to_sam2
 
     model = MomentSegModel.from_pretrained(model_dir).eval()
     c = model.config
     out = {}
     for path, width in (("token", c.prompt_dim), ("token+pixel query", c.seg_dim)):
         across_texts, across_objects = [], []
-        for i in range(videos):
-            v = syn.generate_video(syn.video_seed(syn.SPLIT_SEEDS["test"], i), syn.video_id(i))
+        for v, context in _test_videos(videos, c.context_frames):
             f = v.num_frames // 2
-            context = v.frames[uniform_frames(v.num_frames, c.context_frames)]
             masks = [m[f] for m in v.object_masks.values() if m[f].sum() >= 15]
-            px = to_sam2(v.frames[[f]], c.sam2_image_size)
+            px = preprocess_for_sam2(v.frames[[f]], c.sam2_image_size)
             table = []  # (expressions, objects) mean logit
             for e in v.expressions:
                 emb, _ = model.seg_embedding(v.frames[[f]], e.text, context=context)

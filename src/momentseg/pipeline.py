@@ -378,9 +378,12 @@ class MomentSeg:
     @torch.no_grad()
     def _seg_prompt(self, video: Video, text: str, choice, context: np.ndarray) -> tuple[torch.Tensor, str]:
         """The ``[SEG]`` pass: the high-res keyframes of ``choice`` + low-res ``context`` → SAM2 prompt (P,)."""
+        return self.model.seg_embedding(self._keyframe_images(video, choice), text, context=context)
+
+    def _keyframe_images(self, video: Video, choice) -> np.ndarray:
+        """The keyframes of ``choice`` at the ``[SEG]`` pass's size."""
         seg_size = target_size(video.height, video.width, self.config.seg_frame_size, self.model.layout)
-        key = video.get_frames(choice.indices, size=seg_size)
-        return self.model.seg_embedding(key, text, context=context)
+        return video.get_frames(choice.indices, size=seg_size)
 
     @torch.no_grad()
     def _seg_prompts(self, video: Video, texts: list[str], choices: list, context: np.ndarray) -> list:
@@ -395,8 +398,7 @@ class MomentSeg:
                 for i in members:
                     prompts[i] = self._seg_prompt(video, texts[i], choices[i], context)
                 continue
-            seg_size = target_size(video.height, video.width, self.config.seg_frame_size, self.model.layout)
-            key = video.get_frames(choices[members[0]].indices, size=seg_size)
+            key = self._keyframe_images(video, choices[members[0]])
             embeddings, answers = self.model.seg_embedding_many(key, [texts[i] for i in members], context=context)
             for i, embedding, answer in zip(members, embeddings, answers, strict=True):
                 prompts[i] = (embedding, answer)
