@@ -176,8 +176,8 @@ def score_video(job: Job) -> dict:
     from momentseg.grounding.moments import ground_moments
     from momentseg.grounding.sampling import select_keyframes
     from momentseg.io.video import open_video
-    from momentseg.model.sam2 import preprocess_for_sam2
-    from momentseg.propagation.session import shared_image_features
+    from momentseg.sam2.config import preprocess_for_sam2
+    from momentseg.sam2.session import shared_image_features
 
     start = time.perf_counter()
     torch.set_num_threads(job.threads)

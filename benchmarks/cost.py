@@ -113,8 +113,8 @@ def sa2va_segment(pipe, video, text: str) -> list[np.ndarray]:
     import torch
 
     from momentseg.model.preprocess import target_size
-    from momentseg.model.sam2 import new_session, preprocess_for_sam2
     from momentseg.propagation.bap import upsample_mask
+    from momentseg.sam2.config import new_session, preprocess_for_sam2
 
     model, sam2 = pipe.model, pipe.model.sam2
     size, (height, width), n = pipe.config.sam2_image_size, (video.height, video.width), len(video)
@@ -144,7 +144,7 @@ class SequentialFrames:
         self._last: tuple[int, np.ndarray | None] = (-1, None)
 
     def __call__(self, idx: int):
-        from momentseg.model.sam2 import preprocess_for_sam2
+        from momentseg.sam2.config import preprocess_for_sam2
 
         while self._last[0] < idx:
             self._last = next(self._frames)

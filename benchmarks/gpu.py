@@ -124,8 +124,8 @@ def propagation_runs(pipe, lengths: Sequence[int], clock: Clock) -> list[dict]:
     (length, offload_state) (see the module docstring)."""
     import torch
 
-    from momentseg.model.sam2 import preprocess_for_sam2
     from momentseg.propagation.bap import propagate
+    from momentseg.sam2.config import preprocess_for_sam2
 
     size = pipe.config.sam2_image_size
     bank = preprocess_for_sam2(np.stack([cost.synthetic_frame(t * 7, size, size) for t in range(FRAME_BANK)]),

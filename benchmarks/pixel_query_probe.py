@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from momentseg.data import synthetic as syn
 from momentseg.io.atomic import atomic_write_text
 from momentseg.model import MomentSegModel
-from momentseg.model.sam2 import preprocess_for_sam2
+from momentseg.sam2.config import preprocess_for_sam2
 
 MODES = ("colour", "shape", "both", "oracle", "learned", "decoder")
 
@@ -97,9 +97,20 @@ class Probe(nn.Module):
         return torch.einsum("bnc,bc->bn", feats, q[:, :c]) + q[:, c:] + self.offset
 
 
+COARSE = False  # --coarse: the S/16 image embedding, upsampled to S/4, appended to the S/4 features
+
+
 def s4_features(sam2, px: torch.Tensor) -> torch.Tensor:
-    """(B,3,S,S) → (B, (S/4)², C0): SAM2's S/4 features (after ``conv_s0``), as the pixel query reads them."""
-    return sam2.get_image_features(px, return_dict=True).fpn_hidden_states[0].permute(1, 0, 2)
+    """(B,3,S,S) → (B, (S/4)², C0): SAM2's S/4 features (after ``conv_s0``), as the pixel query reads them;
+    with ``COARSE`` also the S/16 image embedding bilinearly upsampled to S/4 (B, (S/4)², C0 + C)."""
+    fpn = sam2.get_image_features(px, return_dict=True).fpn_hidden_states
+    fine = fpn[0].permute(1, 0, 2)
+    if not COARSE:
+        return fine
+    side, coarse_side = px.shape[-1] // 4, px.shape[-1] // 16
+    coarse = fpn[-1].permute(1, 2, 0).reshape(px.shape[0], -1, coarse_side, coarse_side)
+    coarse = F.interpolate(coarse, size=(side, side), mode="bilinear", align_corners=False)
+    return torch.cat([fine, coarse.flatten(2).transpose(1, 2)], dim=2)
 
 
 def run_text(sam2, train, test, vocab, args) -> dict:
@@ -113,7 +124,7 @@ def run_text(sam2, train, test, vocab, args) -> dict:
         cached = None if tune else [s4_features(sam2, torch.stack([t[0] for t in train[i:i + 64]]))
                                     for i in range(0, len(train), 64)]
     cached = None if cached is None else torch.cat(cached)
-    channels = sam2.mask_decoder.conv_s0.out_channels
+    channels = sam2.mask_decoder.conv_s0.out_channels + (sam2.config.mask_decoder_config.hidden_size if COARSE else 0)
     probe = Probe(vocab, channels, args.scale)
     opt = torch.optim.AdamW(list(probe.parameters()) + extra, lr=1e-3, weight_decay=0.05)
     gen = torch.Generator().manual_seed(args.seed)
@@ -236,6 +247,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--val-items", type=int, default=200)
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--tune-encoder", action="store_true", help="also train SAM2's image encoder and conv_s0")
+    ap.add_argument("--coarse", action="store_true",
+                    help="colour / shape / both / oracle: the query also reads the S/16 image embedding")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", help="learned / decoder: the trained model folder")
     ap.add_argument("--videos", type=int, default=5, help="learned / decoder: test videos 0..N-1")
@@ -244,6 +257,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.steps < 1 or args.train_items < 1 or args.val_items < 1 or args.batch < 1:
         ap.error("--steps, --batch, --train-items and --val-items must be ≥ 1")
     torch.manual_seed(args.seed)
+    global COARSE
+    COARSE = args.coarse
     if args.mode in ("learned", "decoder"):
         if not args.model:
             ap.error(f"--mode {args.mode} needs --model")

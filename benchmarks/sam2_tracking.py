@@ -21,8 +21,8 @@ import torch
 from momentseg.data import synthetic as syn
 from momentseg.eval.metrics import f_measure, j_measure
 from momentseg.model import MomentSegModel
-from momentseg.model.sam2 import preprocess_for_sam2
 from momentseg.propagation.bap import propagate, upsample_mask
+from momentseg.sam2.config import preprocess_for_sam2
 
 
 def track_object(sam2, px: torch.Tensor, masks: np.ndarray) -> np.ndarray:

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from momentseg.data import synthetic as syn
 from momentseg.eval.metrics import j_measure
 from momentseg.io.video import open_video
-from momentseg.model.sam2 import preprocess_for_sam2
 from momentseg.pipeline import MomentSeg
+from momentseg.sam2.config import preprocess_for_sam2
 
 
 def frame_by_frame(model, px: torch.Tensor, embedding: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:

@@ -32,7 +32,7 @@ from __future__ import annotations
 QWEN_DIMS = dict(hidden=128, inter=256, layers=2, heads=4, kv_heads=2, v_depth=2, v_hidden=64, v_inter=128,
                  v_out=128, patch=14, tps=2, merge=2)
 
-# Tiny SAM2 (the dimensions of momentseg.model.sam2.tiny_sam2_config; Hiera windows / background position
+# Tiny SAM2 (the dimensions of momentseg.sam2.config.tiny_sam2_config; Hiera windows / background position
 # embedding at the library defaults: first window 8, background 7×7).
 SAM2_DIMS = dict(embed=12, stages=[1, 2, 7, 2], window0=8, pos_bkg=(7, 7), d=128, mask_in_chans=4,
                  dec_layers=2, dec_mlp=64, dec_down=2, iou_hidden=32, mask_tokens=4, att_layers=1, att_ffn=32,

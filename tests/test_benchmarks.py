@@ -13,9 +13,9 @@ from momentseg.data.synthetic import WorldConfig, caption_vocabulary, generate_v
 from momentseg.grounding.sampling import select_keyframes
 from momentseg.io.video import open_video
 from momentseg.model.momentseg import MomentSegModel
-from momentseg.model.sam2 import preprocess_for_sam2
 from momentseg.pipeline import MomentSeg
-from momentseg.propagation.session import shared_image_features
+from momentseg.sam2.config import preprocess_for_sam2
+from momentseg.sam2.session import shared_image_features
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 

@@ -17,7 +17,7 @@ from momentseg.model.checkpoint import (
     sam2_hf_to_original,
     sam2_original_to_hf,
 )
-from momentseg.model.sam2 import build_sam2, sam2_config_to_dict
+from momentseg.sam2.config import build_sam2, sam2_config_to_dict
 
 WORDS = ["red", "ball", "moves"]
 
@@ -87,7 +87,7 @@ def test_from_base_folders(model, tmp_path):
     model.sam2.save_pretrained(sdir)
     (qdir / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5, 0.5, 0.5], "patch_size": 14}))
     built = MomentSegModel.from_base(qdir, sdir, preset="tiny")
-    from momentseg.model.sam2_video import MomentSegSam2
+    from momentseg.sam2.video import MomentSegSam2
 
     assert isinstance(built.sam2, MomentSegSam2) and built.sam2.behaviour == built.config.sam2_behaviour
     for prefix, src in (("qwen.", model.qwen), ("sam2.", model.sam2)):

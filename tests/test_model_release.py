@@ -22,8 +22,8 @@ from momentseg.model import MomentSegModel
 from momentseg.model.preprocess import image_inputs, num_tokens, video_inputs
 from momentseg.model.processing import VisionInputs
 from momentseg.model.release import import_checkpoint
-from momentseg.model.sam2 import tiny_sam2_config
 from momentseg.model.tokenizer import build_word_tokenizer, token_ids
+from momentseg.sam2.config import tiny_sam2_config
 from released_layouts import (
     momentseg_release_keys,
     qwen_config_legacy,
@@ -399,7 +399,7 @@ def test_real_size_sam2_0_large_layout_matches_inferred_config():
     """The released SAM2.0 Hiera-L (with .g_weight) at full size: every name maps and every shape fits the
     Sam2Video built from the inferred config (on the meta device: no memory)."""
     from momentseg.model.checkpoint import infer_sam2_config, sam2_original_to_hf
-    from momentseg.model.sam2 import build_sam2
+    from momentseg.sam2.config import build_sam2
     from released_layouts import sam2_original_keys
 
     large = dict(embed=144, stages=[2, 6, 36, 4], window0=8, pos_bkg=(7, 7), d=256, mask_in_chans=16,

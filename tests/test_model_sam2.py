@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers import Sam2VideoModel
 
-from momentseg.model.sam2 import (
+from momentseg.sam2.config import (
     IMAGENET_MEAN,
     NO_OBJECT_LOGIT,
     build_sam2,
@@ -22,7 +22,7 @@ from momentseg.model.sam2 import (
     preprocess_for_sam2,
     tiny_sam2_config,
 )
-from momentseg.model.sam2_video import LanguageSession, MomentSegSam2
+from momentseg.sam2.video import LanguageSession, MomentSegSam2
 
 S = 64
 
@@ -56,7 +56,7 @@ def _frames(n=4, h=40, w=56, seed=0):
 # ---------------------------------------------------------------------------------------------- the old path
 @contextlib.contextmanager
 def _old_language_prompt(sam2, embedding):
-    """The previous ``momentseg.model.sam2.language_prompt`` (instance patching), kept as the reference."""
+    """The previous ``momentseg.sam2.config.language_prompt`` (instance patching), kept as the reference."""
     encoder = sam2.prompt_encoder
     hidden = encoder.hidden_size
     channels = int(sam2.config.mask_decoder_config.hidden_size) // 8

@@ -11,7 +11,7 @@ from momentseg.data import synthetic as syn
 from momentseg.data.synthetic import caption_vocabulary
 from momentseg.errors import InputError
 from momentseg.model import CaptionSample, MomentSegModel, TrackSample
-from momentseg.model.sam2 import preprocess_for_sam2
+from momentseg.sam2.config import preprocess_for_sam2
 from momentseg.train.config import config_from_dict
 from momentseg.train.data import SampleShape, SampleStream, SyntheticSource, track_sample
 from momentseg.train.loop import build_model, train

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from momentseg.errors import InputError
-from momentseg.model.sam2 import build_sam2, tiny_sam2_config
 from momentseg.propagation.bap import NO_OBJECT_LOGIT, propagate, upsample_mask
 from momentseg.propagation.policy import AnchorTracker, bap_plan, fired_updates
-from momentseg.propagation.session import FrameStore, PropagationSession
+from momentseg.sam2.config import build_sam2, tiny_sam2_config
+from momentseg.sam2.session import FrameStore, PropagationSession
 
 S, T = 128, 20
 KEYS = [2, 5, 9, 13, 17]
@@ -217,7 +217,7 @@ def test_bad_arguments_raise_input_errors(sam2, video, masks):
 
 
 def test_shared_image_features_encode_each_frame_once_bounded_and_change_nothing(sam2, video, masks):
-    from momentseg.propagation.session import shared_image_features
+    from momentseg.sam2.session import shared_image_features
 
     plain = [r.mask_logits.clone() for r in _run(sam2, video, mask_prompts=masks)]
     calls = []

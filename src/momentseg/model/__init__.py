@@ -4,9 +4,8 @@ Main entry points: :class:`MomentSegModel` (``build``, ``tiny``, ``from_pretrain
 ``find_logits`` / ``find_logits_many``, ``seg_embedding`` / ``seg_embedding_many``, ``forward_tsg``,
 ``forward_refvos``), its :class:`MomentSegProcessor` (samples → padded batch tensors), the typed outputs
 :class:`TSGOutput` / :class:`RefVOSOutput`, :class:`MomentSegConfig`, :func:`preset_config`, the training samples
-:class:`TSGSample` / :class:`RefVOSSample`, the SAM2 model :class:`momentseg.model.sam2_video.MomentSegSam2`
-(transformers' ``Sam2VideoModel`` prompted by the ``[SEG]`` embedding) and its light glue in
-:mod:`momentseg.model.sam2` (``build_sam2``, ``new_session``, preprocessing).
+:class:`TSGSample` / :class:`RefVOSSample`. The SAM2 model it holds
+(:class:`momentseg.sam2.video.MomentSegSam2`) and its glue live in :mod:`momentseg.sam2`.
 """
 
 from momentseg.model.config import MomentSegConfig, preset_config

@@ -284,8 +284,8 @@ def build_from_base(qwen_dir: str | Path, sam2_dir: str | Path, preset: str = "3
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     from momentseg.model.momentseg import MomentSegModel
-    from momentseg.model.sam2 import sam2_config_to_dict
-    from momentseg.model.sam2_video import MomentSegSam2
+    from momentseg.sam2.config import sam2_config_to_dict
+    from momentseg.sam2.video import MomentSegSam2
 
     qwen_dir, sam2_dir = Path(qwen_dir), Path(sam2_dir)
     for d, what in ((qwen_dir, "Qwen2.5-VL"), (sam2_dir, "SAM2")):

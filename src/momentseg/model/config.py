@@ -18,7 +18,7 @@ from typing import Any
 
 from momentseg.errors import CheckpointError
 from momentseg.model.preprocess import CLIP_MEAN, CLIP_STD
-from momentseg.model.sam2 import CLAMP_NO_OBJECT_MASKS, LANGUAGE_ON_TRACKED_FRAMES, tiny_sam2_config
+from momentseg.sam2.config import CLAMP_NO_OBJECT_MASKS, LANGUAGE_ON_TRACKED_FRAMES, tiny_sam2_config
 
 TSG_PROMPT = (
     "Here is a low-resolution video you can refer to. Can you find the key frames range of the text query "
@@ -87,7 +87,7 @@ class MomentSegConfig:
     # [FIND] curve from temporal patches to frames: False = linear between patch centres (this project);
     # True = align_corners=True over the frame count, as the released MomentSeg's inference does.
     find_align_corners: bool = False
-    # SAM2 behaviour (momentseg.model.sam2_video.MomentSegSam2, which cites the sources). A frame SAM2 scores
+    # SAM2 behaviour (momentseg.sam2.video.MomentSegSam2, which cites the sources). A frame SAM2 scores
     # "no object": True = its masks set to -1024 (transformers, original SAM2; this project); False = the decoded
     # mask kept, as Sa2VA's and the released MomentSeg's SAM2 do (set by their importers).
     clamp_no_object_masks: bool = CLAMP_NO_OBJECT_MASKS

@@ -34,8 +34,8 @@ from momentseg.model.processing import (
     Sequence,
     as_uint8,
 )
-from momentseg.model.sam2 import build_sam2, preprocess_for_sam2
 from momentseg.model.tokenizer import IM_END, build_word_tokenizer
+from momentseg.sam2.config import build_sam2, preprocess_for_sam2
 
 #: Initial std of the query bag-of-words table (``pool_query``). At random init the LLM's [SEG] / [FIND] state is
 #: nearly the same for every query (norm ≈ 11, cosine ≈ 0.99 between texts), so with the default N(0, 1) table
@@ -109,7 +109,7 @@ class MomentSegModel(nn.Module):
 
     def __init__(self, config: MomentSegConfig, tokenizer=None, qwen=None, sam2=None):
         """Random backbones from ``config`` unless ``qwen`` (Qwen2_5_VLForConditionalGeneration) / ``sam2``
-        (:class:`~momentseg.model.sam2_video.MomentSegSam2`) are given (they must match the config)."""
+        (:class:`~momentseg.sam2.video.MomentSegSam2`) are given (they must match the config)."""
         super().__init__()
         from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
@@ -118,7 +118,7 @@ class MomentSegModel(nn.Module):
         if sam2 is None:
             sam2 = build_sam2(config.sam2, **config.sam2_behaviour)
         else:
-            from momentseg.model.sam2_video import MomentSegSam2
+            from momentseg.sam2.video import MomentSegSam2
 
             if not isinstance(sam2, MomentSegSam2):
                 raise TypeError(f"sam2 must be a MomentSegSam2 (e.g. MomentSegSam2.from_pretrained), "

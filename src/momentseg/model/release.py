@@ -45,7 +45,7 @@ older ``model.visual.*`` / ``model.model.*``), untied ``model.lm_head.weight``, 
 (SAM2.0 with ``.g_weight``), ``text_hidden_fcs.{0,2}``. Sa2VA has no ``[FIND]`` head: it starts random (a
 warning and a note in ``config.notes``) and the ``[FIND]`` token gets a new embedding row. Two behaviour
 differences remain after a correct import, options of ``MomentSegConfig`` set to Sa2VA's behaviour by the
-importer (:data:`SOURCE_BEHAVIOUR`; sources in :mod:`momentseg.model.sam2_video`): transformers' SAM2 clamps the
+importer (:data:`SOURCE_BEHAVIOUR`; sources in :mod:`momentseg.sam2.video`): transformers' SAM2 clamps the
 mask of a frame scored "no object" to −1024 while Sa2VA's SAM2 keeps the predicted mask
 (``config.clamp_no_object_masks = False``), and Sa2VA gives the ``[SEG]`` token only to its (first five)
 conditioning frames, not to the tracked frames, while this project appends it on every decoded frame

@@ -1,7 +1,7 @@
 """Bidirectional Anchor-updated Propagation (BAP) and the forward baselines, over a SAM2 video model.
 
 :func:`propagate` runs the passes of :func:`momentseg.propagation.policy.bap_plan` and yields one
-:class:`~momentseg.propagation.session.FrameOutput` per video frame (every frame exactly once; BAP starts at the
+:class:`~momentseg.sam2.session.FrameOutput` per video frame (every frame exactly once; BAP starts at the
 anchor, goes forward to the last frame, then backward from anchor − 1 to frame 0; frames no pass tracks — before
 the start of the forward-only modes — come last, with empty masks). Each result holds SAM2's low-res mask logits
 (S/4 × S/4): the caller upsamples it with :func:`upsample_mask` to the original size and stores / compresses it
@@ -10,10 +10,10 @@ at once, so no all-frames tensor at full size ever exists.
 Prompts
 -------
 * ``prompt_embedding`` (P,) or (P+C0+1,): the [SEG] embedding, the language prompt of each pass's session
-  (:class:`~momentseg.propagation.session.PropagationSession` ``language=``). Every keyframe of a pass is decoded
+  (:class:`~momentseg.sam2.session.PropagationSession` ``language=``). Every keyframe of a pass is decoded
   from it as a conditioning frame (no memory) before the pass propagates, and every propagated frame also gets
   it as an extra sparse prompt token — unless the model was built with ``language_on_tracked_frames=False``
-  (Sa2VA's behaviour, :class:`~momentseg.model.sam2_video.MomentSegSam2`).
+  (Sa2VA's behaviour, :class:`~momentseg.sam2.video.MomentSegSam2`).
 * ``mask_prompts`` {keyframe: (H, W) mask}: per-keyframe masks as the conditioning prompts instead (e.g. from a
   user, or for tests with a random model). Given together with an embedding, the masks condition the keyframes
   and the embedding is still the language prompt of every decoded frame.
@@ -31,7 +31,6 @@ import torch
 import torch.nn.functional as F
 
 from momentseg.errors import InputError
-from momentseg.model.sam2 import NO_OBJECT_LOGIT
 from momentseg.propagation.policy import (
     DEFAULT_MODE,
     UPDATE_RADIUS,
@@ -42,7 +41,8 @@ from momentseg.propagation.policy import (
     Plan,
     bap_plan,
 )
-from momentseg.propagation.session import (
+from momentseg.sam2.config import NO_OBJECT_LOGIT
+from momentseg.sam2.session import (
     FrameOutput,
     FrameSource,
     FrameStore,

@@ -2,7 +2,7 @@
 
 The model itself — transformers' ``Sam2VideoModel`` with the ``[SEG]`` language prompt, conditioning frames,
 the two Sa2VA behaviour options and clip decoding with gradients — is
-:class:`momentseg.model.sam2_video.MomentSegSam2`; :func:`build_sam2` builds it and :func:`new_session` opens a
+:class:`momentseg.sam2.video.MomentSegSam2`; :func:`build_sam2` builds it and :func:`new_session` opens a
 session for it. This module stays light (torch / numpy only) so that configs can be read without importing
 transformers.
 """
@@ -86,6 +86,7 @@ def tiny_sam2_config(image_size: int = 128) -> dict[str, Any]:
 
 def sam2_config_from_dict(cfg: dict[str, Any]):
     """Build a ``Sam2VideoConfig`` from a plain dict (nested sub-config dicts allowed)."""
+    # transformers is imported where a model is built, not when this light module is (configs, --help)
     from transformers import Sam2VideoConfig
     from transformers.models.sam2.configuration_sam2 import Sam2HieraDetConfig, Sam2VisionConfig
 
@@ -106,12 +107,13 @@ def build_sam2(
     clamp_no_object_masks: bool = CLAMP_NO_OBJECT_MASKS,
     language_on_tracked_frames: bool = LANGUAGE_ON_TRACKED_FRAMES,
 ):
-    """A randomly initialised :class:`~momentseg.model.sam2_video.MomentSegSam2` (a transformers
+    """A randomly initialised :class:`~momentseg.sam2.video.MomentSegSam2` (a transformers
     ``Sam2VideoModel``) from a ``Sam2VideoConfig`` or a plain dict, with the given behaviour options (image and
     prompt position encodings shared, as in original SAM2)."""
+    # transformers (and the model module built on it) only when a model is built
     from transformers import Sam2VideoConfig
 
-    from momentseg.model.sam2_video import MomentSegSam2
+    from momentseg.sam2.video import MomentSegSam2
 
     config = cfg if isinstance(cfg, Sam2VideoConfig) else sam2_config_from_dict(cfg)
     model = MomentSegSam2(
@@ -151,13 +153,13 @@ def preprocess_for_sam2(frames, image_size: int) -> torch.Tensor:
 
 
 def new_session(sam2, pixel_values: torch.Tensor, video_height: int, video_width: int, cache_size: int = 1):
-    """A :class:`~momentseg.model.sam2_video.LanguageSession` (transformers' ``Sam2VideoInferenceSession`` that
+    """A :class:`~momentseg.sam2.video.LanguageSession` (transformers' ``Sam2VideoInferenceSession`` that
     also holds language prompts) over preprocessed frames (N,3,S,S) (see :func:`preprocess_for_sam2`), on the
     device and in the dtype of ``sam2``.
 
     ``cache_size``: how many frames' vision features the session keeps (1 = recompute when revisiting).
     """
-    from momentseg.model.sam2_video import LanguageSession
+    from momentseg.sam2.video import LanguageSession  # transformers: only when a session is opened
 
     device = next(sam2.parameters()).device
     dtype = next(sam2.parameters()).dtype

@@ -17,10 +17,10 @@ arguments; the weights and state-dict keys are those of ``Sam2VideoModel``, so e
 * **Conditioning frames.** ``sam2(inference_session=s, frame_idx=k, condition=(obj_id,))`` decodes frame k as
   an initial conditioning frame of that object (no memory; stored in ``cond_frame_outputs``), prompted by
   whatever the object has on frame k — its language embedding alone when it has no points and no mask.
-* **Two behaviour options** (:data:`~momentseg.model.sam2.CLAMP_NO_OBJECT_MASKS`,
-  :data:`~momentseg.model.sam2.LANGUAGE_ON_TRACKED_FRAMES`; ``MomentSegConfig`` carries them):
+* **Two behaviour options** (:data:`~momentseg.sam2.config.CLAMP_NO_OBJECT_MASKS`,
+  :data:`~momentseg.sam2.config.LANGUAGE_ON_TRACKED_FRAMES`; ``MomentSegConfig`` carries them):
   ``clamp_no_object_masks`` — True: a frame scored "no object" (object score logit ≤ 0) gets
-  :data:`~momentseg.model.sam2.NO_OBJECT_LOGIT` masks, as transformers and original SAM2 do; False: the decoded
+  :data:`~momentseg.sam2.config.NO_OBJECT_LOGIT` masks, as transformers and original SAM2 do; False: the decoded
   mask is kept (and encoded into memory), as Sa2VA's SAM2 extension does — in github bytedance/Sa2VA
   ``projects/sa2va/hf/models_qwen2_5_vl/sam2.py`` (``SAM2Base._forward_sam_heads``) and
   ``projects/sa2va/models/extension/sam2_base.py`` the ``torch.where(is_obj_appearing, ..., NO_OBJ_SCORE)`` is
@@ -53,7 +53,7 @@ from transformers.models.sam2_video.modeling_sam2_video import (
     Sam2VideoSegmentationOutput,
 )
 
-from momentseg.model.sam2 import (
+from momentseg.sam2.config import (
     CLAMP_NO_OBJECT_MASKS,
     LANGUAGE_ON_TRACKED_FRAMES,
     NO_OBJECT_LOGIT,
@@ -99,7 +99,7 @@ class MomentSegSam2(Sam2VideoModel):
 
     @property
     def behaviour(self) -> dict[str, bool]:
-        """The behaviour options, by the names ``MomentSegConfig`` and :func:`~momentseg.model.sam2.build_sam2`
+        """The behaviour options, by the names ``MomentSegConfig`` and :func:`~momentseg.sam2.config.build_sam2`
         use."""
         return {
             "clamp_no_object_masks": self.clamp_no_object_masks,
@@ -119,7 +119,7 @@ class MomentSegSam2(Sam2VideoModel):
         later decoding of that object (see the module docstring); gradients reach ``embedding`` when the
         decoding runs with autograd."""
         if not isinstance(inference_session, LanguageSession):
-            raise TypeError(f"a language prompt needs a LanguageSession (momentseg.model.sam2.new_session), "
+            raise TypeError(f"a language prompt needs a LanguageSession (momentseg.sam2.config.new_session), "
                             f"got {type(inference_session).__name__}")
         obj_idx = inference_session.obj_id_to_idx(obj_id)
         if embedding is None:

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from momentseg.errors import InputError
+from momentseg.sam2.video import LanguageSession, MomentSegSam2
 
 #: A preprocessed video: a tensor (T,3,S,S), or a callable ``frame_idx -> (3,S,S)`` (with ``num_frames``).
 FrameSource = torch.Tensor | Callable[[int], torch.Tensor]
@@ -140,7 +141,7 @@ def _first(x: torch.Tensor) -> float:
 class PropagationSession:
     """One object tracked through a fresh SAM2 video state, with pruned (bounded) memory.
 
-    ``sam2``: a :class:`~momentseg.model.sam2_video.MomentSegSam2` in eval mode. ``frames``: a
+    ``sam2``: a :class:`~momentseg.sam2.video.MomentSegSam2` in eval mode. ``frames``: a
     :class:`FrameStore` (share one store between the passes of a video). ``language``: the object's language
     prompt ((P,) or (P+C0+1,), e.g. the [SEG] embedding), given to every frame SAM2 decodes for it (tracked
     frames too unless the model's ``language_on_tracked_frames`` is off). ``video_size``: the original (H, W),
@@ -160,10 +161,8 @@ class PropagationSession:
         prune: bool = True,
         obj_id: int = 0,
     ):
-        from momentseg.model.sam2_video import LanguageSession, MomentSegSam2
-
         if not isinstance(sam2, MomentSegSam2):
-            raise TypeError(f"a propagation session needs a MomentSegSam2 (momentseg.model.sam2.build_sam2), "
+            raise TypeError(f"a propagation session needs a MomentSegSam2 (momentseg.sam2.config.build_sam2), "
                             f"got {type(sam2).__name__}")
         param = next(sam2.parameters())
         self.sam2 = sam2
