@@ -12,12 +12,8 @@ from safetensors.torch import load_file, save_file
 
 from momentseg.errors import CheckpointError
 from momentseg.model import MomentSegModel
-from momentseg.model.checkpoint import (
-    infer_sam2_config,
-    sam2_hf_to_original,
-    sam2_original_to_hf,
-)
 from momentseg.sam2.config import build_sam2, sam2_config_to_dict
+from momentseg.sam2.names import infer_sam2_config, sam2_hf_to_original, sam2_original_to_hf
 
 WORDS = ["red", "ball", "moves"]
 
@@ -149,7 +145,7 @@ def test_sam2_name_mapping_round_trip_and_known_names(model):
 
 def test_infer_sam2_large_config():
     """The hiera-large architecture is recognised from original names alone (built on the meta device)."""
-    from momentseg.model.config import sam2_large_config
+    from momentseg.sam2.config import sam2_large_config
 
     with torch.device("meta"):
         large = build_sam2(sam2_large_config())
@@ -190,13 +186,12 @@ def _write_sa2va(model, path, split_qwen_names=False, extra=None):
 
 @pytest.mark.parametrize("split_qwen_names", [False, True])
 def test_import_sa2va(sa2va_like, tmp_path, split_qwen_names):
-    from momentseg.model.checkpoint import import_sa2va
 
     src = tmp_path / "sa2va"
     _write_sa2va(sa2va_like, src, split_qwen_names)
     sam2_cfg = sam2_config_to_dict(sa2va_like.sam2.config)
     with pytest.warns(UserWarning, match="FIND"):
-        imported = import_sa2va(src, sam2_config=sam2_cfg, preset="tiny")
+        imported = MomentSegModel.from_released(src, source="sa2va", sam2_config=sam2_cfg, preset="tiny")
     mine, theirs = imported.state_dict(), sa2va_like.state_dict()
     for k in theirs:
         if k.startswith("find_head."):
@@ -211,14 +206,13 @@ def test_import_sa2va(sa2va_like, tmp_path, split_qwen_names):
 
 
 def test_import_sa2va_mismatch(model, tmp_path):
-    from momentseg.model.checkpoint import import_sa2va
 
     src = tmp_path / "sa2va"
     _write_sa2va(model, src, extra={"grounding_encoder.sam2_model.image_encoder.extra": torch.zeros(1)})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(CheckpointError, match="unexpected .*image_encoder.extra"):
-            import_sa2va(src, sam2_config=sam2_config_to_dict(model.sam2.config), preset="tiny")
+            MomentSegModel.from_released(src, source="sa2va", sam2_config=sam2_config_to_dict(model.sam2.config), preset="tiny")
 
 
 def test_cli_convert(sa2va_like, tmp_path, capsys):

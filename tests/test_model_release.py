@@ -21,7 +21,6 @@ from momentseg.errors import CheckpointError
 from momentseg.model import MomentSegModel
 from momentseg.model.preprocess import image_inputs, num_tokens, video_inputs
 from momentseg.model.processing import VisionInputs
-from momentseg.model.release import import_checkpoint
 from momentseg.model.tokenizer import build_word_tokenizer, token_ids
 from momentseg.sam2.config import tiny_sam2_config
 from released_layouts import (
@@ -224,7 +223,7 @@ def test_momentseg_release_loads_directly(tmp_path):
     tensors, mllm = write_release(src)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no [FIND] warning: the release has its head
-        model = import_checkpoint(src, sam2_config=_sam2_config(), preset="tiny")  # source from config.json
+        model = MomentSegModel.from_released(src, sam2_config=_sam2_config(), preset="tiny")  # source from config.json
     assert model.config.find_align_corners and not model.config.pool_query and not model.config.seg_pixel_query
     # the authors' SAM2 keeps the mask of a frame scored "no object" and prompts tracked frames too
     assert model.sam2.behaviour == {"clamp_no_object_masks": False, "language_on_tracked_frames": True}
@@ -237,15 +236,20 @@ def test_momentseg_release_loads_directly(tmp_path):
 
 
 def test_from_pretrained_recognises_released_folders(tmp_path, monkeypatch):
-    import momentseg.model.release as release
+    import momentseg.model.momentseg as modeling
 
     calls = []
-    monkeypatch.setattr(release, "import_checkpoint", lambda path, source: calls.append((path.name, source)) or 7)
+
+    def fake_import(cls, path, source=None, sam2_config=None, preset=None):
+        calls.append((cls, path.name, source))
+        return 7
+
+    monkeypatch.setattr(modeling, "import_checkpoint", fake_import)
     write_release(tmp_path / "rel")
     write_sa2va(tmp_path / "sa2va")
     assert MomentSegModel.from_pretrained(tmp_path / "rel") == 7
     assert MomentSegModel.from_pretrained(tmp_path / "sa2va") == 7
-    assert calls == [("rel", "momentseg-release"), ("sa2va", "sa2va")]
+    assert calls == [(MomentSegModel, "rel", "momentseg-release"), (MomentSegModel, "sa2va", "sa2va")]
 
 
 def test_momentseg_release_keeps_dtypes_and_converts(tmp_path, capsys):
@@ -286,7 +290,7 @@ def test_momentseg_release_refuses_perframe_seg_and_missing_tensors(tmp_path):
     del state[victim]
     save_file(state, str(shard))
     with pytest.raises(CheckpointError) as err:
-        import_checkpoint(src, sam2_config=_sam2_config(), preset="tiny")
+        MomentSegModel.from_released(src, sam2_config=_sam2_config(), preset="tiny")
     assert "1 missing" in str(err.value) and "\n" not in str(err.value)
 
 
@@ -295,7 +299,7 @@ def test_sa2va_as_exported(tmp_path):
     src = tmp_path / "Sa2VA-Qwen2_5-VL-3B"
     tensors, config = write_sa2va(src)
     with pytest.warns(UserWarning, match="FIND"):
-        model = import_checkpoint(src, sam2_config=_sam2_config(), preset="tiny")  # source from config.json
+        model = MomentSegModel.from_released(src, sam2_config=_sam2_config(), preset="tiny")  # source from config.json
     assert model.qwen.lm_head.weight is not model.qwen.model.language_model.embed_tokens.weight
     assert model.config.qwen["text_config"]["vocab_size"] == config["text_config"]["vocab_size"]
     # Sa2VA's SAM2: the mask of a frame scored "no object" is kept; [SEG] only on conditioning frames
@@ -398,8 +402,8 @@ def test_from_base_is_strict(tiny, tmp_path):
 def test_real_size_sam2_0_large_layout_matches_inferred_config():
     """The released SAM2.0 Hiera-L (with .g_weight) at full size: every name maps and every shape fits the
     Sam2Video built from the inferred config (on the meta device: no memory)."""
-    from momentseg.model.checkpoint import infer_sam2_config, sam2_original_to_hf
     from momentseg.sam2.config import build_sam2
+    from momentseg.sam2.names import infer_sam2_config, sam2_original_to_hf
     from released_layouts import sam2_original_keys
 
     large = dict(embed=144, stages=[2, 6, 36, 4], window0=8, pos_bkg=(7, 7), d=256, mask_in_chans=16,

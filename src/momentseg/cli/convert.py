@@ -37,7 +37,8 @@ def convert(
     import warnings
 
     from momentseg.io.atomic import allow_overwrite, check_output_dir
-    from momentseg.model.release import SOURCES, detect_source, import_checkpoint
+    from momentseg.model import MomentSegModel
+    from momentseg.model.release import SOURCES, detect_source
 
     check_output_dir(out, overwrite=overwrite, what="--out")
     if source_format not in (*SOURCES, "auto"):
@@ -58,7 +59,7 @@ def convert(
             raise InputError(f"--sam2-config {sam2_config} must hold a JSON object")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = import_checkpoint(src, source=source_format, sam2_config=sam2_dict, preset=preset)
+        model = MomentSegModel.from_released(src, source=source_format, sam2_config=sam2_dict, preset=preset)
     with allow_overwrite(*([out] if overwrite else [])):
         model.save_pretrained(out)
     for note in model.config.notes:

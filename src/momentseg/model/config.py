@@ -9,7 +9,6 @@ Choices the method leaves open are config values here (see each field's comment)
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -18,7 +17,13 @@ from typing import Any
 
 from momentseg.errors import CheckpointError
 from momentseg.model.preprocess import CLIP_MEAN, CLIP_STD
-from momentseg.sam2.config import CLAMP_NO_OBJECT_MASKS, LANGUAGE_ON_TRACKED_FRAMES, tiny_sam2_config
+from momentseg.model.tokenizer import token_ids
+from momentseg.sam2.config import (
+    CLAMP_NO_OBJECT_MASKS,
+    LANGUAGE_ON_TRACKED_FRAMES,
+    sam2_large_config,
+    tiny_sam2_config,
+)
 
 TSG_PROMPT = (
     "Here is a low-resolution video you can refer to. Can you find the key frames range of the text query "
@@ -160,8 +165,6 @@ class MomentSegConfig:
 
 
 def _qwen_ids(tokenizer) -> dict[str, int]:
-    from momentseg.model.tokenizer import token_ids
-
     ids = token_ids(tokenizer)
     return {
         "image_token_id": ids["image_pad"],
@@ -250,36 +253,6 @@ def real_qwen_config(name: str) -> dict[str, Any]:
         "video_token_id": 151656,
         "vision_start_token_id": 151652,
         "vision_end_token_id": 151653,
-    }
-
-
-#: The Hiera-L backbone of SAM2 / SAM2.1 (``Sam2HieraDetConfig`` fields besides ``image_size``).
-HIERA_LARGE_BACKBONE: dict[str, Any] = {
-    "hidden_size": 144,
-    "embed_dim_per_stage": [144, 288, 576, 1152],
-    "num_attention_heads_per_stage": [2, 4, 8, 16],
-    "blocks_per_stage": [2, 6, 36, 4],
-    "global_attention_blocks": [23, 33, 43],
-    "window_positional_embedding_background_size": [7, 7],
-    "window_size_per_stage": [8, 4, 16, 8],
-}
-
-
-def sam2_large_config(image_size: int = 1024) -> dict[str, Any]:
-    """SAM2.1 hiera-large as a ``Sam2VideoConfig`` dict (num_maskmem 7)."""
-    s = int(image_size)
-    return {
-        "vision_config": {
-            "backbone_config": {**copy.deepcopy(HIERA_LARGE_BACKBONE), "image_size": [s, s]},
-            "backbone_channel_list": [1152, 576, 288, 144],
-            "backbone_feature_sizes": [[s // 4, s // 4], [s // 8, s // 8], [s // 16, s // 16]],
-        },
-        "prompt_encoder_config": {"image_size": s},
-        "image_size": s,
-        "num_maskmem": 7,
-        "memory_attention_rope_feat_sizes": [s // 16, s // 16],
-        "enable_temporal_pos_encoding_for_object_pointers": True,
-        "enable_occlusion_spatial_embedding": True,
     }
 
 

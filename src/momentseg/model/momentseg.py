@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from momentseg.model.base import build_from_base
+from momentseg.model.checkpoint import load_checkpoint, read_folder_config, released_source, save_checkpoint
 from momentseg.model.config import MomentSegConfig, preset_config
 from momentseg.model.outputs import CaptionOutput, RefVOSOutput, TrackOutput, TSGOutput
 from momentseg.model.preprocess import VisionLayout
@@ -34,6 +36,7 @@ from momentseg.model.processing import (
     Sequence,
     as_uint8,
 )
+from momentseg.model.release import import_checkpoint
 from momentseg.model.tokenizer import IM_END, build_word_tokenizer
 from momentseg.sam2.config import build_sam2, preprocess_for_sam2
 
@@ -201,15 +204,22 @@ class MomentSegModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> MomentSegModel:
-        """Load a checkpoint folder written by :meth:`save_pretrained` (mismatch → CheckpointError)."""
-        from momentseg.model.checkpoint import load_checkpoint
+        """Load a checkpoint folder written by :meth:`save_pretrained` (mismatch → CheckpointError), or a folder
+        in a released layout (MomentSeg-3B/7B, Sa2VA-Qwen2.5-VL; recognised by ``config.json``), imported on the
+        fly."""
+        source = released_source(read_folder_config(Path(path)))
+        if source is not None:
+            return cls.from_released(path, source=source)
+        return load_checkpoint(cls, path)
 
-        return load_checkpoint(path)
+    @classmethod
+    def from_released(cls, path: str | Path, source: str | None = None, sam2_config: dict | None = None,
+                      preset: str | None = None) -> MomentSegModel:
+        """Import a released checkpoint folder (see :func:`momentseg.model.release.import_checkpoint`)."""
+        return import_checkpoint(cls, path, source=source, sam2_config=sam2_config, preset=preset)
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write config.json, model.safetensors and the tokenizer files to folder ``path`` (atomically)."""
-        from momentseg.model.checkpoint import save_checkpoint
-
         save_checkpoint(self, path)
 
     def load_sam2_from(self, path: str | Path) -> None:
@@ -223,9 +233,7 @@ class MomentSegModel(nn.Module):
     @classmethod
     def from_base(cls, qwen_dir: str | Path, sam2_dir: str | Path, preset: str = "3b") -> MomentSegModel:
         """Qwen2.5-VL-Instruct + SAM2 weights from local HF-format folders; heads randomly initialised."""
-        from momentseg.model.checkpoint import build_from_base
-
-        return build_from_base(qwen_dir, sam2_dir, preset)
+        return build_from_base(cls, qwen_dir, sam2_dir, preset)
 
     @property
     def device(self) -> torch.device:

@@ -64,20 +64,19 @@ import torch
 from momentseg.errors import CheckpointError, InputError
 from momentseg.model.checkpoint import (
     _BOOKKEEPING,
+    _SHOW,
     CONFIG_FILE,
     RELEASED_MODEL_TYPES,
-    _qwen_name,
+    WEIGHTS_FILE,
     _read_safetensors,
     clean_config_dict,
-    infer_sam2_config,
     load_strict,
     match_dtypes,
     read_folder_config,
-    sam2_original_to_hf,
-    weight_files,
 )
 from momentseg.model.config import preset_config
 from momentseg.model.tokenizer import add_task_tokens, load_tokenizer
+from momentseg.sam2.names import infer_sam2_config, sam2_original_to_hf
 
 SOURCES = tuple(RELEASED_MODEL_TYPES.values())
 SAM2_PREFIX = "grounding_encoder.sam2_model."
@@ -128,23 +127,24 @@ def _qwen_config(fields: dict[str, Any], where: Path) -> dict[str, Any]:
     return {k: full[k] for k in _QWEN_TOP if k in full}
 
 
-def import_checkpoint(src: str | Path, source: str | None = None, sam2_config: dict[str, Any] | None = None,
+def import_checkpoint(model_cls, src: str | Path, source: str | None = None, sam2_config: dict[str, Any] | None = None,
                       preset: str | None = None):
-    """A MomentSegModel from a released checkpoint folder; ``source`` ('momentseg-release' or 'sa2va')
+    """A ``model_cls`` (:class:`~momentseg.model.momentseg.MomentSegModel`, or a subclass) from a released
+    checkpoint folder; ``source`` ('momentseg-release' or 'sa2va')
     defaults to what config.json says. ``sam2_config``: a Sam2VideoConfig dict (default: inferred from the SAM2
     tensors). ``preset``: frame sizes / prompts (default: 3b or 7b by the LLM's hidden size)."""
     src = Path(src)
     source = source or detect_source(src)
     if source == "momentseg-release":
-        return import_momentseg_release(src, sam2_config=sam2_config, preset=preset)
+        return import_momentseg_release(model_cls, src, sam2_config=sam2_config, preset=preset)
     if source == "sa2va":
-        return import_sa2va(src, sam2_config=sam2_config, preset=preset)
+        return import_sa2va(model_cls, src, sam2_config=sam2_config, preset=preset)
     raise InputError(f"unknown checkpoint source {source!r}; choose one of {', '.join(SOURCES)}")
 
 
-def import_momentseg_release(src: str | Path, sam2_config: dict[str, Any] | None = None,
+def import_momentseg_release(model_cls, src: str | Path, sam2_config: dict[str, Any] | None = None,
                              preset: str | None = None):
-    """A MomentSegModel from a MomentSeg-3B / 7B folder as the authors release it (see the module docstring)."""
+    """A ``model_cls`` from a MomentSeg-3B / 7B folder as the authors release it (see the module docstring)."""
     src = Path(src)
     raw = _read_config(src)
     if raw.get("model_type") != "momentseg_chat":
@@ -154,11 +154,11 @@ def import_momentseg_release(src: str | Path, sam2_config: dict[str, Any] | None
                               "[SEG] attention is not supported here")
     mllm = raw.get("mllm_config")
     fields = mllm if isinstance(mllm, dict) and mllm else raw
-    return _import(src, "momentseg-release", _qwen_config(fields, src), lambda k: k, sam2_config, preset)
+    return _import(model_cls, src, "momentseg-release", _qwen_config(fields, src), lambda k: k, sam2_config, preset)
 
 
-def import_sa2va(src: str | Path, sam2_config: dict[str, Any] | None = None, preset: str | None = None):
-    """A MomentSegModel from a Sa2VA-Qwen2.5-VL folder as its exporter writes it (see the module docstring).
+def import_sa2va(model_cls, src: str | Path, sam2_config: dict[str, Any] | None = None, preset: str | None = None):
+    """A ``model_cls`` from a Sa2VA-Qwen2.5-VL folder as its exporter writes it (see the module docstring).
     The [FIND] head starts random (warned, and noted in ``config.notes``)."""
     src = Path(src)
     raw = _read_config(src)
@@ -166,12 +166,42 @@ def import_sa2va(src: str | Path, sam2_config: dict[str, Any] | None = None, pre
     def qwen_key(key: str) -> str | None:
         return key[len("model."):] if key.startswith("model.") else None
 
-    return _import(src, "sa2va", _qwen_config(raw, src), qwen_key, sam2_config, preset)
+    return _import(model_cls, src, "sa2va", _qwen_config(raw, src), qwen_key, sam2_config, preset)
 
 
-def _import(src: Path, source: str, qwen_config: dict[str, Any], qwen_key, sam2_config, preset):
-    from momentseg.model.momentseg import MomentSegModel
+def _qwen_name(key: str) -> str:
+    """Qwen2.5-VL state names from any transformers version → this version's (model.visual / language_model)."""
+    if key.startswith(("model.visual.", "model.language_model.", "lm_head.")):
+        return key
+    if key.startswith("visual."):
+        return "model." + key
+    if key.startswith("model."):
+        return "model.language_model." + key[len("model.") :]
+    return key
 
+
+def weight_files(src: Path) -> list[Path]:
+    """The safetensors files of a folder: the shards its index lists, or model.safetensors."""
+    index = src / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        except (OSError, json.JSONDecodeError, KeyError) as exc:
+            raise CheckpointError(f"cannot read {index}: {exc}") from exc
+        files = sorted({src / name for name in weight_map.values()})
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise CheckpointError(f"{src} lacks shards listed in its index: {', '.join(missing[:_SHOW])}")
+        return files
+    single = src / WEIGHTS_FILE
+    if single.is_file():
+        return [single]
+    if any(src.glob("*.bin")) or any(src.glob("*.pth")):
+        raise CheckpointError(f"{src} holds only pickle weights (.bin/.pth); convert them to safetensors first")
+    raise CheckpointError(f"{src} has no model.safetensors or model.safetensors.index.json")
+
+
+def _import(model_cls, src: Path, source: str, qwen_config: dict[str, Any], qwen_key, sam2_config, preset):
     tensors = _read_safetensors(weight_files(src))
     qwen_state, sam2_original, seg, find, img, refused, other = {}, {}, {}, {}, {}, [], []
     for key, value in tensors.items():
@@ -235,7 +265,7 @@ def _import(src: Path, source: str, qwen_config: dict[str, Any], qwen_key, sam2_
         config.notes.append(note)
         warnings.warn(note, stacklevel=3)
 
-    model = MomentSegModel(config, tokenizer=None)
+    model = model_cls(config, tokenizer=None)
     state = {f"qwen.{k}": v for k, v in qwen_state.items()}
     state.update({f"sam2.{k}": v for k, v in sam2_state.items()})
     state.update({f"seg_head.{k}": v for k, v in seg.items()})

@@ -9,6 +9,7 @@ transformers.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -81,6 +82,36 @@ def tiny_sam2_config(image_size: int = 128) -> dict[str, Any]:
         "mask_downsampler_embed_dim": 128,
         "memory_fuser_embed_dim": 128,
         "memory_fuser_intermediate_dim": 64,
+    }
+
+
+#: The Hiera-L backbone of SAM2 / SAM2.1 (``Sam2HieraDetConfig`` fields besides ``image_size``).
+HIERA_LARGE_BACKBONE: dict[str, Any] = {
+    "hidden_size": 144,
+    "embed_dim_per_stage": [144, 288, 576, 1152],
+    "num_attention_heads_per_stage": [2, 4, 8, 16],
+    "blocks_per_stage": [2, 6, 36, 4],
+    "global_attention_blocks": [23, 33, 43],
+    "window_positional_embedding_background_size": [7, 7],
+    "window_size_per_stage": [8, 4, 16, 8],
+}
+
+
+def sam2_large_config(image_size: int = 1024) -> dict[str, Any]:
+    """SAM2.1 hiera-large as a ``Sam2VideoConfig`` dict (num_maskmem 7)."""
+    s = int(image_size)
+    return {
+        "vision_config": {
+            "backbone_config": {**copy.deepcopy(HIERA_LARGE_BACKBONE), "image_size": [s, s]},
+            "backbone_channel_list": [1152, 576, 288, 144],
+            "backbone_feature_sizes": [[s // 4, s // 4], [s // 8, s // 8], [s // 16, s // 16]],
+        },
+        "prompt_encoder_config": {"image_size": s},
+        "image_size": s,
+        "num_maskmem": 7,
+        "memory_attention_rope_feat_sizes": [s // 16, s // 16],
+        "enable_temporal_pos_encoding_for_object_pointers": True,
+        "enable_occlusion_spatial_embedding": True,
     }
 
 
