@@ -201,8 +201,10 @@ def weight_files(src: Path) -> list[Path]:
     raise CheckpointError(f"{src} has no model.safetensors or model.safetensors.index.json")
 
 
-def _import(model_cls, src: Path, source: str, qwen_config: dict[str, Any], qwen_key, sam2_config, preset):
-    tensors = _read_safetensors(weight_files(src))
+def _split_tensors(tensors: dict[str, torch.Tensor], source: str, qwen_key, src: Path):
+    """A released state dict by part: Qwen (this transformers version's names), original-SAM2, [SEG] head, [FIND]
+    head, img head, and keys of no known part; refuses per-frame [SEG] attention and folders missing SAM2 or the
+    Qwen embedding table."""
     qwen_state, sam2_original, seg, find, img, refused, other = {}, {}, {}, {}, {}, [], []
     for key, value in tensors.items():
         if key.startswith(SAM2_PREFIX):
@@ -227,6 +229,12 @@ def _import(model_cls, src: Path, source: str, qwen_config: dict[str, Any], qwen
     if _EMBED not in qwen_state:
         raise CheckpointError(f"{src} has no Qwen embedding table (model.embed_tokens.weight): not a {source} "
                               "checkpoint")
+    return qwen_state, sam2_original, seg, find, img, other
+
+
+def _import(model_cls, src: Path, source: str, qwen_config: dict[str, Any], qwen_key, sam2_config, preset):
+    tensors = _read_safetensors(weight_files(src))
+    qwen_state, sam2_original, seg, find, img, other = _split_tensors(tensors, source, qwen_key, src)
     sam2_state, unknown = sam2_original_to_hf(sam2_original)
     if sam2_config is None:
         sam2_config = infer_sam2_config(sam2_original)

@@ -188,44 +188,14 @@ class MomentSegSam2(Sam2VideoModel):
         scores: list[torch.Tensor] = []
         encode_objects, encode_masks, encode_scores, encode_from_prompt = [], [], [], []
         for obj_idx in range(num_objects):
-            obj_id = inference_session.obj_idx_to_id(obj_idx)
-            listed = obj_id in inference_session.obj_with_new_inputs
-            new_inputs = listed or obj_id in condition
-            stored = inference_session.output_dict_per_obj[obj_idx]["cond_frame_outputs"]
-            if not new_inputs and frame_idx in stored:  # a conditioning frame: its stored output
-                pred = inference_session.get_output(obj_idx, frame_idx, "pred_masks", is_conditioning_frame=True)
-                score = inference_session.get_output(obj_idx, frame_idx, "object_score_logits",
-                                                     is_conditioning_frame=True)
-                is_init_cond_frame = True
-            else:
-                is_init_cond_frame, point_inputs, mask_inputs = False, None, None
-                if new_inputs:
-                    is_init_cond_frame = frame_idx not in inference_session.frames_tracked_per_obj[obj_idx]
-                    if is_init_cond_frame:
-                        reverse = False  # as transformers: a conditioning frame is decoded (and recorded) forward
-                    point_inputs = inference_session.point_inputs_per_obj[obj_idx].get(frame_idx)
-                    mask_inputs = inference_session.mask_inputs_per_obj[obj_idx].get(frame_idx)
-                    if listed and (point_inputs is not None or mask_inputs is not None):
-                        inference_session.obj_with_new_inputs.remove(obj_id)
-                out = self._run_single_frame_inference(
-                    inference_session=inference_session,
-                    frame_idx=frame_idx,
-                    obj_idx=obj_idx,
-                    batch_size=1,
-                    is_init_cond_frame=is_init_cond_frame,
-                    point_inputs=point_inputs,
-                    mask_inputs=mask_inputs,
-                    reverse=reverse,
-                    streaming=frame is not None,
-                )
-                inference_session.store_output(obj_idx, frame_idx, output_value=out,
-                                               is_conditioning_frame=is_init_cond_frame)
-                pred, score = out["pred_masks"], out["object_score_logits"]
-                if run_mem_encoder and self.num_maskmem > 0:
-                    encode_objects.append(obj_idx)
-                    encode_masks.append(out["high_res_masks"])
-                    encode_scores.append(score)
-                    encode_from_prompt.append(point_inputs is not None or mask_inputs is not None)
+            pred, score, is_init_cond_frame, reverse, memory = self._object_step(
+                inference_session, obj_idx, frame_idx, condition, reverse, streaming=frame is not None
+            )
+            if memory is not None and run_mem_encoder and self.num_maskmem > 0:
+                encode_objects.append(obj_idx)
+                encode_masks.append(memory[0])
+                encode_scores.append(score)
+                encode_from_prompt.append(memory[1])
             masks.append(pred)
             scores.append(score.squeeze(-1))
             if not is_init_cond_frame:
@@ -244,6 +214,45 @@ class MomentSegSam2(Sam2VideoModel):
             object_score_logits=torch.cat(scores, dim=0) if len(scores) > 1 else scores[0],
             frame_idx=frame_idx,
         )
+
+    def _object_step(self, inference_session, obj_idx: int, frame_idx: int, condition: tuple, reverse: bool,
+                     streaming: bool):
+        """One object of :meth:`track_step`: its stored output on a conditioning frame, or a new decoding (stored
+        in the session). Returns (pred_masks, object_score_logits, is_init_cond_frame, reverse — False once a
+        conditioning frame is decoded, as transformers records it —, memory): memory is (high_res_masks,
+        from_prompt) for the memory encoder, or None when nothing was decoded."""
+        obj_id = inference_session.obj_idx_to_id(obj_idx)
+        listed = obj_id in inference_session.obj_with_new_inputs
+        new_inputs = listed or obj_id in condition
+        stored = inference_session.output_dict_per_obj[obj_idx]["cond_frame_outputs"]
+        if not new_inputs and frame_idx in stored:  # a conditioning frame: its stored output
+            pred = inference_session.get_output(obj_idx, frame_idx, "pred_masks", is_conditioning_frame=True)
+            score = inference_session.get_output(obj_idx, frame_idx, "object_score_logits",
+                                                 is_conditioning_frame=True)
+            return pred, score, True, reverse, None
+        is_init_cond_frame, point_inputs, mask_inputs = False, None, None
+        if new_inputs:
+            is_init_cond_frame = frame_idx not in inference_session.frames_tracked_per_obj[obj_idx]
+            if is_init_cond_frame:
+                reverse = False  # as transformers: a conditioning frame is decoded (and recorded) forward
+            point_inputs = inference_session.point_inputs_per_obj[obj_idx].get(frame_idx)
+            mask_inputs = inference_session.mask_inputs_per_obj[obj_idx].get(frame_idx)
+            if listed and (point_inputs is not None or mask_inputs is not None):
+                inference_session.obj_with_new_inputs.remove(obj_id)
+        out = self._run_single_frame_inference(
+            inference_session=inference_session,
+            frame_idx=frame_idx,
+            obj_idx=obj_idx,
+            batch_size=1,
+            is_init_cond_frame=is_init_cond_frame,
+            point_inputs=point_inputs,
+            mask_inputs=mask_inputs,
+            reverse=reverse,
+            streaming=streaming,
+        )
+        inference_session.store_output(obj_idx, frame_idx, output_value=out, is_conditioning_frame=is_init_cond_frame)
+        memory = (out["high_res_masks"], point_inputs is not None or mask_inputs is not None)
+        return out["pred_masks"], out["object_score_logits"], is_init_cond_frame, reverse, memory
 
     def _run_single_frame_inference(
         self,
@@ -297,6 +306,33 @@ class MomentSegSam2(Sam2VideoModel):
         return out
 
     # ------------------------------------------------------------------------------------------------ decoder
+    def _prompts(self, features: torch.Tensor, point_inputs: dict | None, mask_inputs: torch.Tensor | None,
+                 language: torch.Tensor | None):
+        """The prompt encoder's (sparse, dense) embeddings for points (else one padding point) and a dense mask
+        prompt, the language token appended to the sparse ones; also the pixel query (or None) and the object
+        count."""
+        batch_size, device, dtype = features.shape[0], features.device, features.dtype
+        if point_inputs is not None:
+            points, labels = point_inputs["point_coords"], point_inputs["point_labels"]
+            num_objects = points.shape[1]
+        else:
+            points = torch.zeros(batch_size, 1, 1, 2, dtype=dtype, device=device)
+            labels = -torch.ones(batch_size, 1, 1, dtype=torch.int32, device=device)
+            num_objects = mask_inputs.shape[1] if mask_inputs is not None else 1
+        if mask_inputs is not None and mask_inputs.shape[-2:] != self.prompt_encoder.mask_input_size:
+            mask_inputs = F.interpolate(mask_inputs.float(), size=self.prompt_encoder.mask_input_size,
+                                        align_corners=False, mode="bilinear", antialias=True).to(mask_inputs.dtype)
+        sparse, dense = self.prompt_encoder(
+            input_points=points, input_labels=labels, input_boxes=None, input_masks=mask_inputs
+        )
+        hidden = sparse.shape[-1]
+        query = None
+        if language is not None:
+            token = language[:hidden].to(sparse.dtype).view(1, 1, 1, hidden)
+            sparse = torch.cat([sparse, token.expand(sparse.shape[0], sparse.shape[1], 1, hidden)], dim=2)
+            query = language[hidden:] if language.shape[0] > hidden else None
+        return sparse, dense, query, num_objects
+
     def _decode(
         self,
         image_embeddings: list[torch.Tensor],
@@ -311,27 +347,8 @@ class MomentSegSam2(Sam2VideoModel):
         (``clamp_no_object_masks``), best-IoU mask when multimask, object pointer (the "no object" pointer when
         the score says absent). As transformers' ``_single_frame_forward`` for precomputed features."""
         batch_size = image_embeddings[-1].shape[0]
-        device, dtype = image_embeddings[-1].device, image_embeddings[-1].dtype
-        if point_inputs is not None:
-            points, labels = point_inputs["point_coords"], point_inputs["point_labels"]
-            num_objects = points.shape[1]
-        else:
-            points = torch.zeros(batch_size, 1, 1, 2, dtype=dtype, device=device)
-            labels = -torch.ones(batch_size, 1, 1, dtype=torch.int32, device=device)
-            num_objects = mask_inputs.shape[1] if mask_inputs is not None else 1
+        sparse, dense, query, num_objects = self._prompts(image_embeddings[-1], point_inputs, mask_inputs, language)
         positional = self.get_image_wide_positional_embeddings().repeat(batch_size, 1, 1, 1)
-        if mask_inputs is not None and mask_inputs.shape[-2:] != self.prompt_encoder.mask_input_size:
-            mask_inputs = F.interpolate(mask_inputs.float(), size=self.prompt_encoder.mask_input_size,
-                                        align_corners=False, mode="bilinear", antialias=True).to(mask_inputs.dtype)
-        sparse, dense = self.prompt_encoder(
-            input_points=points, input_labels=labels, input_boxes=None, input_masks=mask_inputs
-        )
-        hidden = sparse.shape[-1]
-        query = None
-        if language is not None:
-            token = language[:hidden].to(sparse.dtype).view(1, 1, 1, hidden)
-            sparse = torch.cat([sparse, token.expand(sparse.shape[0], sparse.shape[1], 1, hidden)], dim=2)
-            query = language[hidden:] if language.shape[0] > hidden else None
         masks, iou_scores, sam_tokens, object_score_logits = self.mask_decoder(
             image_embeddings=image_embeddings[-1],
             image_positional_embeddings=positional,
