@@ -214,122 +214,157 @@ def simulate_object(
     rng: np.random.Generator, plan: _ObjectPlan, config: WorldConfig, num_frames: int
 ) -> _Motion:
     """Run ``plan`` frame by frame: scripted actions, speed ramps, colour blends and wall bounces."""
-    T, cfg = num_frames, config
-    r = SIZES[plan.size]
-    win = max(1, int(round(cfg.instant_window_s * cfg.fps)))
-    lo_x, hi_x, lo_y, hi_y = r, cfg.width - 1 - r, r, cfg.height - 1 - r
+    sim = _Simulation(rng, plan, config, num_frames)
+    for t in range(num_frames):
+        sim.step(t)
+    return sim.result()
 
-    centre = np.zeros((T, 2), np.float64)
-    present = np.zeros(T, bool)
-    speed_a = np.zeros(T, np.float64)
-    direc = np.zeros((T, 2), np.int64)
-    rgb_a = np.zeros((T, 3), np.uint8)
-    colour_a = np.zeros(T, np.int8)
-    events: list[Event] = []
 
-    x, y = plan.start_xy
-    d = plan.direction
-    speed = plan.speed if plan.moving else 0.0
-    cruise = plan.speed
-    mode = "bounded"
-    if plan.enter_frame is not None:
-        mode = "waiting"
-        side = plan.enter_side
-        if side == "left":
-            x, d = -r - 1.0, (1, 0)
-        elif side == "right":
-            x, d = cfg.width + r + 0.0, (-1, 0)
-        elif side == "top":
-            y, d = -r - 1.0, (0, 1)
-        else:
-            y, d = cfg.height + r + 0.0, (0, -1)
-    colour_idx = COLOURS.index(plan.colour)
-    rgb = np.array(PALETTE[plan.colour], np.float64)
-    ramp: tuple[int, int, float, float] | None = None  # (t0, duration, from, to)
-    blend: tuple[int, int, np.ndarray, np.ndarray, int] | None = None
-    armed = False
-    leave_frame = None
-    pending = list(plan.actions)
+class _Simulation:
+    """The state of one object while :func:`simulate_object` runs its plan (position, direction, speed, colour,
+    the transient speed ramp / colour blend, the motion mode) and the per-frame records. The random draws happen in
+    a fixed order (the split seeds define the datasets), so a change here changes every generated video."""
 
-    for t in range(T):
-        if mode == "waiting" and t == plan.enter_frame:
-            mode = "entering"
-        # scripted actions (postponed while the object is entering or in a transient motion state)
-        while pending and pending[0][0] <= t and mode == "bounded":
-            forced = pending[0][1]
-            transient = ramp is not None or armed
-            if transient and forced != "colour":
-                if forced is None and blend is None:
-                    kind = "colour"
-                else:
-                    break
-            elif speed > 0:
-                options = [k for k in _MOVING_ACTIONS if not (k == "leave" and len(pending) > 1)]
-                weights = np.array([w for k, w in zip(_MOVING_ACTIONS, _MOVING_WEIGHTS, strict=True) if k in options])
-                kind = forced if forced in options else str(rng.choice(options, p=weights / weights.sum()))
-            elif forced == "leave":  # at rest: start moving first, leave a little later
-                kind = "start"
-                pending.insert(1, (t + 12, "leave"))
+    def __init__(self, rng: np.random.Generator, plan: _ObjectPlan, config: WorldConfig, num_frames: int):
+        T, cfg = num_frames, config
+        self.rng, self.plan, self.cfg, self.T = rng, plan, cfg, T
+        r = self.r = SIZES[plan.size]
+        self.win = max(1, int(round(cfg.instant_window_s * cfg.fps)))
+        self.bounds = (r, cfg.width - 1 - r, r, cfg.height - 1 - r)
+        self.centre = np.zeros((T, 2), np.float64)
+        self.present = np.zeros(T, bool)
+        self.speed_a = np.zeros(T, np.float64)
+        self.direc = np.zeros((T, 2), np.int64)
+        self.rgb_a = np.zeros((T, 3), np.uint8)
+        self.colour_a = np.zeros(T, np.int8)
+        self.events: list[Event] = []
+        self.x, self.y = plan.start_xy
+        self.d = plan.direction
+        self.speed = plan.speed if plan.moving else 0.0
+        self.cruise = plan.speed
+        self.mode = "bounded"
+        if plan.enter_frame is not None:
+            self.mode = "waiting"
+            side = plan.enter_side
+            if side == "left":
+                self.x, self.d = -r - 1.0, (1, 0)
+            elif side == "right":
+                self.x, self.d = cfg.width + r + 0.0, (-1, 0)
+            elif side == "top":
+                self.y, self.d = -r - 1.0, (0, 1)
             else:
-                kind = forced if forced in _REST_ACTIONS else str(rng.choice(_REST_ACTIONS, p=_REST_WEIGHTS))
-            if kind == "colour" and blend is not None:
+                self.y, self.d = cfg.height + r + 0.0, (0, -1)
+        self.colour_idx = COLOURS.index(plan.colour)
+        self.rgb = np.array(PALETTE[plan.colour], np.float64)
+        self.ramp: tuple[int, int, float, float] | None = None  # (t0, duration, from, to)
+        self.blend: tuple[int, int, np.ndarray, np.ndarray, int] | None = None
+        self.armed = False
+        self.leave_frame = None
+        self.pending = list(plan.actions)
+
+    def step(self, t: int) -> None:
+        if self.mode == "waiting" and t == self.plan.enter_frame:
+            self.mode = "entering"
+        self._scripted_actions(t)
+        self._ramp_and_blend(t)
+        self.centre[t] = (self.x, self.y)
+        self.present[t] = self.mode in ("entering", "bounded", "leaving")
+        self.speed_a[t] = self.speed if self.present[t] else 0.0
+        self.direc[t] = self.d
+        self.rgb_a[t] = np.rint(self.rgb).astype(np.uint8)
+        self.colour_a[t] = self.colour_idx
+        if self.present[t]:
+            self._move(t)
+
+    def _next_action(self, t: int) -> str | None:
+        """The kind of the first pending action due at ``t``, or None when it must wait (postponed while the
+        object is in a transient motion state, or a colour blend runs)."""
+        forced = self.pending[0][1]
+        transient = self.ramp is not None or self.armed
+        if transient and forced != "colour":
+            if forced is None and self.blend is None:
+                kind = "colour"
+            else:
+                return None
+        elif self.speed > 0:
+            options = [k for k in _MOVING_ACTIONS if not (k == "leave" and len(self.pending) > 1)]
+            weights = np.array([w for k, w in zip(_MOVING_ACTIONS, _MOVING_WEIGHTS, strict=True) if k in options])
+            kind = forced if forced in options else str(self.rng.choice(options, p=weights / weights.sum()))
+        elif forced == "leave":  # at rest: start moving first, leave a little later
+            kind = "start"
+            self.pending.insert(1, (t + 12, "leave"))
+        else:
+            kind = forced if forced in _REST_ACTIONS else str(self.rng.choice(_REST_ACTIONS, p=_REST_WEIGHTS))
+        if kind == "colour" and self.blend is not None:
+            return None
+        return kind
+
+    def _scripted_actions(self, t: int) -> None:
+        # scripted actions (postponed while the object is entering or in a transient motion state)
+        while self.pending and self.pending[0][0] <= t and self.mode == "bounded":
+            kind = self._next_action(t)
+            if kind is None:
                 break
-            pending.pop(0)
-            if t > T - 8:
+            self.pending.pop(0)
+            if t > self.T - 8:
                 continue
-            if kind == "stop":
-                dur = int(rng.integers(5, 13))
-                ramp = (t, dur, speed, 0.0)
-                events.append(Event("stop", t, t + dur - 1))
-            elif kind == "stop_wall":
-                armed = True
-            elif kind == "start":
-                options_d = [v for v in DIRECTIONS.values() if _room(x, y, v, r, cfg) >= 20]
-                d = options_d[int(rng.integers(len(options_d)))] if options_d else d
-                cruise = float(rng.uniform(cfg.min_speed, cfg.max_speed))
-                dur = int(rng.integers(5, 11))
-                ramp = (t, dur, 0.0, cruise)
-                events.append(Event("start", t, t + dur - 1))
-            elif kind == "turn_around":
-                if _room(x, y, (-d[0], -d[1]), r, cfg) >= 20 and _room(x, y, d, r, cfg) >= 6:
-                    d = (-d[0], -d[1])
-                    events.append(Event("turn_around", t - win, t + win))
-            elif kind == "turn":
-                perp = [(d[1], d[0]), (-d[1], -d[0])]
-                perp = [v for v in perp if _room(x, y, v, r, cfg) >= 20]
-                if perp and _room(x, y, d, r, cfg) >= 6:
-                    d = perp[int(rng.integers(len(perp)))]
-                    name = next(k for k, v in DIRECTIONS.items() if v == d)
-                    events.append(Event("turn", t - win, t + win, name))
-            elif kind == "colour":
-                new = int(rng.choice([k for k in range(len(COLOURS)) if k != colour_idx]))
-                dur = int(rng.integers(6, 13))
-                blend = (t, dur, rgb.copy(), np.array(PALETTE[COLOURS[new]], np.float64), new)
-                events.append(Event("colour", t, t + dur - 1, COLOURS[new]))
-            elif kind == "leave":
-                mode, leave_frame = "leaving", t
-        if ramp is not None:
-            t0, dur, s_from, s_to = ramp
-            speed = s_from + (s_to - s_from) * (t - t0 + 1) / dur
+            self._start_action(kind, t)
+
+    def _start_action(self, kind: str, t: int) -> None:
+        rng, cfg, r, x, y, d, win = self.rng, self.cfg, self.r, self.x, self.y, self.d, self.win
+        if kind == "stop":
+            dur = int(rng.integers(5, 13))
+            self.ramp = (t, dur, self.speed, 0.0)
+            self.events.append(Event("stop", t, t + dur - 1))
+        elif kind == "stop_wall":
+            self.armed = True
+        elif kind == "start":
+            options_d = [v for v in DIRECTIONS.values() if _room(x, y, v, r, cfg) >= 20]
+            self.d = options_d[int(rng.integers(len(options_d)))] if options_d else d
+            self.cruise = float(rng.uniform(cfg.min_speed, cfg.max_speed))
+            dur = int(rng.integers(5, 11))
+            self.ramp = (t, dur, 0.0, self.cruise)
+            self.events.append(Event("start", t, t + dur - 1))
+        elif kind == "turn_around":
+            if _room(x, y, (-d[0], -d[1]), r, cfg) >= 20 and _room(x, y, d, r, cfg) >= 6:
+                self.d = (-d[0], -d[1])
+                self.events.append(Event("turn_around", t - win, t + win))
+        elif kind == "turn":
+            perp = [(d[1], d[0]), (-d[1], -d[0])]
+            perp = [v for v in perp if _room(x, y, v, r, cfg) >= 20]
+            if perp and _room(x, y, d, r, cfg) >= 6:
+                self.d = perp[int(rng.integers(len(perp)))]
+                name = next(k for k, v in DIRECTIONS.items() if v == self.d)
+                self.events.append(Event("turn", t - win, t + win, name))
+        elif kind == "colour":
+            new = int(rng.choice([k for k in range(len(COLOURS)) if k != self.colour_idx]))
+            dur = int(rng.integers(6, 13))
+            self.blend = (t, dur, self.rgb.copy(), np.array(PALETTE[COLOURS[new]], np.float64), new)
+            self.events.append(Event("colour", t, t + dur - 1, COLOURS[new]))
+        elif kind == "leave":
+            self.mode, self.leave_frame = "leaving", t
+
+    def _ramp_and_blend(self, t: int) -> None:
+        if self.ramp is not None:
+            t0, dur, s_from, s_to = self.ramp
+            self.speed = s_from + (s_to - s_from) * (t - t0 + 1) / dur
             if t >= t0 + dur - 1:
-                speed, ramp = s_to, None
-        if blend is not None:
-            t0, dur, c_from, c_to, new = blend
-            rgb = c_from + (c_to - c_from) * (t - t0 + 1) / dur
-            colour_idx = -1
+                self.speed, self.ramp = s_to, None
+        if self.blend is not None:
+            t0, dur, c_from, c_to, new = self.blend
+            self.rgb = c_from + (c_to - c_from) * (t - t0 + 1) / dur
+            self.colour_idx = -1
             if t >= t0 + dur - 1:
-                rgb, colour_idx, blend = c_to, new, None
-        centre[t] = (x, y)
-        present[t] = mode in ("entering", "bounded", "leaving")
-        speed_a[t] = speed if present[t] else 0.0
-        direc[t] = d
-        rgb_a[t] = np.rint(rgb).astype(np.uint8)
-        colour_a[t] = colour_idx
-        if not present[t]:
-            continue
-        x += d[0] * speed
-        y += d[1] * speed
-        if mode == "bounded":
+                self.rgb, self.colour_idx, self.blend = c_to, new, None
+
+    def _move(self, t: int) -> None:
+        """One frame of motion: bounce off walls while bounded (a "stop at the wall" action stops there)."""
+        d = self.d
+        self.x += d[0] * self.speed
+        self.y += d[1] * self.speed
+        x, y, r, cfg = self.x, self.y, self.r, self.cfg
+        lo_x, hi_x, lo_y, hi_y = self.bounds
+        if self.mode == "bounded":
             wall = None
             if x < lo_x:
                 x, d, wall = 2 * lo_x - x, (-d[0], d[1]), "left"
@@ -339,35 +374,39 @@ def simulate_object(
                 y, d, wall = 2 * lo_y - y, (d[0], -d[1]), "top"
             elif y > hi_y:
                 y, d, wall = 2 * hi_y - y, (d[0], -d[1]), "bottom"
-            if wall is not None and t + 1 < T:
-                events.append(Event("bounce", t + 1 - win, t + 1 + win, wall))
-                if armed:
-                    armed = False
-                    dur = int(rng.integers(5, 13))
-                    ramp = (t + 1, dur, speed, 0.0)
-                    events.append(Event("stop_wall", t + 1, t + dur))
-        elif mode == "entering":
+            self.x, self.y, self.d = x, y, d
+            if wall is not None and t + 1 < self.T:
+                self.events.append(Event("bounce", t + 1 - self.win, t + 1 + self.win, wall))
+                if self.armed:
+                    self.armed = False
+                    dur = int(self.rng.integers(5, 13))
+                    self.ramp = (t + 1, dur, self.speed, 0.0)
+                    self.events.append(Event("stop_wall", t + 1, t + dur))
+        elif self.mode == "entering":
             if lo_x <= x <= hi_x and lo_y <= y <= hi_y:
-                mode = "bounded"
-        elif mode == "leaving":
+                self.mode = "bounded"
+        elif self.mode == "leaving":
             if x + r < 0 or x - r > cfg.width - 1 or y + r < 0 or y - r > cfg.height - 1:
-                mode = "gone"
-    # a speed / colour ramp cut by the end of the video is not a complete event: drop it; windows are clipped
-    events = [e for e in events if not (e.kind in ("stop", "stop_wall", "start", "colour") and e.end > T - 1)]
-    for ev in events:
-        ev.start, ev.end = max(0, ev.start), min(T - 1, ev.end)
-    return _Motion(
-        centre=centre,
-        present=present,
-        speed=speed_a,
-        direction=direc,
-        rgb=rgb_a,
-        colour=colour_a,
-        events=events,
-        leave_frame=leave_frame,
-        enter_frame=plan.enter_frame,
-        enter_side=plan.enter_side if plan.enter_frame is not None else None,
-    )
+                self.mode = "gone"
+
+    def result(self) -> _Motion:
+        T, plan = self.T, self.plan
+        # a speed / colour ramp cut by the end of the video is not a complete event: drop it; windows are clipped
+        events = [e for e in self.events if not (e.kind in ("stop", "stop_wall", "start", "colour") and e.end > T - 1)]
+        for ev in events:
+            ev.start, ev.end = max(0, ev.start), min(T - 1, ev.end)
+        return _Motion(
+            centre=self.centre,
+            present=self.present,
+            speed=self.speed_a,
+            direction=self.direc,
+            rgb=self.rgb_a,
+            colour=self.colour_a,
+            events=events,
+            leave_frame=self.leave_frame,
+            enter_frame=plan.enter_frame,
+            enter_side=plan.enter_side if plan.enter_frame is not None else None,
+        )
 
 
 # --------------------------------------------------------------------------------------------- rendering
@@ -416,6 +455,49 @@ def render(
 
 
 # --------------------------------------------------------------------------------------------- timelines
+def _edge_events(m: _Motion, fa: np.ndarray, canvas: int) -> list[Event]:
+    """enter / leave from how much of the shape (``fa``: its in-frame area per frame) is inside the frame."""
+    T = fa.shape[0]
+    events = []
+    if m.enter_frame is not None:
+        seen = np.flatnonzero(fa > 0)
+        if seen.size:
+            a = int(seen[0])
+            whole = np.flatnonzero((fa == canvas) & (np.arange(T) >= a))
+            b = int(whole[0]) if whole.size else T - 1
+            events.append(Event("enter", a, max(b, a), m.enter_side))
+    if m.leave_frame is not None:
+        after = np.arange(T) >= m.leave_frame
+        cut = np.flatnonzero(after & (fa < canvas))
+        if cut.size:
+            a = int(cut[0])
+            gone = np.flatnonzero(after & (np.arange(T) > a) & (fa == 0))
+            b = int(gone[0]) - 1 if gone.size else T - 1
+            d = tuple(int(v) for v in m.direction[a])
+            events.append(Event("leave", a, max(a, b), _SIDE_OF_DIRECTION.get(d)))
+    return events
+
+
+def _behind_events(k: int, plans: list[_ObjectPlan], motions: list[_Motion], full: list[np.ndarray],
+                   canvas: int) -> list[Event]:
+    """behind: another, nearer object (a higher index) covers part of object ``k``."""
+    m, r = motions[k], SIZES[plans[k].size]
+    T = m.present.shape[0]
+    events = []
+    for j in range(k + 1, len(plans)):
+        both = m.present & motions[j].present
+        near = both & (np.abs(m.centre - motions[j].centre).max(1) <= r + SIZES[plans[j].size] + 1)
+        if not near.any():
+            continue
+        hidden = np.zeros(T, np.int64)
+        idx = np.flatnonzero(near)
+        hidden[idx] = (full[k][idx] & full[j][idx]).reshape(idx.size, -1).sum(1)
+        for a, b in runs(hidden > 0):  # a run counts when it hides >= 30 % of the shape at its peak
+            if b - a >= 2 and hidden[a : b + 1].max() >= 0.3 * canvas:
+                events.append(Event("behind", a, b, j))
+    return events
+
+
 def build_tracks(
     plans: list[_ObjectPlan],
     motions: list[_Motion],
@@ -432,38 +514,8 @@ def build_tracks(
     for k, (p, m) in enumerate(zip(plans, motions, strict=True)):
         r = SIZES[p.size]
         canvas = int(shape_mask(p.shape, r).sum())
-        events = list(m.events)
         fa = full_area[k]
-        if m.enter_frame is not None:
-            seen = np.flatnonzero(fa > 0)
-            if seen.size:
-                a = int(seen[0])
-                whole = np.flatnonzero((fa == canvas) & (np.arange(T) >= a))
-                b = int(whole[0]) if whole.size else T - 1
-                events.append(Event("enter", a, max(b, a), m.enter_side))
-        if m.leave_frame is not None:
-            after = np.arange(T) >= m.leave_frame
-            cut = np.flatnonzero(after & (fa < canvas))
-            if cut.size:
-                a = int(cut[0])
-                gone = np.flatnonzero(after & (np.arange(T) > a) & (fa == 0))
-                b = int(gone[0]) - 1 if gone.size else T - 1
-                d = tuple(int(v) for v in m.direction[a])
-                events.append(Event("leave", a, max(a, b), _SIDE_OF_DIRECTION.get(d)))
-        # behind: another, nearer object covers part of this one
-        for j in range(len(plans)):
-            if j <= k:
-                continue
-            both = m.present & motions[j].present
-            near = both & (np.abs(m.centre - motions[j].centre).max(1) <= r + SIZES[plans[j].size] + 1)
-            if not near.any():
-                continue
-            hidden = np.zeros(T, np.int64)
-            idx = np.flatnonzero(near)
-            hidden[idx] = (full[k][idx] & full[j][idx]).reshape(idx.size, -1).sum(1)
-            for a, b in runs(hidden > 0):  # a run counts when it hides >= 30 % of the shape at its peak
-                if b - a >= 2 and hidden[a : b + 1].max() >= 0.3 * canvas:
-                    events.append(Event("behind", a, b, j))
+        events = list(m.events) + _edge_events(m, fa, canvas) + _behind_events(k, plans, motions, full, canvas)
         named = [COLOURS[c] for c in m.colour[m.present] if c >= 0]
         for ev in events:
             frames_in = vis_area[k][ev.start : ev.end + 1]
