@@ -97,20 +97,18 @@ class Probe(nn.Module):
         return torch.einsum("bnc,bc->bn", feats, q[:, :c]) + q[:, c:] + self.offset
 
 
-COARSE = False  # --coarse: the S/16 image embedding, upsampled to S/4, appended to the S/4 features
-
-
-def s4_features(sam2, px: torch.Tensor) -> torch.Tensor:
+def s4_features(sam2, px: torch.Tensor, coarse: bool = False) -> torch.Tensor:
     """(B,3,S,S) → (B, (S/4)², C0): SAM2's S/4 features (after ``conv_s0``), as the pixel query reads them;
-    with ``COARSE`` also the S/16 image embedding bilinearly upsampled to S/4 (B, (S/4)², C0 + C)."""
+    ``coarse`` (``--coarse``): also the S/16 image embedding bilinearly upsampled to S/4 (B, (S/4)², C0 + C) —
+    SAM2's FPN gives the S/4 level no top-down path, so that is where any larger context would come from."""
     fpn = sam2.get_image_features(px, return_dict=True).fpn_hidden_states
     fine = fpn[0].permute(1, 0, 2)
-    if not COARSE:
+    if not coarse:
         return fine
-    side, coarse_side = px.shape[-1] // 4, px.shape[-1] // 16
-    coarse = fpn[-1].permute(1, 2, 0).reshape(px.shape[0], -1, coarse_side, coarse_side)
-    coarse = F.interpolate(coarse, size=(side, side), mode="bilinear", align_corners=False)
-    return torch.cat([fine, coarse.flatten(2).transpose(1, 2)], dim=2)
+    side, top_side = px.shape[-1] // 4, px.shape[-1] // 16
+    top = fpn[-1].permute(1, 2, 0).reshape(px.shape[0], -1, top_side, top_side)
+    top = F.interpolate(top, size=(side, side), mode="bilinear", align_corners=False)
+    return torch.cat([fine, top.flatten(2).transpose(1, 2)], dim=2)
 
 
 def run_text(sam2, train, test, vocab, args) -> dict:
@@ -121,17 +119,21 @@ def run_text(sam2, train, test, vocab, args) -> dict:
     for p in extra:
         p.requires_grad_(True)
     with torch.no_grad():
-        cached = None if tune else [s4_features(sam2, torch.stack([t[0] for t in train[i:i + 64]]))
+        cached = None if tune else [s4_features(sam2, torch.stack([t[0] for t in train[i:i + 64]]), args.coarse)
                                     for i in range(0, len(train), 64)]
     cached = None if cached is None else torch.cat(cached)
-    channels = sam2.mask_decoder.conv_s0.out_channels + (sam2.config.mask_decoder_config.hidden_size if COARSE else 0)
+    channels = sam2.mask_decoder.conv_s0.out_channels
+    channels += sam2.config.mask_decoder_config.hidden_size if args.coarse else 0
     probe = Probe(vocab, channels, args.scale)
     opt = torch.optim.AdamW(list(probe.parameters()) + extra, lr=1e-3, weight_decay=0.05)
     gen = torch.Generator().manual_seed(args.seed)
     curve = []
     for step in range(args.steps):
         idx = torch.randint(0, len(train), (args.batch,), generator=gen).tolist()
-        feats = cached[idx] if cached is not None else s4_features(sam2, torch.stack([train[i][0] for i in idx]))
+        if cached is not None:
+            feats = cached[idx]
+        else:
+            feats = s4_features(sam2, torch.stack([train[i][0] for i in idx]), args.coarse)
         y = torch.stack([train[i][1] for i in idx])
         logits = probe(feats, [train[i][3] for i in idx])
         prob = logits.sigmoid()
@@ -141,27 +143,27 @@ def run_text(sam2, train, test, vocab, args) -> dict:
         loss.backward()
         opt.step()
         if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
-            curve.append({"step": step + 1, "val_iou": evaluate(sam2, probe, test)})
+            curve.append({"step": step + 1, "val_iou": evaluate(sam2, probe, test, args.coarse)})
             print(curve[-1], flush=True)
     return {"val_iou": curve[-1]["val_iou"], "curve": curve}
 
 
 @torch.no_grad()
-def evaluate(sam2, probe, test) -> float:
+def evaluate(sam2, probe, test, coarse: bool) -> float:
     scores = []
     for i in range(0, len(test), 64):
         chunk = test[i:i + 64]
-        feats = s4_features(sam2, torch.stack([t[0] for t in chunk]))
+        feats = s4_features(sam2, torch.stack([t[0] for t in chunk]), coarse)
         scores.append(iou(probe(feats, [t[3] for t in chunk]), torch.stack([t[1] for t in chunk])))
     return float(torch.cat(scores).mean())
 
 
-def run_oracle(sam2, test, steps: int) -> dict:
+def run_oracle(sam2, test, steps: int, coarse: bool) -> dict:
     """One logistic regression (w, b) per item, fitted on that item's own frame: the best a linear query can do."""
     scores, norms = [], []
     for px, y, _, _ in test:
         with torch.no_grad():
-            x = s4_features(sam2, px[None])[0]
+            x = s4_features(sam2, px[None], coarse)[0]
         w = torch.zeros(x.shape[1], requires_grad=True)
         b = torch.zeros(1, requires_grad=True)
         opt = torch.optim.Adam([w, b], lr=0.1)
@@ -257,8 +259,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.steps < 1 or args.train_items < 1 or args.val_items < 1 or args.batch < 1:
         ap.error("--steps, --batch, --train-items and --val-items must be ≥ 1")
     torch.manual_seed(args.seed)
-    global COARSE
-    COARSE = args.coarse
     if args.mode in ("learned", "decoder"):
         if not args.model:
             ap.error(f"--mode {args.mode} needs --model")
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     test, vocab = build(sam2, "val", args.val_items, args.mode)
     baseline = float(torch.stack([iou(t[2] * 2 - 1, t[1]) for t in test]).mean())
     if args.mode == "oracle":
-        result = run_oracle(sam2, test, args.steps)
+        result = run_oracle(sam2, test, args.steps, args.coarse)
     else:
         train, _ = build(sam2, "train", args.train_items, args.mode)
         result = run_text(sam2, train, test, vocab, args)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from momentseg.data.synthetic import WorldConfig, caption_vocabulary, generate_video
 from momentseg.grounding.sampling import select_keyframes
@@ -415,6 +416,19 @@ def test_training_curves_plot_every_component(tmp_path):
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     keys = training_curves.plot(run, tmp_path / "c.png")
     assert keys == ["loss", "track/mask_dice"] and (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_shape_probe_scores_and_runs(model_dir, tmp_path):
+    probe = _load("shape_probe")
+    labels = torch.tensor([[[0, 1], [2, 2]]])
+    logits = F.one_hot(torch.tensor([[[0, 1], [2, 1]]]), probe.CLASSES).permute(0, 3, 1, 2).float()
+    assert probe.shape_miou(logits, labels) == pytest.approx((1 / 2 + 1 / 2) / 2)  # class 1: 1/2, class 2: 1/2
+    for encoder, extra in ((str(model_dir), ["--coarse"]), (str(model_dir), ["--tune-encoder"]), ("cnn", [])):
+        out = tmp_path / "probe.json"
+        probe.main(["--encoder", encoder, *extra, "--steps", "2", "--batch", "2", "--train-items", "3",
+                    "--val-items", "2", "--eval-every", "1", "--json", str(out)])
+        result = json.loads(out.read_text())
+        assert [c["step"] for c in result["curve"]] == [1, 2] and 0.0 <= result["val_shape_miou"] <= 1.0
 
 
 def test_pixel_query_probe_scores_iou_and_runs(model_dir, tmp_path):
