@@ -34,10 +34,10 @@ def predict(
     `torchrun --nproc_per_node N -m momentseg predict ...` the videos are sharded and rank 0 gathers."""
     from rich.progress import Progress
 
+    from momentseg.apps.predict import dist_info, predict_refvos, predict_tsg
     from momentseg.errors import InputError
     from momentseg.io.atomic import check_output_dir, check_output_file
     from momentseg.pipeline import check_segment_options, resolve_device
-    from momentseg.predict import dist_info, predict_refvos, predict_tsg
 
     if benchmark not in REFVOS + TSG:
         raise InputError(f"unknown --benchmark {benchmark!r}: use one of {', '.join(REFVOS + TSG)}")

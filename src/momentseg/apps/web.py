@@ -43,9 +43,9 @@ def make_synthetic(seed: int | float | None, workdir: Path) -> tuple[str, str]:
     """Write the demo's synthetic video for ``seed`` to an mp4 in ``workdir``.
 
     Returns ``(mp4 path, expressions)``: the expressions that have a target and a moment, one per line (at
-    most :data:`momentseg.demo.MAX_EXPRESSIONS`), to prefill the text box.
+    most :data:`momentseg.apps.demo.MAX_EXPRESSIONS`), to prefill the text box.
     """
-    from momentseg.demo import MAX_EXPRESSIONS, demo_video
+    from momentseg.apps.demo import MAX_EXPRESSIONS, demo_video
     from momentseg.io.overlay import write_video
 
     if seed is None or float(seed) != int(seed):
