@@ -19,7 +19,7 @@ import numpy as np
 
 from momentseg.errors import InputError
 from momentseg.grounding.sampling import dense_frame_indices, uniform_frames
-from momentseg.train.data import (
+from momentseg.train.shapes import (
     SampleShape,
     area_fit,
     keyframe_indices,
