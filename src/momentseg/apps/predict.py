@@ -135,7 +135,7 @@ def predict_tsg(
     merged = _gather(out, rank, world, part)
     if merged is None:
         return 0
-    from momentseg.data.formats import write_tsg_predictions
+    from momentseg.data.predictions import write_tsg_predictions
 
     rows = [{"qid": q.qid, "pred_relevant_windows": merged[str(q.qid)]} for q in queries]
     write_tsg_predictions(out, rows)

@@ -6,8 +6,8 @@ import typer
 
 from momentseg.cli import _options as opt
 from momentseg.cli import app
-from momentseg.data.formats import REFVOS_BENCHMARKS as REFVOS
-from momentseg.data.formats import TSG_BENCHMARKS as TSG
+from momentseg.data.benchmarks import REFVOS_BENCHMARKS as REFVOS
+from momentseg.data.benchmarks import TSG_BENCHMARKS as TSG
 
 
 @app.command("predict")
@@ -51,7 +51,7 @@ def predict(
     resolve_device(device)
     rank, world = dist_info()
     if benchmark in REFVOS:
-        from momentseg.data.formats import load_refvos_split
+        from momentseg.data.refvos import load_refvos_split
 
         split = load_refvos_split(data, benchmark)
         total = len(split.videos)
@@ -60,7 +60,7 @@ def predict(
             raise InputError(f"--benchmark {benchmark} needs --gt (the annotation file listing the queries)")
         if not data.is_dir():
             raise InputError(f"--data {data} is not a folder of videos")
-        from momentseg.data.formats import TSG_LOADERS
+        from momentseg.data.tsg import TSG_LOADERS
 
         queries = TSG_LOADERS[benchmark](gt)
         total = len({q.vid for q in queries})

@@ -42,16 +42,13 @@ from typing import Any
 
 import numpy as np
 
-from momentseg.data.formats import (
+from momentseg.data.predictions import (
     MaskPredictions,
-    RefVOSSplit,
-    foreground_area,
-    gt_values_from_rles,
     load_predicted_masks,
     load_predicted_values,
-    load_refvos_split,
     open_mask_predictions,
 )
+from momentseg.data.refvos import RefVOSSplit, foreground_area, gt_values_from_rles, load_refvos_split
 from momentseg.errors import InputError
 from momentseg.eval.metrics import (
     f_measure,

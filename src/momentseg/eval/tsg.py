@@ -207,7 +207,8 @@ def evaluate_tsg(benchmark: str, gt_path, pred_path, workers: int | None = None)
     ``per_query``. A prediction
     for a qid that is not in the GT raises :class:`InputError`; a GT query without prediction is a miss.
     """
-    from momentseg.data.formats import TSG_LOADERS, load_tsg_predictions
+    from momentseg.data.predictions import load_tsg_predictions
+    from momentseg.data.tsg import TSG_LOADERS
     from momentseg.errors import InputError
     from momentseg.eval.parallel import parallel_map
 

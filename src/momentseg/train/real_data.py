@@ -1,4 +1,4 @@
-"""Training sources over the real benchmark formats (read by :mod:`momentseg.data.formats`, decoded by
+"""Training sources over the real benchmark formats (read by :mod:`momentseg.data.refvos` / :mod:`momentseg.data.tsg`, decoded by
 :func:`momentseg.io.video.open_video`).
 
 * :class:`MaskDictSource` – a RefVOS split in the MeViS layout (MeViS, Ref-YouTube-VOS, ReVOS, Ref-DAVIS17);
@@ -37,7 +37,7 @@ class MaskDictSource:
     task = "refvos"
 
     def __init__(self, root: str | os.PathLike, benchmark: str = "mevis"):
-        from momentseg.data.formats import load_refvos_split
+        from momentseg.data.refvos import load_refvos_split
 
         self.split = load_refvos_split(root, benchmark)
         if not self.split.has_gt:
@@ -90,7 +90,7 @@ class TSGVideoSource:
     task = "tsg"
 
     def __init__(self, kind: str, annotations: str | os.PathLike, videos: str | os.PathLike):
-        from momentseg.data.formats import load_anet, load_charades
+        from momentseg.data.tsg import load_anet, load_charades
 
         loader = {"charades": load_charades, "activitynet": load_anet}[kind]
         self.queries = loader(annotations)
