@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from momentseg.errors import InputError
-from momentseg.model.sam2 import build_sam2, tiny_sam2_config
 from momentseg.propagation.bap import NO_OBJECT_LOGIT, propagate, upsample_mask
 from momentseg.propagation.policy import AnchorTracker, bap_plan, fired_updates
 from momentseg.propagation.session import FrameStore, PropagationSession
@@ -16,16 +15,8 @@ ANCHOR = 9
 
 
 @pytest.fixture(scope="module")
-def sam2():
-    torch.manual_seed(0)
-    model = build_sam2(tiny_sam2_config(S)).eval()
-    # A random object-score head says "no object" about half the time, and SAM2 then clamps the whole mask to
-    # -1024, which would make every comparison below vacuous. Bias it towards "object present" (p ~ 0.88).
-    with torch.no_grad():
-        head = model.mask_decoder.pred_obj_score_head.proj_out
-        head.weight.mul_(5.0)
-        head.bias.fill_(2.0)
-    return model
+def sam2(make_tiny_sam2):
+    return make_tiny_sam2(S, bias=2.0, weight_gain=5.0)  # object present with p ~ 0.88
 
 
 @pytest.fixture(scope="module")

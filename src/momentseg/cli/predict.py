@@ -21,7 +21,7 @@ def predict(
     overwrite: bool = opt.OVERWRITE,
     gt: Path = typer.Option(None, "--gt", help="TSG: the annotation file (Charades-STA txt, ActivityNet json, "
                             "QVHighlights jsonl) listing the queries."),
-    fps: float = typer.Option(None, "--fps", help="TSG: frame rate of frame-folder videos (default 30)."),
+    fps: float = typer.Option(None, "--fps", help=f"TSG: {opt.FPS_HELP}"),
     keyframes: int = opt.KEYFRAMES,
     sampling: str = opt.SAMPLING,
     propagation: str = opt.PROPAGATION,

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from momentseg.data.files import load_json, read_jsonl
+from momentseg.data.files import load_json
 from momentseg.data.refvos import RefVOSSplit, rle_frames
-from momentseg.data.tsg import parse_window
+from momentseg.data.tsg import parse_window, qid_rows
 from momentseg.errors import InputError
 from momentseg.io.atomic import atomic_dir, atomic_write_text
 from momentseg.io.masks import png_mask_bytes, rle_encode
@@ -226,15 +226,8 @@ def load_tsg_predictions(path: str | os.PathLike) -> dict[int, list[list[float]]
     Windows without a score (``[s, e]``) get scores ``1, 1/2, 1/3, ...`` in the given order (all windows of a
     line must then lack scores). Malformed lines or duplicate qids raise :class:`InputError`.
     """
-    path = Path(path)
     out: dict[int, list[list[float]]] = {}
-    for lineno, row in read_jsonl(path):
-        where = f"{path}:{lineno}"
-        qid = row.get("qid")
-        if not isinstance(qid, int) or isinstance(qid, bool):
-            raise InputError(f"{where}: 'qid' must be an int")
-        if qid in out:
-            raise InputError(f"{where}: duplicate qid {qid}")
+    for where, qid, row in qid_rows(path):
         wins = row.get("pred_relevant_windows")
         if not isinstance(wins, list):
             raise InputError(f"{where}: 'pred_relevant_windows' must be a list of [start, end, score]")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,14 +127,10 @@ def load_anet(path: str | os.PathLike) -> list[TSGQuery]:
     return out
 
 
-def load_tsg_jsonl(path: str | os.PathLike) -> list[TSGQuery]:
-    """Moment-DETR / Lighthouse GT JSONL (``qid``, ``query``, ``vid``, ``duration``, ``relevant_windows``).
-
-    QVHighlights ships this form (its test split has no windows); Lighthouse ships Charades-STA and
-    ActivityNet Captions in it too.
-    """
+def qid_rows(path: str | os.PathLike) -> Iterator[tuple[str, int, dict]]:
+    """``(where, qid, row)`` for every line of a TSG JSONL file (ground truth or predictions): each line a JSON
+    object whose ``qid`` is an int, each qid once; ``where`` is ``path:line`` for error messages."""
     path = Path(path)
-    out = []
     seen: set[int] = set()
     for lineno, row in read_jsonl(path):
         where = f"{path}:{lineno}"
@@ -143,6 +140,17 @@ def load_tsg_jsonl(path: str | os.PathLike) -> list[TSGQuery]:
         if qid in seen:
             raise InputError(f"{where}: duplicate qid {qid}")
         seen.add(qid)
+        yield where, qid, row
+
+
+def load_tsg_jsonl(path: str | os.PathLike) -> list[TSGQuery]:
+    """Moment-DETR / Lighthouse GT JSONL (``qid``, ``query``, ``vid``, ``duration``, ``relevant_windows``).
+
+    QVHighlights ships this form (its test split has no windows); Lighthouse ships Charades-STA and
+    ActivityNet Captions in it too.
+    """
+    out = []
+    for where, qid, row in qid_rows(path):
         windows = row.get("relevant_windows") or []
         if not isinstance(windows, list):
             raise InputError(f"{where}: 'relevant_windows' must be a list of [start, end]")
