@@ -25,6 +25,8 @@ LLM's video prefix (``share_prefix``; all dense passes first, then the ``[SEG]``
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -36,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from momentseg.errors import InputError
+from momentseg.errors import CheckpointError, InputError
 from momentseg.grounding.moments import NO_CONFIDENT_MOMENT, ground_moments, has_confident_moment
 from momentseg.grounding.sampling import (
     DEFAULT_KEYFRAMES,
@@ -49,9 +51,16 @@ from momentseg.grounding.sampling import (
     uniform_frames,
 )
 from momentseg.grounding.similarity import frame_probabilities, resample_to_frames
-from momentseg.io.masks import MaskSequence, MaskWriter, PngMasks  # noqa: F401 (result types, public here)
+from momentseg.io.atomic import atomic_dir
+from momentseg.io.masks import MaskSequence, MaskWriter, PngMasks, png_mask_bytes  # noqa: F401 (result types)
+from momentseg.io.overlay import write_overlay
+from momentseg.io.plot import write_similarity_plot
 from momentseg.io.video import Video, open_video
+from momentseg.model.checkpoint import released_source
+from momentseg.model.config import MomentSegConfig
+from momentseg.model.momentseg import MomentSegModel
 from momentseg.model.preprocess import target_size
+from momentseg.model.sam2 import preprocess_for_sam2
 from momentseg.propagation.bap import propagate, upsample_mask
 from momentseg.propagation.policy import DEFAULT_MODE, MODES
 from momentseg.propagation.session import shared_image_features
@@ -166,9 +175,6 @@ class SegmentResult:
 
         ``out_dir`` may be new or a folder momentseg wrote before (its previous output is replaced); another
         non-empty folder needs ``overwrite`` and keeps its files (:func:`momentseg.io.atomic.atomic_dir`)."""
-        from momentseg.io.atomic import atomic_dir
-        from momentseg.io.masks import png_mask_bytes
-
         out_dir = Path(out_dir)
         with atomic_dir(out_dir, overwrite=overwrite) as tmp:
             for k, expr in enumerate(self.expressions):
@@ -181,11 +187,6 @@ class SegmentResult:
 
     def _write_summary(self, folder: Path, overlay: bool, overlay_min_width: int = 0) -> None:
         """``similarity.png``, ``overlay.mp4`` (with ``overlay``) and ``result.json`` into ``folder``."""
-        import json
-
-        from momentseg.io.overlay import write_overlay
-        from momentseg.io.plot import write_similarity_plot
-
         write_similarity_plot(folder / "similarity.png", self)
         if overlay:
             moments = [[(s, e) for s, e, _ in x.grounding.moments[:1]] if x.grounding.confident else []
@@ -234,8 +235,6 @@ class MomentSeg:
     @classmethod
     def from_pretrained(cls, path: str | Path = EMBEDDED, device: str = "auto", offload_state: bool = False) -> MomentSeg:
         """Load a MomentSeg checkpoint folder (``save_pretrained`` layout), or ``"embedded"`` for the tiny model."""
-        from momentseg.model.momentseg import MomentSegModel
-
         folder = check_model_folder(path)
         return cls(MomentSegModel.from_pretrained(folder), device=device, offload_state=offload_state)
 
@@ -341,8 +340,6 @@ class MomentSeg:
         video = self._video(video, fps)
         if out is None:
             return self._segment(video, texts, keyframes, sampling, propagation, seed, progress)
-        from momentseg.io.atomic import atomic_dir
-
         final = Path(os.path.abspath(os.fspath(out)))
         with atomic_dir(final, overwrite=overwrite) as tmp:
             result = self._segment(video, texts, keyframes, sampling, propagation, seed, progress, tmp / "masks")
@@ -356,8 +353,6 @@ class MomentSeg:
         """:meth:`segment` on an open video; with ``mask_folder`` masks are written to ``mask_folder/<k>/``."""
         dense = self.dense_frames(video)
         lowres = self._lowres(video, dense)
-        from momentseg.model.sam2 import preprocess_for_sam2
-
         sam_size = self.config.sam2_image_size
         frames = _SamFrames(video, sam_size, preprocess_for_sam2)
         context = self.context_frames(video)
@@ -503,13 +498,6 @@ def check_segment_options(keyframes: int, sampling: str, propagation: str) -> No
 def check_model_folder(path: str | Path) -> Path:
     """The checkpoint folder for ``path`` (``"embedded"`` = the shipped model), checked enough that loading it
     cannot end in a traceback: a JSON object config.json with every required field, weights, tokenizer.json."""
-    import dataclasses
-    import json
-
-    from momentseg.errors import CheckpointError
-    from momentseg.model.checkpoint import released_source
-    from momentseg.model.config import MomentSegConfig
-
     folder = embedded_model_dir() if str(path) == EMBEDDED else Path(path)
     if not folder.is_dir():
         what = "the embedded model is not installed" if str(path) == EMBEDDED else "no model"

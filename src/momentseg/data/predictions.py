@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from momentseg.data.files import load_json
 from momentseg.data.refvos import RefVOSSplit, rle_frames
@@ -126,8 +127,6 @@ def read_png_gray(path: str | os.PathLike, hw: tuple[int, int] | None = None) ->
     differ from OpenCV's conversion by one grey level. Raises :class:`InputError` naming the file if it cannot
     be read or, when ``hw`` is given, is not ``hw`` (height, width) in size.
     """
-    from PIL import Image
-
     path = Path(path)
     try:
         with Image.open(path) as img:

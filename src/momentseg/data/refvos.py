@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from momentseg.data.benchmarks import REFVOS_BENCHMARKS
 from momentseg.data.files import load_json, load_plain_pickle
@@ -228,8 +229,6 @@ class RefVOSSplit:
         if hw is None and video.frames:
             path = self.frame_path(vid, video.frames[0])
             if path.exists():
-                from PIL import Image
-
                 try:
                     with Image.open(path) as img:
                         hw = (img.height, img.width)

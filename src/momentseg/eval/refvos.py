@@ -50,6 +50,7 @@ from momentseg.data.predictions import (
 )
 from momentseg.data.refvos import RefVOSSplit, foreground_area, gt_values_from_rles, load_refvos_split
 from momentseg.errors import InputError
+from momentseg.eval.davis_unsupervised import evaluate_referformer_davis
 from momentseg.eval.metrics import (
     f_measure,
     j_measure,
@@ -255,8 +256,6 @@ def evaluate_refvos(
     :func:`~momentseg.eval.davis_unsupervised.evaluate_referformer_davis`'s report.
     """
     if check_protocol(benchmark, protocol) == "referformer":
-        from momentseg.eval.davis_unsupervised import evaluate_referformer_davis
-
         return evaluate_referformer_davis(data, pred, workers)
     split = load_refvos_split(data, benchmark)
     if not split.has_gt:

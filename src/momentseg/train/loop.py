@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import DistributedDataParallelKwargs
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from momentseg.data.synthetic import caption_vocabulary
 from momentseg.errors import InputError
@@ -423,8 +424,6 @@ class _Progress:
     def __init__(self, total: int, start: int, enabled: bool):
         self.enabled = enabled
         if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
             self._bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                                  TextColumn("{task.fields[info]}"))
             self._task = self._bar.add_task("train", total=total, completed=start, info="")
