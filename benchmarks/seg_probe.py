@@ -23,7 +23,7 @@ from momentseg.data.synthetic import caption_vocabulary
 from momentseg.data.synthetic.config import COLOURS
 from momentseg.model import MomentSegModel, RefVOSSample
 from momentseg.model.sam2 import build_sam2, preprocess_for_sam2
-from momentseg.train.shapes import long_side_fit, resize_frames, resize_masks
+from momentseg.train.data import long_side_fit, resize_frames, resize_masks
 
 
 def samples(split: str, start: int, n: int, rng: np.random.Generator, side: int) -> tuple[list, int]:

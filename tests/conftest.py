@@ -28,24 +28,21 @@ def cli():
     return run
 
 
+
 @pytest.fixture(scope="session")
-def make_tiny_sam2():
-    """``build(size, bias=, weight_gain=1.0)``: a tiny random MomentSegSam2 (seed 0, eval mode) at image size
-    ``size`` whose object-score head is pushed towards "object present" (weights × ``weight_gain``, bias
-    ``bias``). A random head says "no object" about half the time, and SAM2 then clamps the whole mask to
-    -1024, which would make every comparison of masks vacuous."""
+def object_present():
+    """``bias(sam2, bias=, weight_gain=1.0)``: push a random SAM2's object-score head towards "object present"
+    (weights × ``weight_gain``, bias ``bias``) and return the model. A random head says "no object" about half
+    the time, and SAM2 then clamps the whole mask to -1024, which would make every comparison of masks
+    vacuous."""
     import torch
 
-    from momentseg.model.sam2 import build_sam2, tiny_sam2_config
-
-    def build(size: int, *, bias: float, weight_gain: float = 1.0):
-        torch.manual_seed(0)
-        model = build_sam2(tiny_sam2_config(size)).eval()
+    def bias(sam2, *, bias: float, weight_gain: float = 1.0):
         with torch.no_grad():
-            head = model.mask_decoder.pred_obj_score_head.proj_out
+            head = sam2.mask_decoder.pred_obj_score_head.proj_out
             if weight_gain != 1.0:
                 head.weight.mul_(weight_gain)
             head.bias.fill_(bias)
-        return model
+        return sam2
 
-    return build
+    return bias

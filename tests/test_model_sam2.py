@@ -28,8 +28,9 @@ S = 64
 
 
 @pytest.fixture(scope="module")
-def sam2(make_tiny_sam2):
-    return make_tiny_sam2(S, bias=5.0)
+def sam2(object_present):
+    torch.manual_seed(0)
+    return object_present(build_sam2(tiny_sam2_config(S)).eval(), bias=5.0)
 
 
 def _plain_copy(model: MomentSegSam2) -> Sam2VideoModel:

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from momentseg.errors import InputError
+from momentseg.model.sam2 import build_sam2, tiny_sam2_config
 from momentseg.propagation.bap import NO_OBJECT_LOGIT, propagate, upsample_mask
 from momentseg.propagation.policy import AnchorTracker, bap_plan, fired_updates
 from momentseg.propagation.session import FrameStore, PropagationSession
@@ -15,8 +16,9 @@ ANCHOR = 9
 
 
 @pytest.fixture(scope="module")
-def sam2(make_tiny_sam2):
-    return make_tiny_sam2(S, bias=2.0, weight_gain=5.0)  # object present with p ~ 0.88
+def sam2(object_present):
+    torch.manual_seed(0)
+    return object_present(build_sam2(tiny_sam2_config(S)).eval(), bias=2.0, weight_gain=5.0)  # p ~ 0.88
 
 
 @pytest.fixture(scope="module")

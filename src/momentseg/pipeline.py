@@ -60,7 +60,6 @@ from momentseg.model.checkpoint import released_source
 from momentseg.model.config import MomentSegConfig
 from momentseg.model.momentseg import MomentSegModel
 from momentseg.model.preprocess import target_size
-from momentseg.model.sam2 import preprocess_for_sam2
 from momentseg.propagation.bap import propagate, upsample_mask
 from momentseg.propagation.policy import DEFAULT_MODE, MODES
 from momentseg.propagation.session import shared_image_features
@@ -353,6 +352,8 @@ class MomentSeg:
         """:meth:`segment` on an open video; with ``mask_folder`` masks are written to ``mask_folder/<k>/``."""
         dense = self.dense_frames(video)
         lowres = self._lowres(video, dense)
+        from momentseg.model.sam2 import preprocess_for_sam2
+
         sam_size = self.config.sam2_image_size
         frames = _SamFrames(video, sam_size, preprocess_for_sam2)
         context = self.context_frames(video)
