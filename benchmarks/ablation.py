@@ -190,7 +190,7 @@ def score_video(job: Job) -> dict:
     expressions = []
     with torch.no_grad():
         groundings = [None] * len(chosen) if sweep else pipe.ground_many(video, texts)
-        context = pipe._context(video)
+        context = pipe.context_frames(video)
         size = pipe.config.sam2_image_size
         sam_frames = preprocess_for_sam2(video.get_frames(range(len(video)), size=(size, size)), size)
         with shared_image_features(pipe.model.sam2):
@@ -236,19 +236,10 @@ def score_video(job: Job) -> dict:
 
 
 def _masks(pipe, video, choice, embedding, sam_frames, mode: str, anchor_update: bool):
-    """SAM2 propagation (the public :func:`momentseg.propagation.bap.propagate`, as ``MomentSeg.segment`` runs
-    it): (T,H,W) bool masks at the video's size and the (T,) object probabilities."""
-    from momentseg.propagation.bap import propagate, upsample_mask
-
-    n, size = len(video), (video.height, video.width)
-    masks = np.zeros((n, *size), dtype=bool)
-    probs = np.zeros(n, dtype=np.float32)
-    for out in propagate(pipe.model.sam2, sam_frames, choice.indices, choice.anchor, embedding.to(pipe.device),
-                         mode=mode, num_frames=n, video_size=size, anchor_update=anchor_update,
-                         inference_state_device="cpu" if pipe.offload_state else None):
-        masks[out.frame_idx] = upsample_mask(out.mask_logits, size).cpu().numpy()
-        probs[out.frame_idx] = out.object_prob
-    return masks, probs
+    """SAM2 propagation as ``MomentSeg.segment`` runs it (:meth:`MomentSeg.propagate`): (T,H,W) bool masks at
+    the video's size and the (T,) object probabilities."""
+    masks, probs = pipe.propagate(video, choice, embedding, sam_frames, mode, anchor_update=anchor_update)
+    return masks.to_array(), probs
 
 
 def _propagation_scores(pipe, video, text, choice, context, sam_frames, gt, *, anchor_update: bool = True,
@@ -263,7 +254,7 @@ def _propagation_scores(pipe, video, text, choice, context, sam_frames, gt, *, a
     if key in cache:
         return cache[key]
     if ("seg", idx) not in cache:
-        cache[("seg", idx)] = pipe._seg_prompt(video, text, choice, context)[0]
+        cache[("seg", idx)] = pipe.seg_prompt(video, text, choice.indices, context)[0]
     embedding, n = cache[("seg", idx)], len(video)
     bap, probs = _masks(pipe, video, choice, embedding, sam_frames, "bap", anchor_update)
     fired = fired_updates(bap_plan(n, idx, anchor, "bap"), probs, enabled=anchor_update)

@@ -123,7 +123,7 @@ def measure_inference(model_path: str, counts: list[int], repeats: int, dry: boo
                          "separate_s": round(t_separate, 3), "speedup": round(t_separate / t_shared, 2)})
             print(json.dumps(rows[-1]), flush=True)
     setting = {"video_frames": len(video), "video_size": [video.height, video.width],
-               "dense_frames": int(len(shared._dense_frames(video))), "keyframes": 8, "sampling": "mcs",
+               "dense_frames": int(len(shared.dense_frames(video))), "keyframes": 8, "sampling": "mcs",
                "propagation": "bap", "threads": 1}
     return rows, setting
 

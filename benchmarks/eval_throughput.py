@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from momentseg.data.formats import write_png_predictions
+from momentseg.data.predictions import write_png_predictions
 from momentseg.io.masks import rle_encode
 
 

@@ -16,7 +16,6 @@ If the three agree, neither sampling nor propagation limits the model: the text 
 from __future__ import annotations
 
 import argparse
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -50,7 +49,7 @@ def main() -> None:
         video = open_video(v.frames, fps=v.fps)
         hw = v.frames.shape[1:3]
         px = preprocess_for_sam2(v.frames, c.sam2_image_size)
-        context = pipe._context(video)
+        context = pipe.context_frames(video)
         for exp in v.expressions:
             if not exp.obj_ids:
                 continue
@@ -58,11 +57,11 @@ def main() -> None:
             r = pipe.segment(video, [exp.text]).expressions[0]
             bap = float(np.mean(j_measure(gt, r.masks.to_array())))
             # the pipeline's [SEG] pass on its own keyframes, then on oracle ones
-            emb, _ = pipe._seg_prompt(video, exp.text, SimpleNamespace(indices=r.keyframes), context)
+            emb, _ = pipe.seg_prompt(video, exp.text, r.keyframes, context)
             independent = float(np.mean(j_measure(gt, frame_by_frame(m, px, emb, hw))))
             visible = np.flatnonzero(gt.reshape(len(gt), -1).any(1))
             keys = visible[np.linspace(0, len(visible) - 1, 8).round().astype(int)]
-            emb, _ = pipe._seg_prompt(video, exp.text, SimpleNamespace(indices=keys), context)
+            emb, _ = pipe.seg_prompt(video, exp.text, keys, context)
             oracle = float(np.mean(j_measure(gt, frame_by_frame(m, px, emb, hw))))
             rows.append((bap, independent, oracle))
             print(f"{v.video_id} {exp.text[:48]:48s} bap {bap:.3f}  independent {independent:.3f}  "

@@ -30,7 +30,7 @@ from momentseg.data import synthetic as syn
 from momentseg.data.synthetic.captions import objects_f1, time_error
 from momentseg.grounding.sampling import dense_frame_indices
 from momentseg.model import MomentSegModel
-from momentseg.train.data import area_fit, resize_frames
+from momentseg.train.shapes import area_fit, resize_frames
 
 
 def probe_pairs(model: MomentSegModel, split: str, first: int, count: int):

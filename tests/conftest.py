@@ -26,3 +26,23 @@ def cli():
         return 0
 
     return run
+
+
+
+@pytest.fixture(scope="session")
+def object_present():
+    """``bias(sam2, bias=, weight_gain=1.0)``: push a random SAM2's object-score head towards "object present"
+    (weights × ``weight_gain``, bias ``bias``) and return the model. A random head says "no object" about half
+    the time, and SAM2 then clamps the whole mask to -1024, which would make every comparison of masks
+    vacuous."""
+    import torch
+
+    def bias(sam2, *, bias: float, weight_gain: float = 1.0):
+        with torch.no_grad():
+            head = sam2.mask_decoder.pred_obj_score_head.proj_out
+            if weight_gain != 1.0:
+                head.weight.mul_(weight_gain)
+            head.bias.fill_(bias)
+        return sam2
+
+    return bias

@@ -59,7 +59,7 @@ def test_ablation_rows_equal_the_public_segment_api(model_dir):
         choice = select_keyframes(grounding.probabilities, k, sampling, seed=1)
         cache = {}
         with shared_image_features(sam2) as memo:
-            got = ablation._propagation_scores(pipe, video, exp.text, choice, pipe._context(video), frames, gt,
+            got = ablation._propagation_scores(pipe, video, exp.text, choice, pipe.context_frames(video), frames, gt,
                                                cache=cache)
             assert sorted(memo) == list(range(len(video)))  # each frame encoded once, all passes reuse it
         assert "_prepare_vision_features" not in sam2.__dict__  # the wrapper is gone after the block
@@ -68,7 +68,7 @@ def test_ablation_rows_equal_the_public_segment_api(model_dir):
             assert list(result.expressions[0].keyframes) == list(choice.indices)
             assert got[mode][:2] == ablation._scores(gt, result.expressions[0].masks.to_array()), (sampling, mode)
         # the memory-clearing rule off: what propagate gives with anchor_update=False, no memory clears
-        off = ablation._propagation_scores(pipe, video, exp.text, choice, pipe._context(video), frames, gt,
+        off = ablation._propagation_scores(pipe, video, exp.text, choice, pipe.context_frames(video), frames, gt,
                                            anchor_update=False, cache=cache)
         embedding = cache[("seg", tuple(int(i) for i in choice.indices))]
         masks = np.zeros_like(gt)

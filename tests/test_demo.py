@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from momentseg.demo import OVERLAY_MIN_WIDTH, TABLE_COLUMNS, DemoScore, demo_video, run_demo
+from momentseg.apps.demo import OVERLAY_MIN_WIDTH, TABLE_COLUMNS, DemoScore, demo_video, run_demo
 from momentseg.grounding.moments import (
     DEFAULT_THRESHOLD,
     NO_CONFIDENT_MOMENT,

@@ -10,15 +10,9 @@ import pickle
 import numpy as np
 import pytest
 
-from momentseg.data.formats import (
-    foreground_area,
-    gt_values_from_rles,
-    load_anet,
-    load_charades,
-    load_mask_dict,
-    load_refvos_split,
-    load_tsg_predictions,
-)
+from momentseg.data.predictions import load_tsg_predictions
+from momentseg.data.refvos import foreground_area, gt_values_from_rles, load_mask_dict, load_refvos_split
+from momentseg.data.tsg import load_anet, load_charades
 from momentseg.errors import InputError
 from momentseg.eval.metrics import pixel_accuracy, r2vos_accuracy, r2vos_robustness, robustness
 from momentseg.eval.refvos import evaluate_refvos

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from momentseg.cli import main
-from momentseg.data.formats import write_png_predictions, write_rle_predictions
+from momentseg.data.predictions import write_png_predictions, write_rle_predictions
 from momentseg.errors import InputError
 from momentseg.eval.metrics import f_measure, j_measure, pixel_accuracy, robustness
 from momentseg.eval.refvos import evaluate_refvos, write_submission_zip

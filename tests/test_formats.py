@@ -4,20 +4,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from momentseg.data.formats import (
-    TSGQuery,
-    load_anet,
-    load_charades,
-    load_mevis_split,
+from momentseg.data.predictions import (
     load_predicted_masks,
-    load_qvhighlights,
-    load_refvos_split,
     load_tsg_predictions,
     open_mask_predictions,
     write_png_predictions,
     write_rle_predictions,
     write_tsg_predictions,
 )
+from momentseg.data.refvos import load_mevis_split, load_refvos_split
+from momentseg.data.tsg import TSGQuery, load_anet, load_charades, load_qvhighlights
 from momentseg.errors import InputError
 from momentseg.io.masks import rle_encode
 

@@ -28,13 +28,9 @@ S = 64
 
 
 @pytest.fixture(scope="module")
-def sam2():
+def sam2(object_present):
     torch.manual_seed(0)
-    model = build_sam2(tiny_sam2_config(S)).eval()
-    # a random decoder predicts "no object" (masks clamped to -1024): bias the object score to "present"
-    with torch.no_grad():
-        model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(5.0)
-    return model
+    return object_present(build_sam2(tiny_sam2_config(S)).eval(), bias=5.0)
 
 
 def _plain_copy(model: MomentSegSam2) -> Sam2VideoModel:

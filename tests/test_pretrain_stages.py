@@ -13,8 +13,9 @@ from momentseg.errors import InputError
 from momentseg.model import CaptionSample, MomentSegModel, TrackSample
 from momentseg.sam2.config import preprocess_for_sam2
 from momentseg.train.config import config_from_dict
-from momentseg.train.data import SampleShape, SampleStream, SyntheticSource, track_sample
+from momentseg.train.data import SampleStream, SyntheticSource, track_sample
 from momentseg.train.loop import build_model, train
+from momentseg.train.shapes import SampleShape
 
 SHAPE = SampleShape(tsg_side=56, context_side=56, keyframe_side=64, tsg_max_frames=8, tsg_fps=5.0,
                     context_frames=4, track_frames=4)

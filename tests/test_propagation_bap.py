@@ -16,16 +16,9 @@ ANCHOR = 9
 
 
 @pytest.fixture(scope="module")
-def sam2():
+def sam2(object_present):
     torch.manual_seed(0)
-    model = build_sam2(tiny_sam2_config(S)).eval()
-    # A random object-score head says "no object" about half the time, and SAM2 then clamps the whole mask to
-    # -1024, which would make every comparison below vacuous. Bias it towards "object present" (p ~ 0.88).
-    with torch.no_grad():
-        head = model.mask_decoder.pred_obj_score_head.proj_out
-        head.weight.mul_(5.0)
-        head.bias.fill_(2.0)
-    return model
+    return object_present(build_sam2(tiny_sam2_config(S)).eval(), bias=2.0, weight_gain=5.0)  # p ~ 0.88
 
 
 @pytest.fixture(scope="module")

@@ -14,17 +14,15 @@ from momentseg.grounding.sampling import dense_frame_indices, uniform_frames
 from momentseg.io.masks import rle_encode
 from momentseg.io.overlay import write_video
 from momentseg.model import RefVOSSample, TSGSample
-from momentseg.train.data import (
+from momentseg.train.data import SampleStream, SyntheticSource, batch_positions
+from momentseg.train.real_data import MaskDictSource, TSGVideoSource
+from momentseg.train.shapes import (
     SampleShape,
-    SampleStream,
-    SyntheticSource,
     anchor_candidates,
     area_fit,
-    batch_positions,
     keyframe_indices,
     moment_positives,
 )
-from momentseg.train.real_data import MaskDictSource, TSGVideoSource
 
 SHAPE = SampleShape(tsg_side=56, context_side=56, keyframe_side=128, tsg_max_frames=32, tsg_fps=5.0,
                     context_frames=16, keyframes=5, keyframe_window=10)

@@ -16,9 +16,10 @@ from momentseg.io.atomic import MARKER
 from momentseg.model.outputs import RefVOSOutput, TSGOutput
 from momentseg.train import checkpoint as ckpt
 from momentseg.train.config import config_from_dict
-from momentseg.train.data import SampleShape, SampleStream
+from momentseg.train.data import SampleStream
 from momentseg.train.loop import lr_factor, train
 from momentseg.train.params import apply_trainable, merge_lora
+from momentseg.train.shapes import SampleShape
 
 
 # ----------------------------------------------------------------------------------- stand-in model + data

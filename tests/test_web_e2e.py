@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from momentseg.apps.demo import MAX_EXPRESSIONS, demo_video
 from momentseg.data.synthetic import caption_vocabulary
-from momentseg.demo import MAX_EXPRESSIONS, demo_video
 from momentseg.io.overlay import write_video
 from momentseg.model.momentseg import MomentSegModel
 

@@ -14,6 +14,10 @@ One expression goes through the stages of the method, each a module of its own:
    into the output folder (``segment(..., out=DIR)``: nothing per frame is kept but its area) or stored as COCO
    RLE (:class:`MaskSequence`, the in-memory result for short videos); no all-frames-at-full-size array exists.
 
+Each stage is a public method, so benchmarks can run one alone: :meth:`MomentSeg.dense_frames` and
+:meth:`MomentSeg.ground` / :meth:`MomentSeg.ground_many` (1–2), :meth:`MomentSeg.keyframes` (3),
+:meth:`MomentSeg.context_frames` and :meth:`MomentSeg.seg_prompt` (4), :meth:`MomentSeg.propagate` (5–6).
+
 Several expressions on one video share the decoded frames (a bounded chunk cache of SAM2-size frames) and the
 LLM's video prefix (``share_prefix``; all dense passes first, then the ``[SEG]`` passes, then propagation).
 """
@@ -21,6 +25,8 @@ LLM's video prefix (``share_prefix``; all dense passes first, then the ``[SEG]``
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -32,20 +38,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from momentseg.errors import InputError
+from momentseg.errors import CheckpointError, InputError
 from momentseg.grounding.moments import NO_CONFIDENT_MOMENT, ground_moments, has_confident_moment
 from momentseg.grounding.sampling import (
     DEFAULT_KEYFRAMES,
     DEFAULT_METHOD,
     DEFAULT_SEED,
     METHODS,
+    KeyframeChoice,
     dense_frame_indices,
     select_keyframes,
     uniform_frames,
 )
 from momentseg.grounding.similarity import frame_probabilities, resample_to_frames
-from momentseg.io.masks import MaskSequence, MaskWriter, PngMasks  # noqa: F401 (result types, public here)
+from momentseg.io.atomic import atomic_dir
+from momentseg.io.masks import MaskSequence, MaskWriter, PngMasks, png_mask_bytes  # noqa: F401 (result types)
+from momentseg.io.overlay import write_overlay
+from momentseg.io.plot import write_similarity_plot
 from momentseg.io.video import Video, open_video
+from momentseg.model.checkpoint import released_source
+from momentseg.model.config import MomentSegConfig
+from momentseg.model.momentseg import MomentSegModel
 from momentseg.model.preprocess import target_size
 from momentseg.propagation.bap import propagate, upsample_mask
 from momentseg.propagation.policy import DEFAULT_MODE, MODES
@@ -161,9 +174,6 @@ class SegmentResult:
 
         ``out_dir`` may be new or a folder momentseg wrote before (its previous output is replaced); another
         non-empty folder needs ``overwrite`` and keeps its files (:func:`momentseg.io.atomic.atomic_dir`)."""
-        from momentseg.io.atomic import atomic_dir
-        from momentseg.io.masks import png_mask_bytes
-
         out_dir = Path(out_dir)
         with atomic_dir(out_dir, overwrite=overwrite) as tmp:
             for k, expr in enumerate(self.expressions):
@@ -176,11 +186,6 @@ class SegmentResult:
 
     def _write_summary(self, folder: Path, overlay: bool, overlay_min_width: int = 0) -> None:
         """``similarity.png``, ``overlay.mp4`` (with ``overlay``) and ``result.json`` into ``folder``."""
-        import json
-
-        from momentseg.io.overlay import write_overlay
-        from momentseg.io.plot import write_similarity_plot
-
         write_similarity_plot(folder / "similarity.png", self)
         if overlay:
             moments = [[(s, e) for s, e, _ in x.grounding.moments[:1]] if x.grounding.confident else []
@@ -229,8 +234,6 @@ class MomentSeg:
     @classmethod
     def from_pretrained(cls, path: str | Path = EMBEDDED, device: str = "auto", offload_state: bool = False) -> MomentSeg:
         """Load a MomentSeg checkpoint folder (``save_pretrained`` layout), or ``"embedded"`` for the tiny model."""
-        from momentseg.model.momentseg import MomentSegModel
-
         folder = check_model_folder(path)
         return cls(MomentSegModel.from_pretrained(folder), device=device, offload_state=offload_state)
 
@@ -243,7 +246,9 @@ class MomentSeg:
             return video
         return open_video(video, fps=fps)
 
-    def _dense_frames(self, video: Video) -> np.ndarray:
+    def dense_frames(self, video: Video) -> np.ndarray:
+        """Stage 1's frames: the indices of the low-res frames the ``[FIND]`` pass sees (``config.fps``, at
+        most ``config.find_max_frames``)."""
         return dense_frame_indices(video.timestamps, self.config.fps, self.config.find_max_frames)
 
     @torch.no_grad()
@@ -270,8 +275,9 @@ class MomentSeg:
         size = target_size(video.height, video.width, self.config.find_frame_size, self.model.layout)
         return video.get_frames(dense, size=size)
 
-    def _context(self, video: Video) -> np.ndarray:
-        """Low-res uniform frames shown with the [SEG] keyframes (as in RefVOS training)."""
+    def context_frames(self, video: Video) -> np.ndarray:
+        """Stage 4's context: the low-res uniform frames shown with the ``[SEG]`` keyframes (as in RefVOS
+        training), (N,h,w,3) uint8."""
         size = target_size(video.height, video.width, self.config.context_frame_size, self.model.layout)
         return video.get_frames(uniform_frames(len(video), self.config.context_frames), size=size)
 
@@ -287,9 +293,16 @@ class MomentSeg:
             raise InputError(f"queries must be a list of strings, got {type(queries).__name__}")
         queries = [check_text(q, f"query #{i}") for i, q in enumerate(queries)]
         video = self._video(video, fps)
-        dense = self._dense_frames(video)
+        dense = self.dense_frames(video)
         lowres = self._lowres(video, dense)
         return self._ground_all(video, queries, dense, lowres)
+
+    # ------------------------------------------------------------------ keyframes
+    def keyframes(self, grounding: Grounding, keyframes: int = DEFAULT_KEYFRAMES, sampling: str = DEFAULT_METHOD,
+                  seed: int = DEFAULT_SEED) -> KeyframeChoice:
+        """Stage 3: the K keyframes and the anchor of ``grounding``'s curve
+        (:func:`momentseg.grounding.sampling.select_keyframes`; ``sampling``: mcs | uniform | first-k | random)."""
+        return select_keyframes(grounding.probabilities, keyframes, sampling, seed=seed)
 
     # ------------------------------------------------------------------ segmentation
     def segment(
@@ -326,8 +339,6 @@ class MomentSeg:
         video = self._video(video, fps)
         if out is None:
             return self._segment(video, texts, keyframes, sampling, propagation, seed, progress)
-        from momentseg.io.atomic import atomic_dir
-
         final = Path(os.path.abspath(os.fspath(out)))
         with atomic_dir(final, overwrite=overwrite) as tmp:
             result = self._segment(video, texts, keyframes, sampling, propagation, seed, progress, tmp / "masks")
@@ -339,13 +350,13 @@ class MomentSeg:
     def _segment(self, video: Video, texts: list[str], keyframes: int, sampling: str, propagation: str, seed: int,
                  progress: Progress | None, mask_folder: Path | None = None) -> SegmentResult:
         """:meth:`segment` on an open video; with ``mask_folder`` masks are written to ``mask_folder/<k>/``."""
-        dense = self._dense_frames(video)
+        dense = self.dense_frames(video)
         lowres = self._lowres(video, dense)
         from momentseg.sam2.config import preprocess_for_sam2
 
         sam_size = self.config.sam2_image_size
         frames = _SamFrames(video, sam_size, preprocess_for_sam2)
-        context = self._context(video)
+        context = self.context_frames(video)
         results = []
         # several expressions: SAM2 encodes each frame once for all of them (bounded cache)
         if len(texts) > 1:
@@ -353,7 +364,7 @@ class MomentSeg:
         else:
             share = contextlib.nullcontext()
         groundings = self._ground_all(video, texts, dense, lowres)
-        choices = [select_keyframes(g.probabilities, keyframes, sampling, seed=seed) for g in groundings]
+        choices = [self.keyframes(g, keyframes, sampling, seed) for g in groundings]
         prompts = self._seg_prompts(video, texts, choices, context)
         with share:
             for i, (text, grounding, choice, prompt) in enumerate(zip(texts, groundings, choices, prompts,
@@ -371,23 +382,28 @@ class MomentSeg:
                      progress, mask_folder: Path | None = None) -> ExpressionResult:
         embedding, answer = prompt
         writer = MaskWriter(video.height, video.width, video.frame_names, mask_folder)
-        masks, probs = self._propagate(video, choice, embedding, frames, propagation, f"segment {i}", progress,
-                                       writer=writer)
+        masks, probs = self.propagate(video, choice, embedding, frames, propagation, label=f"segment {i}",
+                                      progress=progress, writer=writer)
         return ExpressionResult(text, grounding, choice.indices, choice.anchor, answer, masks, probs)
 
     @torch.no_grad()
-    def _seg_prompt(self, video: Video, text: str, choice, context: np.ndarray) -> tuple[torch.Tensor, str]:
-        """The ``[SEG]`` pass: the high-res keyframes of ``choice`` + low-res ``context`` → SAM2 prompt (P,)."""
-        return self.model.seg_embedding(self._keyframe_images(video, choice), text, context=context)
+    def seg_prompt(self, video: Video, text: str, keyframes: Sequence[int],
+                   context: np.ndarray | None = None) -> tuple[torch.Tensor, str]:
+        """Stage 4, the ``[SEG]`` pass: the high-res ``keyframes`` (frame indices, e.g. a
+        :meth:`keyframes` choice's ``indices``) + the low-res ``context`` (default: :meth:`context_frames`)
+        → the SAM2 prompt embedding (P,) and the model's answer text."""
+        if context is None:
+            context = self.context_frames(video)
+        return self.model.seg_embedding(self._keyframe_images(video, keyframes), text, context=context)
 
-    def _keyframe_images(self, video: Video, choice) -> np.ndarray:
-        """The keyframes of ``choice`` at the ``[SEG]`` pass's size."""
+    def _keyframe_images(self, video: Video, keyframes: Sequence[int]) -> np.ndarray:
+        """The frames ``keyframes`` at the ``[SEG]`` pass's size."""
         seg_size = target_size(video.height, video.width, self.config.seg_frame_size, self.model.layout)
-        return video.get_frames(choice.indices, size=seg_size)
+        return video.get_frames(keyframes, size=seg_size)
 
     @torch.no_grad()
     def _seg_prompts(self, video: Video, texts: list[str], choices: list, context: np.ndarray) -> list:
-        """:meth:`_seg_prompt` of every text; with ``share_prefix`` the texts whose keyframes are the same
+        """:meth:`seg_prompt` of every text; with ``share_prefix`` the texts whose keyframes are the same
         share one [SEG] prefix (``seg_embedding_many``)."""
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, choice in enumerate(choices):
@@ -396,19 +412,22 @@ class MomentSeg:
         for members in groups.values():
             if not (self.share_prefix and len(members) > 1):
                 for i in members:
-                    prompts[i] = self._seg_prompt(video, texts[i], choices[i], context)
+                    prompts[i] = self.seg_prompt(video, texts[i], choices[i].indices, context)
                 continue
-            key = self._keyframe_images(video, choices[members[0]])
+            key = self._keyframe_images(video, choices[members[0]].indices)
             embeddings, answers = self.model.seg_embedding_many(key, [texts[i] for i in members], context=context)
             for i, embedding, answer in zip(members, embeddings, answers, strict=True):
                 prompts[i] = (embedding, answer)
         return prompts
 
     @torch.no_grad()
-    def _propagate(self, video: Video, choice, embedding: torch.Tensor, frames, propagation: str,
-                   label: str = "segment", progress: Progress | None = None, *,
-                   writer: MaskWriter | None = None) -> tuple[MaskSequence, np.ndarray]:
-        """SAM2 propagation of ``embedding`` from ``choice``'s keyframes over every frame.
+    def propagate(self, video: Video, choice: KeyframeChoice, embedding: torch.Tensor, frames,
+                  propagation: str = DEFAULT_MODE, *, anchor_update: bool = True, label: str = "segment",
+                  progress: Progress | None = None,
+                  writer: MaskWriter | None = None) -> tuple[MaskSequence, np.ndarray]:
+        """Stage 5: SAM2 propagation of ``embedding`` from ``choice``'s keyframes over every frame
+        (:func:`momentseg.propagation.bap.propagate`; ``propagation``: bap | forward | anchor-forward;
+        ``anchor_update``: BAP's memory-clearing rule on or off).
 
         ``frames``: SAM2 inputs, a callable ``idx -> (3,S,S)`` (e.g. :class:`_SamFrames`) or a (T,3,S,S) tensor.
         Each mask, upsampled to the original size, goes to ``writer`` as it is produced (default: kept as RLE).
@@ -426,6 +445,7 @@ class MomentSeg:
             embedding.to(self.device),
             mode=propagation,
             num_frames=T,
+            anchor_update=anchor_update,
             video_size=(H, W),
             inference_state_device="cpu" if self.offload_state else None,
         )
@@ -479,13 +499,6 @@ def check_segment_options(keyframes: int, sampling: str, propagation: str) -> No
 def check_model_folder(path: str | Path) -> Path:
     """The checkpoint folder for ``path`` (``"embedded"`` = the shipped model), checked enough that loading it
     cannot end in a traceback: a JSON object config.json with every required field, weights, tokenizer.json."""
-    import dataclasses
-    import json
-
-    from momentseg.errors import CheckpointError
-    from momentseg.model.checkpoint import released_source
-    from momentseg.model.config import MomentSegConfig
-
     folder = embedded_model_dir() if str(path) == EMBEDDED else Path(path)
     if not folder.is_dir():
         what = "the embedded model is not installed" if str(path) == EMBEDDED else "no model"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from momentseg.grounding.sampling import DEFAULT_KEYFRAMES, DEFAULT_METHOD, DEFAULT_SEED, METHODS
+from momentseg.io.video import DEFAULT_FPS
 from momentseg.propagation.policy import DEFAULT_MODE, MODES
 
 MODEL = typer.Option("embedded", "--model", "-m", help="Checkpoint folder, or 'embedded' (the shipped tiny model).")
@@ -24,6 +25,10 @@ KEYFRAMES = typer.Option(DEFAULT_KEYFRAMES, "--keyframes", "-k", help="Keyframes
 SAMPLING = typer.Option(DEFAULT_METHOD, help=f"Keyframe sampling: {' | '.join(METHODS)}.")
 PROPAGATION = typer.Option(DEFAULT_MODE, help=f"Mask propagation: {' | '.join(MODES)}.")
 SEED = typer.Option(DEFAULT_SEED, help="Seed for --sampling random.")
+
+#: The frame rate of a frame folder: the default is the one open_video uses.
+FPS_HELP = f"Frame rate of a frame folder (default {DEFAULT_FPS:g}); a video file has its own timestamps."
+FPS = typer.Option(None, "--fps", help=FPS_HELP)
 
 OFFLOAD = typer.Option(False, "--offload-state", help="Keep SAM2's memories on the CPU (long videos, small GPU).")
 

@@ -25,7 +25,7 @@ def demo(
     from rich.progress import Progress
     from rich.table import Table
 
-    from momentseg.demo import TABLE_CAPTION, TABLE_COLUMNS, demo_video, run_demo
+    from momentseg.apps.demo import TABLE_CAPTION, TABLE_COLUMNS, demo_video, run_demo
     from momentseg.io.atomic import check_output_dir
     from momentseg.pipeline import resolve_device
 

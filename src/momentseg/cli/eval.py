@@ -9,8 +9,8 @@ from pathlib import Path
 import typer
 
 from momentseg.cli import app
-from momentseg.data.formats import REFVOS_BENCHMARKS as REFVOS
-from momentseg.data.formats import TSG_BENCHMARKS as TSG
+from momentseg.data.benchmarks import REFVOS_BENCHMARKS as REFVOS
+from momentseg.data.benchmarks import TSG_BENCHMARKS as TSG
 from momentseg.errors import InputError
 
 

@@ -5,7 +5,7 @@ import json
 import typer
 
 from momentseg.cli import app
-from momentseg.cli._options import DEVICE, MODEL, load_pipeline
+from momentseg.cli._options import DEVICE, FPS, MODEL, load_pipeline
 
 
 @app.command("ground")
@@ -13,8 +13,7 @@ def ground(
     video: str = typer.Argument(..., help="Video file or a folder of frames."),
     query: str = typer.Option(..., "--query", "-q", help="The sentence to find in time."),
     as_json: bool = typer.Option(False, "--json", help="Print the ranked windows as JSON."),
-    fps: float = typer.Option(None, "--fps", help="Frame rate of a frame folder (default 30); a video file has "
-                              "its own timestamps."),
+    fps: float = FPS,
     model: str = MODEL,
     device: str = DEVICE,
 ) -> None:

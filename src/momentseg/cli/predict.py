@@ -6,8 +6,8 @@ import typer
 
 from momentseg.cli import _options as opt
 from momentseg.cli import app
-from momentseg.data.formats import REFVOS_BENCHMARKS as REFVOS
-from momentseg.data.formats import TSG_BENCHMARKS as TSG
+from momentseg.data.benchmarks import REFVOS_BENCHMARKS as REFVOS
+from momentseg.data.benchmarks import TSG_BENCHMARKS as TSG
 
 
 @app.command("predict")
@@ -21,7 +21,7 @@ def predict(
     overwrite: bool = opt.OVERWRITE,
     gt: Path = typer.Option(None, "--gt", help="TSG: the annotation file (Charades-STA txt, ActivityNet json, "
                             "QVHighlights jsonl) listing the queries."),
-    fps: float = typer.Option(None, "--fps", help="TSG: frame rate of frame-folder videos (default 30)."),
+    fps: float = typer.Option(None, "--fps", help=f"TSG: {opt.FPS_HELP}"),
     keyframes: int = opt.KEYFRAMES,
     sampling: str = opt.SAMPLING,
     propagation: str = opt.PROPAGATION,
@@ -34,10 +34,10 @@ def predict(
     `torchrun --nproc_per_node N -m momentseg predict ...` the videos are sharded and rank 0 gathers."""
     from rich.progress import Progress
 
+    from momentseg.apps.predict import dist_info, predict_refvos, predict_tsg
     from momentseg.errors import InputError
     from momentseg.io.atomic import check_output_dir, check_output_file
     from momentseg.pipeline import check_segment_options, resolve_device
-    from momentseg.predict import dist_info, predict_refvos, predict_tsg
 
     if benchmark not in REFVOS + TSG:
         raise InputError(f"unknown --benchmark {benchmark!r}: use one of {', '.join(REFVOS + TSG)}")
@@ -51,7 +51,7 @@ def predict(
     resolve_device(device)
     rank, world = dist_info()
     if benchmark in REFVOS:
-        from momentseg.data.formats import load_refvos_split
+        from momentseg.data.refvos import load_refvos_split
 
         split = load_refvos_split(data, benchmark)
         total = len(split.videos)
@@ -60,7 +60,7 @@ def predict(
             raise InputError(f"--benchmark {benchmark} needs --gt (the annotation file listing the queries)")
         if not data.is_dir():
             raise InputError(f"--data {data} is not a folder of videos")
-        from momentseg.data.formats import TSG_LOADERS
+        from momentseg.data.tsg import TSG_LOADERS
 
         queries = TSG_LOADERS[benchmark](gt)
         total = len({q.vid for q in queries})

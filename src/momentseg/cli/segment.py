@@ -20,8 +20,7 @@ def segment(
     sampling: str = opt.SAMPLING,
     propagation: str = opt.PROPAGATION,
     seed: int = opt.SEED,
-    fps: float = typer.Option(None, "--fps", help="Frame rate of a frame folder (default 30); a video file has "
-                              "its own timestamps."),
+    fps: float = opt.FPS,
     model: str = opt.MODEL,
     device: str = opt.DEVICE,
     offload_state: bool = opt.OFFLOAD,

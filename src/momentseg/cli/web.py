@@ -24,7 +24,7 @@ def web(
         import gradio  # noqa: F401
     except ImportError as exc:
         raise MomentSegError("the web demo needs gradio: pip install 'momentseg[web]'") from exc
-    from momentseg.web import build_app
+    from momentseg.apps.web import build_app
 
     pipe = load_pipeline(model, device)
     page = build_app(pipe)

@@ -42,17 +42,15 @@ from typing import Any
 
 import numpy as np
 
-from momentseg.data.formats import (
+from momentseg.data.predictions import (
     MaskPredictions,
-    RefVOSSplit,
-    foreground_area,
-    gt_values_from_rles,
     load_predicted_masks,
     load_predicted_values,
-    load_refvos_split,
     open_mask_predictions,
 )
+from momentseg.data.refvos import RefVOSSplit, foreground_area, gt_values_from_rles, load_refvos_split
 from momentseg.errors import InputError
+from momentseg.eval.davis_unsupervised import evaluate_referformer_davis
 from momentseg.eval.metrics import (
     f_measure,
     j_measure,
@@ -258,8 +256,6 @@ def evaluate_refvos(
     :func:`~momentseg.eval.davis_unsupervised.evaluate_referformer_davis`'s report.
     """
     if check_protocol(benchmark, protocol) == "referformer":
-        from momentseg.eval.davis_unsupervised import evaluate_referformer_davis
-
         return evaluate_referformer_davis(data, pred, workers)
     split = load_refvos_split(data, benchmark)
     if not split.has_gt:

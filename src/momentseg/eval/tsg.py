@@ -33,6 +33,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from momentseg.data.predictions import load_tsg_predictions
+from momentseg.data.tsg import TSG_LOADERS
+from momentseg.errors import InputError
+from momentseg.eval.parallel import parallel_map
+
 R1_THRESHOLDS = (0.3, 0.5, 0.7)
 MAP_THRESHOLDS = tuple(float(f"{t:.2f}") for t in np.linspace(0.5, 0.95, 10))
 MAX_PRED_WINDOWS = 10
@@ -207,10 +212,6 @@ def evaluate_tsg(benchmark: str, gt_path, pred_path, workers: int | None = None)
     ``per_query``. A prediction
     for a qid that is not in the GT raises :class:`InputError`; a GT query without prediction is a miss.
     """
-    from momentseg.data.formats import TSG_LOADERS, load_tsg_predictions
-    from momentseg.errors import InputError
-    from momentseg.eval.parallel import parallel_map
-
     if benchmark not in TSG_LOADERS:
         raise InputError(f"unknown TSG benchmark {benchmark!r} (one of {', '.join(TSG_LOADERS)})")
     queries = TSG_LOADERS[benchmark](gt_path)

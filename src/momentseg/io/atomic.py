@@ -28,6 +28,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
+from momentseg import __version__
 from momentseg.errors import OutputError
 
 #: The file a folder written by momentseg carries: JSON ``{"written_by": "momentseg", "files": [...]}``.
@@ -71,8 +72,6 @@ def _safe_relative(name) -> bool:
 
 def write_marker(folder: str | os.PathLike, files: Iterable[str]) -> None:
     """Mark ``folder`` as momentseg's output holding ``files`` (relative POSIX paths)."""
-    from momentseg import __version__
-
     data = {"written_by": "momentseg", "version": __version__, "files": sorted(set(files))}
     atomic_write_text(Path(folder) / MARKER, json.dumps(data, indent=0) + "\n")
 

@@ -18,6 +18,7 @@ back on demand), so the masks of a long video are never all in memory.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from pycocotools import mask as _coco
 
 from momentseg.errors import InputError
@@ -111,8 +113,6 @@ def rle_size(rle: RLE | Sequence[RLE] | None) -> tuple[int, int] | None:
 
 def _load_png(path: str | os.PathLike, what: str) -> tuple[np.ndarray, str]:
     """A PNG's pixels and PIL mode; a one-line :class:`InputError` naming the file if it cannot be read."""
-    from PIL import Image
-
     try:
         with Image.open(path) as img:
             img.load()
@@ -159,10 +159,6 @@ def read_png_labels(path: str | os.PathLike, hw: tuple[int, int] | None = None) 
 
 def png_mask_bytes(mask: np.ndarray) -> bytes:
     """Encode a ``(H, W)`` mask (non-zero = foreground) as an 8-bit grayscale 0/255 PNG."""
-    import io
-
-    from PIL import Image
-
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise ValueError(f"png_mask_bytes expects a (H, W) mask, got shape {mask.shape}")

@@ -15,7 +15,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 from typing import Protocol
 
+import av
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from momentseg.io.atomic import atomic_path
 from momentseg.io.video import Video
@@ -51,8 +53,6 @@ class MaskSource(Protocol):
 
 def _pick_codec() -> str:
     """``libx264`` if the bundled FFmpeg can encode H.264 with it, else ``mpeg4``."""
-    import av
-
     try:
         av.Codec("libx264", "w")
         return "libx264"
@@ -79,8 +79,6 @@ def write_video(
     one at a time as they come (memory stays flat). Odd heights/widths are padded by one edge row/column,
     because yuv420p needs even sizes. Written atomically. Returns the number of frames written.
     """
-    import av
-
     if not (isinstance(fps, (int, float)) and np.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be a positive number, got {fps!r}")
     rate = Fraction(fps).limit_denominator(65535)  # MPEG-4 Part 2 allows time-base denominators <= 65535
@@ -224,8 +222,6 @@ class _Panel:
         moments: Sequence[Sequence[tuple[float, float]]] | None,
         video: Video,
     ):
-        from PIL import ImageFont
-
         try:
             self.font = ImageFont.load_default(size=max(10, min(24, width // 45)))
         except (TypeError, ValueError, OSError):  # Pillow without FreeType: fixed-size bitmap font
@@ -245,8 +241,6 @@ class _Panel:
 
     def draw(self, t: float) -> np.ndarray:
         """Render the panel at time ``t`` (seconds) as ``(panel_height, width, 3) uint8``."""
-        from PIL import Image, ImageDraw
-
         image = Image.new("RGB", (self.width, self.height), (0, 0, 0))
         draw = ImageDraw.Draw(image)
         for k, text in enumerate(self.texts):

@@ -18,6 +18,7 @@ def write_similarity_plot(path: str | os.PathLike, result) -> None:
     An expression whose curve never passes the threshold gets no span at all and the words
     :data:`~momentseg.grounding.moments.NO_CONFIDENT_MOMENT` in its panel (its top-1 window is then only the
     whole-video fallback)."""
+    # matplotlib is slow to import and must be set to Agg before pyplot: loaded only when a plot is written
     import matplotlib
 
     matplotlib.use("Agg")

@@ -230,7 +230,7 @@ class _ArrayVideo(Video):
 
 
 def _pil_resize(frame: np.ndarray, size: Size) -> np.ndarray:
-    from PIL import Image
+    from PIL import Image  # on use: the CLI's --help imports this module
 
     return np.array(Image.fromarray(frame).resize((size[1], size[0]), Image.Resampling.BILINEAR))
 
@@ -275,7 +275,7 @@ class _FolderVideo(Video):
             self.width, self.height = image.size
 
     def _open_image(self, index: int):
-        from PIL import Image
+        from PIL import Image  # on use: the CLI's --help imports this module
 
         path = self._files[index]
         try:
@@ -284,7 +284,7 @@ class _FolderVideo(Video):
             raise InputError(f"cannot read frame image '{path}': {_short(e)}") from None
 
     def _iter(self, indices: list[int], size: Size) -> Iterator[tuple[int, np.ndarray]]:
-        from PIL import Image
+        from PIL import Image  # on use: the CLI's --help imports this module
 
         for index in indices:
             path = self._files[index]
@@ -337,7 +337,7 @@ def _decode_error(path: Path, reason: str) -> InputError:
 
 
 def _av_errors():
-    import av
+    import av  # on use: the CLI's --help imports this module
 
     return (av.error.FFmpegError, OSError, EOFError, ValueError, UnicodeDecodeError)
 
@@ -351,7 +351,7 @@ def _is_attached_picture(stream) -> bool:
 
 def _open_container(path: Path):
     """Open ``path`` with PyAV and return ``(container, video_stream)``; raise InputError if impossible."""
-    import av
+    import av  # on use: the CLI's --help imports this module
 
     if path.stat().st_size == 0:
         raise _decode_error(path, "file is empty (0 bytes)")

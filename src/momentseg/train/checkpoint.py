@@ -81,6 +81,7 @@ def like(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """A copy of ``value`` (a whole tensor) laid out as ``target``: this process's shard when ``target`` is a
     DTensor."""
     if hasattr(target, "device_mesh"):
+        # on use: only FSDP's DTensors need torch's distributed tensor API
         from torch.distributed.tensor import distribute_tensor
 
         return distribute_tensor(value.to(target.device, target.dtype), target.device_mesh, target.placements)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from momentseg.errors import InputError
 
 TASKS = ("tsg", "refvos", "track", "caption")
@@ -164,8 +166,6 @@ class TrainConfig:
 
 def load_config(path: str | Path) -> TrainConfig:
     """Read and validate a training YAML file."""
-    import yaml
-
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")

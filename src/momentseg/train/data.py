@@ -16,57 +16,31 @@ infinite and must be the task's only source (its ``j``-th sample is built from t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
+from momentseg.data import synthetic
+from momentseg.data.synthetic import caption_pairs
 from momentseg.errors import InputError
 from momentseg.grounding.sampling import dense_frame_indices, uniform_frames
+from momentseg.model import CaptionSample, RefVOSSample, TrackSample, TSGSample
+from momentseg.train import real_data
 from momentseg.train.config import PRETRAIN_TASKS, TASKS
+from momentseg.train.shapes import (
+    SampleShape,
+    anchor_candidates,
+    area_fit,
+    keyframe_indices,
+    long_side_fit,
+    moment_positives,
+    resize_frames,
+    resize_masks,
+)
 
 _TASK_ID = {task: i for i, task in enumerate(TASKS)}
-
-
-@dataclass(frozen=True)
-class SampleShape:
-    """How samples are cut and sized. Sizes are upper bounds in pixels; frames keep their aspect ratio and are
-    never enlarged (the model resizes to its own patch grid afterwards).
-
-    ``tsg_side`` / ``context_side``: low-res frames are shrunk to an area ≤ side²; ``keyframe_side``: keyframes
-    and their masks are shrunk to a longer side ≤ this (the SAM2 input size).
-    """
-
-    tsg_side: int
-    context_side: int
-    keyframe_side: int
-    tsg_max_frames: int = 100
-    tsg_fps: float = 1.0
-    context_frames: int = 50
-    keyframes: int = 5
-    keyframe_window: int = 10
-    track_frames: int = 8
-    track_max_stride: int = 3
-    track_max_objects: int = 5
-
-
-def area_fit(hw: tuple[int, int], side: int) -> tuple[int, int]:
-    """(h, w) shrunk (never enlarged, aspect kept) so that h·w ≤ side²."""
-    h, w = hw
-    s = min(1.0, side / math.sqrt(h * w))
-    return max(1, int(h * s)), max(1, int(w * s))
-
-
-def long_side_fit(hw: tuple[int, int], side: int) -> tuple[int, int]:
-    """(h, w) shrunk (never enlarged, aspect kept) so that max(h, w) ≤ side."""
-    h, w = hw
-    s = min(1.0, side / max(h, w))
-    return max(1, round(h * s)), max(1, round(w * s))
 
 
 class Source(Protocol):
@@ -78,70 +52,6 @@ class Source(Protocol):
     def sample(self, item: int, rng: np.random.Generator, shape: SampleShape): ...
 
 
-# --------------------------------------------------------------------------------------- frame choices
-def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize ``(N, H, W, 3)`` uint8 frames to ``(N, h, w, 3)`` uint8 (bilinear, antialiased)."""
-    frames = np.asarray(frames)
-    if frames.shape[1:3] == tuple(size):
-        return np.ascontiguousarray(frames)
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
-    x = F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
-def resize_masks(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize ``(N, H, W)`` bool masks to ``(N, h, w)`` bool (nearest)."""
-    masks = np.asarray(masks, dtype=bool)
-    if masks.shape[1:3] == tuple(size):
-        return masks
-    x = torch.from_numpy(masks).float()[:, None]
-    return (F.interpolate(x, size=tuple(size), mode="nearest-exact")[:, 0] > 0.5).numpy()
-
-
-def moment_positives(times: np.ndarray, moments: Sequence[tuple[float, float]]) -> np.ndarray:
-    """``(T,)`` bool: frame at ``times[t]`` lies inside one of ``moments`` ((start, end) in s, inclusive).
-
-    A moment shorter than the frame spacing that contains no sampled time marks its nearest frame, so every
-    moment has at least one positive frame."""
-    times = np.asarray(times, dtype=np.float64)
-    pos = np.zeros(len(times), dtype=bool)
-    for start, end in moments:
-        inside = (times >= start) & (times <= end)
-        if not inside.any():
-            inside[np.argmin(np.abs(times - 0.5 * (start + end)))] = True
-        pos |= inside
-    return pos
-
-
-def anchor_candidates(visible: np.ndarray, in_moment: np.ndarray) -> np.ndarray:
-    """(T,) bool frames a RefVOS sample's keyframe anchor is drawn from: keyframes as inference takes them —
-    Moment-Centric Sampling puts them inside the grounded moment — so frames of the ground-truth moment where the
-    target is visible; all visible frames when the moment shows no target (or there is no moment)."""
-    both = np.asarray(visible, dtype=bool) & np.asarray(in_moment, dtype=bool)
-    return both if both.any() else np.asarray(visible, dtype=bool)
-
-
-def keyframe_indices(visible: np.ndarray, count: int, window: int, rng: np.random.Generator) -> np.ndarray:
-    """Sorted keyframe indices for a RefVOS sample.
-
-    ``visible`` is ``(T,)`` bool (target present). One anchor is drawn among the visible frames (among all
-    frames if the target is never visible), the other ``count − 1`` without replacement within ±``window``
-    of it; if the window is too small the nearest frames outside it fill up. ``min(count, T)`` indices.
-    """
-    visible = np.asarray(visible, dtype=bool)
-    t = len(visible)
-    candidates = np.flatnonzero(visible) if visible.any() else np.arange(t)
-    anchor = int(rng.choice(candidates))
-    k = min(count, t)
-    near = np.array([i for i in range(max(0, anchor - window), min(t, anchor + window + 1)) if i != anchor])
-    if len(near) >= k - 1:
-        others = rng.choice(near, size=k - 1, replace=False) if k > 1 else np.empty(0, dtype=np.int64)
-    else:
-        order = sorted((i for i in range(t) if i != anchor), key=lambda i: (abs(i - anchor), i))
-        others = np.array(order[: k - 1], dtype=np.int64)
-    return np.sort(np.concatenate([[anchor], others]).astype(np.int64))
-
-
 # --------------------------------------------------------------------------------------- synthetic source
 class SyntheticSource:
     """The synthetic world (``momentseg.data.synthetic``) streamed: item ``j`` of the TSG / RefVOS source is
@@ -150,10 +60,7 @@ class SyntheticSource:
     empty masks: the model learns to say "not there")."""
 
     def __init__(self, task: str, split: str = "train", world=None):
-        from momentseg.data import synthetic
-
         self.task = task
-        self._synthetic = synthetic
         self._seed = synthetic.SPLIT_SEEDS[split]
         self._world = world if world is not None else synthetic.WorldConfig()
         self.size = None  # infinite
@@ -164,13 +71,11 @@ class SyntheticSource:
             # TSG and RefVOS sources of one split use disjoint videos of it (even / odd indices); the
             # pretraining tasks, each trained alone, see every video
             index = item if self.task in PRETRAIN_TASKS else 2 * item + _TASK_ID[self.task]
-            syn = self._synthetic
+            syn = synthetic
             self._cache = (item, syn.generate_video(syn.video_seed(self._seed, index), syn.video_id(index), self._world))
         return self._cache[1]
 
     def sample(self, item: int, rng: np.random.Generator, shape: SampleShape):
-        from momentseg.model import RefVOSSample, TSGSample
-
         if self.task == "track":
             return track_sample(self.video(item), rng, shape)
         if self.task == "caption":
@@ -216,8 +121,6 @@ def track_sample(video, rng: np.random.Generator, shape: SampleShape):
     mask, sometimes a negative outside), and half the time once more, by box or clicks, on a later frame where
     it is visible (a second conditioning frame). Occlusions, exits and re-entries inside the clip stay in the
     targets (an empty mask = "absent")."""
-    from momentseg.model import TrackSample
-
     t = video.num_frames
     stride = int(rng.integers(1, shape.track_max_stride + 1))
     span = min(t, (shape.track_frames - 1) * stride + 1)
@@ -269,9 +172,6 @@ def caption_sample(video, rng: np.random.Generator, shape: SampleShape):
     Half the samples are a short clip instead (2–8 consecutive of those frames) asked only "which shapes are
     visible ?": an answer that a few frames decide, so the language model has to read the vision tokens (on
     whole videos alone it first settles on the answers' prior and gives its vision tokens a constant offset)."""
-    from momentseg.data.synthetic import caption_pairs
-    from momentseg.model import CaptionSample
-
     idx = dense_frame_indices(np.arange(video.num_frames) / video.fps, shape.tsg_fps, shape.tsg_max_frames)
     if rng.random() < 0.5 and len(idx) >= 2:
         length = min(len(idx), 2 * int(rng.integers(1, 5)))
@@ -393,8 +293,6 @@ def build_sources(cfg, shape: SampleShape) -> tuple[list[Source], list[float]]:
         if s.type == "synthetic":
             sources.append(SyntheticSource(s.task, s.split))
         else:
-            from momentseg.train import real_data
-
             sources.append(real_data.build_source(s))
         weights.append(s.weight)
     return sources, weights

@@ -20,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from accelerate.utils import DistributedType
 
 from momentseg.errors import CheckpointError
 from momentseg.train.checkpoint import Snapshot, check_snapshot, optimizer_state_of, restore, snapshot
@@ -27,8 +28,6 @@ from momentseg.train.checkpoint import Snapshot, check_snapshot, optimizer_state
 
 def engine_kind(accelerator) -> str:
     """``"torch"`` (one process or DDP), ``"fsdp"`` or ``"deepspeed"``."""
-    from accelerate.utils import DistributedType
-
     if accelerator.distributed_type == DistributedType.FSDP:
         return "fsdp"
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
@@ -88,6 +87,7 @@ class TrainState:
         return {n: p for n, p in self._inner_model().named_parameters() if n in self.shapes}
 
     def _deepspeed_snapshot(self) -> Snapshot:
+        # deepspeed is the optional [deepspeed] extra: imported only under a DeepSpeed engine
         from deepspeed.utils import safe_get_full_fp32_param, safe_get_full_optimizer_state
 
         zero = self._zero()
@@ -113,6 +113,7 @@ class TrainState:
         return Snapshot(params, tensors, {}, groups)
 
     def _deepspeed_restore(self, snap: Snapshot) -> None:
+        # deepspeed is the optional [deepspeed] extra: imported only under a DeepSpeed engine
         from deepspeed.utils import safe_set_full_fp32_param, safe_set_full_optimizer_state
 
         zero = self._zero()

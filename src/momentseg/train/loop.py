@@ -26,15 +26,21 @@ from typing import Any
 
 import numpy as np
 import torch
+from accelerate import Accelerator, PartialState
+from accelerate.utils import DistributedDataParallelKwargs
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from momentseg.data.synthetic import caption_vocabulary
 from momentseg.errors import InputError
 from momentseg.io.atomic import atomic_dir, atomic_write_text
+from momentseg.model import MomentSegModel
 from momentseg.model.outputs import CaptionOutput, RefVOSOutput, TrackOutput, TSGOutput
 from momentseg.train import checkpoint as ckpt
 from momentseg.train.config import LossConfig, TrainConfig
-from momentseg.train.data import SampleStream, batch_positions
+from momentseg.train.data import SampleStream, batch_positions, build_sources
 from momentseg.train.engine import TrainState, engine_kind
+from momentseg.train.params import apply_trainable, enable_gradient_checkpointing, merge_lora
+from momentseg.train.shapes import SampleShape
 
 WEIGHT_ATTRS = {
     "find_loss": ("find", "find_loss_weight"),
@@ -162,19 +168,97 @@ def train(
     ``data.sources``); tests pass their own. With ``resume`` the newest checkpoint in ``out`` is loaded and
     the run continues from it; without it an ``out`` that already holds checkpoints is refused.
     """
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
+    trainer = _set_up(cfg, Path(out if out is not None else cfg.out), resume, model, stream)
+    history: list[dict[str, Any]] = []
+    snap = None
+    steps = cfg.run.steps
+    progress = _Progress(steps, trainer.start, enabled=trainer.main and cfg.run.progress)
+    trainer.module.train()
+    with progress:
+        for step in range(trainer.start, steps):
+            record = _train_step(trainer, step)
+            if trainer.main:
+                history.append(record)
+                _log_step(trainer, record, on_step, progress)
+            if (step + 1) % cfg.run.checkpoint_every == 0 or step + 1 == steps:
+                snap = _checkpoint(trainer, step + 1)
+    final = _export(trainer, snap)
+    return TrainResult(out=trainer.out, steps=steps, final=final, history=history)
 
-    from momentseg.train.params import enable_gradient_checkpointing, merge_lora
 
-    out = Path(out if out is not None else cfg.out)
+@dataclass
+class _Trainer:
+    """What one :func:`train` call sets up and its steps, logging, checkpoints and export share."""
+
+    cfg: TrainConfig
+    out: Path
+    accelerator: Any
+    kind: str  # engine_kind: torch | fsdp | deepspeed
+    module: torch.nn.Module  # the JointLoss around the model, prepared by accelerate
+    optimizer: torch.optim.Optimizer
+    state: TrainState
+    stream: SampleStream
+    trainable: list[torch.nn.Parameter]
+    start: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def global_batch(self) -> int:
+        return self.accelerator.num_processes * self.cfg.run.grad_accum * self.cfg.run.batch_size
+
+    @property
+    def facts(self) -> dict[str, int]:
+        """What a checkpoint records so that a resume can check it continues the same run."""
+        return {"seed": self.cfg.seed, "global_batch": self.global_batch, "steps": self.cfg.run.steps}
+
+
+def _set_up(cfg: TrainConfig, out: Path, resume: bool, model: torch.nn.Module | None,
+            stream: SampleStream | None) -> _Trainer:
+    """The accelerator and the model wrapped for training with its optimizer and data, resumed from the newest
+    checkpoint in ``out`` with ``resume``; ``config.json`` written and ``metrics.jsonl`` cut back to the start."""
+    accelerator, kind = _accelerator(cfg, model)
+    existing = ckpt.list_checkpoints(out)
+    if existing and not resume:
+        raise InputError(f"{out} already holds checkpoints; pass --resume to continue or choose another --out")
+    if resume and not existing:
+        raise InputError(f"--resume: no checkpoint found under {out}/checkpoints")
+    accelerator.wait_for_everyone()  # every process has looked before the main one writes anything
+
+    model = _initial_model(cfg, model)
+    if cfg.model.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    if stream is None:
+        stream = build_stream(cfg, model)
+    optimizer = torch.optim.AdamW(
+        param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps
+    )
+    state = TrainState(model, optimizer)
+    module = JointLoss(model, cfg.loss)
+    module, optimizer = accelerator.prepare(module, optimizer)
+    state.bind(kind, module, optimizer)
+    trainer = _Trainer(cfg, out, accelerator, kind, module, optimizer, state, stream,
+                       trainable=[p for p in module.parameters() if p.requires_grad])
+    if resume:
+        trainer.start = _resume(trainer, existing[-1][1])
+    if trainer.main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=1))
+        _truncate_log(out / "metrics.jsonl", trainer.start)
+    accelerator.wait_for_everyone()
+    return trainer
+
+
+def _accelerator(cfg: TrainConfig, model: torch.nn.Module | None) -> tuple[Accelerator, str]:
+    """The accelerator for this process and its engine kind (DDP, FSDP2 or DeepSpeed ZeRO-1/2, as launched),
+    the engine checked."""
     run = cfg.run
     deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
     if deepspeed and not torch.cuda.is_available():
         # DeepSpeed on CPU (its CPU accelerator): accelerate only enables DeepSpeed with cpu=False, and then
         # counts the processes only when told the backend
-        from accelerate import PartialState
-
         PartialState(cpu=False, backend="gloo")
     accelerator = Accelerator(
         mixed_precision=_mixed_precision(run.precision),
@@ -198,117 +282,106 @@ def train(
         # the training config owns batch size and clipping (the DeepSpeed JSON says "auto")
         ds["train_micro_batch_size_per_gpu"] = run.batch_size
         ds["gradient_clipping"] = cfg.optim.clip
-    rank, world = accelerator.process_index, accelerator.num_processes
-    main = accelerator.is_main_process
-    global_batch = world * run.grad_accum * run.batch_size
+    return accelerator, kind
 
-    existing = ckpt.list_checkpoints(out)
-    if existing and not resume:
-        raise InputError(f"{out} already holds checkpoints; pass --resume to continue or choose another --out")
-    if resume and not existing:
-        raise InputError(f"--resume: no checkpoint found under {out}/checkpoints")
-    accelerator.wait_for_everyone()  # every process has looked before the main one writes anything
 
-    model = _initial_model(cfg, model)
-    if cfg.model.gradient_checkpointing:
-        enable_gradient_checkpointing(model)
-    if stream is None:
-        stream = build_stream(cfg, model)
-    optimizer = torch.optim.AdamW(
-        param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps
-    )
-    facts = {"seed": cfg.seed, "global_batch": global_batch, "steps": run.steps}
-    state = TrainState(model, optimizer)
-    module = JointLoss(model, cfg.loss)
-    module, optimizer = accelerator.prepare(module, optimizer)
-    state.bind(kind, module, optimizer)
-    trainable = [p for p in module.parameters() if p.requires_grad]
-    start = 0
-    if resume:
-        last_step, folder = existing[-1]
-        snap, saved_state = ckpt.read_checkpoint(folder)
-        saved = saved_state["facts"]
-        if saved["seed"] != cfg.seed or saved["global_batch"] != global_batch:
-            raise InputError(
-                f"--resume: {folder} was written with seed {saved['seed']} and global batch "
-                f"{saved['global_batch']}, this run has seed {cfg.seed} and global batch {global_batch} "
-                f"(processes × grad_accum × batch_size); an exact resume needs both equal"
-            )
-        start = saved_state["step"]
-        if start >= run.steps:
-            raise InputError(f"--resume: {folder} is at step {start}, the config asks for {run.steps} steps")
-        state.restore(snap, folder)
+def _resume(trainer: _Trainer, folder: Path) -> int:
+    """Load the checkpoint ``folder`` into the trainer's state after checking it continues this run (same seed
+    and global batch, fewer steps than asked); returns its step."""
+    cfg, global_batch = trainer.cfg, trainer.global_batch
+    snap, saved_state = ckpt.read_checkpoint(folder)
+    saved = saved_state["facts"]
+    if saved["seed"] != cfg.seed or saved["global_batch"] != global_batch:
+        raise InputError(
+            f"--resume: {folder} was written with seed {saved['seed']} and global batch "
+            f"{saved['global_batch']}, this run has seed {cfg.seed} and global batch {global_batch} "
+            f"(processes × grad_accum × batch_size); an exact resume needs both equal"
+        )
+    start = saved_state["step"]
+    if start >= cfg.run.steps:
+        raise InputError(f"--resume: {folder} is at step {start}, the config asks for {cfg.run.steps} steps")
+    trainer.state.restore(snap, folder)
+    return start
 
-    log_path = out / "metrics.jsonl"
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=1))
-        _truncate_log(log_path, start)
+
+def _train_step(trainer: _Trainer, step: int) -> dict[str, Any]:
+    """Optimizer step ``step`` (0-based): its learning rate, ``grad_accum`` micro-batches of this process's
+    positions, clipping; returns the step's metrics averaged over all processes (:func:`_step_record`)."""
+    cfg, accelerator, module, optimizer = trainer.cfg, trainer.accelerator, trainer.module, trainer.optimizer
+    run, rank, world = cfg.run, accelerator.process_index, accelerator.num_processes
+    t0 = time.perf_counter()
+    torch.manual_seed(step_seed(cfg.seed, step, rank))
+    lr = cfg.optim.lr * lr_factor(step, run.steps, cfg.optim.warmup_ratio, cfg.optim.min_lr_ratio)
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+    sums: dict[str, torch.Tensor] = {}
+    grad_norm = None
+    for micro in range(run.grad_accum):
+        positions = batch_positions(step, micro, rank, world, run.grad_accum, run.batch_size)
+        with accelerator.accumulate(module):
+            result = module(**trainer.stream.batch(positions))
+            accelerator.backward(result["loss"])
+            if accelerator.sync_gradients:
+                if cfg.optim.clip > 0 and trainer.kind != "deepspeed":  # DeepSpeed clips in its step
+                    grad_norm = accelerator.clip_grad_norm_(trainer.trainable, cfg.optim.clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+        for k, v in result.items():
+            if k != "loss":
+                sums[k] = sums.get(k, 0.0) + v
+        sums["loss"] = sums.get("loss", 0.0) + result["loss"].detach().float().cpu() * len(positions)
+    if trainer.kind == "deepspeed":  # DeepSpeed clipped inside its step; it keeps the norm it measured
+        grad_norm = module.get_global_grad_norm()
+    return _step_record(accelerator, sums, step + 1, lr, trainer.global_batch, time.perf_counter() - t0,
+                        grad_norm)
+
+
+def _log_step(trainer: _Trainer, record: dict[str, Any], on_step: Callable[[dict[str, Any]], None] | None,
+              progress: _Progress) -> None:
+    """Main process: append ``record`` to ``metrics.jsonl`` every ``log_every`` steps and at the end, hand it
+    to ``on_step``, move the progress bar."""
+    run = trainer.cfg.run
+    if record["step"] % run.log_every == 0 or record["step"] == run.steps:
+        with open(trainer.out / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+    if on_step is not None:
+        on_step(record)
+    progress.update(record)
+
+
+def _checkpoint(trainer: _Trainer, step: int):
+    """Save the checkpoint of ``step`` (every process takes part); returns the snapshot (None on the processes
+    of a DDP run other than the main one)."""
+    accelerator, main, kind = trainer.accelerator, trainer.main, trainer.kind
     accelerator.wait_for_everyone()
-
-    history: list[dict[str, Any]] = []
-    progress = _Progress(run.steps, start, enabled=main and run.progress)
-    module.train()
-    with progress:
-        for step in range(start, run.steps):
-            t0 = time.perf_counter()
-            torch.manual_seed(step_seed(cfg.seed, step, rank))
-            factor = lr_factor(step, run.steps, cfg.optim.warmup_ratio, cfg.optim.min_lr_ratio)
-            lr = cfg.optim.lr * factor
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            sums: dict[str, torch.Tensor] = {}
-            grad_norm = None
-            for micro in range(run.grad_accum):
-                positions = batch_positions(step, micro, rank, world, run.grad_accum, run.batch_size)
-                with accelerator.accumulate(module):
-                    result = module(**stream.batch(positions))
-                    accelerator.backward(result["loss"])
-                    if accelerator.sync_gradients:
-                        if cfg.optim.clip > 0 and kind != "deepspeed":  # DeepSpeed clips in its step
-                            grad_norm = accelerator.clip_grad_norm_(trainable, cfg.optim.clip)
-                        optimizer.step()
-                        optimizer.zero_grad(set_to_none=True)
-                for k, v in result.items():
-                    if k != "loss":
-                        sums[k] = sums.get(k, 0.0) + v
-                sums["loss"] = sums.get("loss", 0.0) + result["loss"].detach().float().cpu() * len(positions)
-            if kind == "deepspeed":  # DeepSpeed clipped inside its step; it keeps the norm it measured
-                grad_norm = module.get_global_grad_norm()
-            record = _step_record(accelerator, sums, step + 1, lr, global_batch,
-                                  time.perf_counter() - t0, grad_norm)
-            if main:
-                history.append(record)
-                if (step + 1) % run.log_every == 0 or step + 1 == run.steps:
-                    with open(log_path, "a", encoding="utf-8") as f:
-                        f.write(json.dumps(record) + "\n")
-                if on_step is not None:
-                    on_step(record)
-                progress.update(record)
-            if (step + 1) % run.checkpoint_every == 0 or step + 1 == run.steps:
-                accelerator.wait_for_everyone()
-                # sharded engines gather collectively (every process); under DDP only the main process copies
-                snap = state.snapshot() if main or kind != "torch" else None
-                if main:
-                    ckpt.save_checkpoint(out, step + 1, snap, facts, run.keep_last)
-                accelerator.wait_for_everyone()
-
-    final = out / "final"
-    accelerator.wait_for_everyone()
+    # sharded engines gather collectively (every process); under DDP only the main process copies
+    snap = trainer.state.snapshot() if main or kind != "torch" else None
     if main:
-        if kind == "fsdp":
+        ckpt.save_checkpoint(trainer.out, step, snap, trainer.facts, trainer.cfg.run.keep_last)
+    accelerator.wait_for_everyone()
+    return snap
+
+
+def _export(trainer: _Trainer, snap) -> Path:
+    """Write the trained model (LoRA merged) to ``out/final`` and end training; ``snap``: the last checkpoint's
+    snapshot (FSDP: the gathered state the model is rebuilt from)."""
+    accelerator = trainer.accelerator
+    final = trainer.out / "final"
+    accelerator.wait_for_everyone()
+    if trainer.main:
+        if trainer.kind == "fsdp":
             # the trained module's parameters are shards: rebuild the model (with the config training ended
             # with: build_stream may have set its frame sampling) and load the gathered state
-            inner = _initial_model(cfg)
-            inner.config = accelerator.unwrap_model(module).model.config
+            inner = _initial_model(trainer.cfg)
+            inner.config = accelerator.unwrap_model(trainer.module).model.config
             ckpt.restore_params(snap, inner)
         else:
-            inner = accelerator.unwrap_model(module).model
+            inner = accelerator.unwrap_model(trainer.module).model
         with atomic_dir(final) as tmp:
             merge_lora(inner).save_pretrained(tmp)
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    return TrainResult(out=out, steps=run.steps, final=final, history=history)
+    return final
 
 
 def _step_record(accelerator, sums, step, lr, global_batch, seconds, grad_norm) -> dict[str, Any]:
@@ -351,8 +424,6 @@ class _Progress:
     def __init__(self, total: int, start: int, enabled: bool):
         self.enabled = enabled
         if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
             self._bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                                  TextColumn("{task.fields[info]}"))
             self._task = self._bar.add_task("train", total=total, completed=start, info="")
@@ -375,8 +446,6 @@ class _Progress:
 def _initial_model(cfg: TrainConfig, model: torch.nn.Module | None = None) -> torch.nn.Module:
     """``model`` (default: the one the config names, built under ``cfg.seed`` so every process and every
     rebuild gets the same weights) with the config's loss weights and trainable parts set."""
-    from momentseg.train.params import apply_trainable
-
     torch.manual_seed(cfg.seed)
     if model is None:
         model = build_model(cfg)
@@ -387,8 +456,6 @@ def _initial_model(cfg: TrainConfig, model: torch.nn.Module | None = None) -> to
 
 def build_model(cfg: TrainConfig) -> torch.nn.Module:
     """The MomentSegModel the config names: a saved folder, a fresh tiny model, or 3B/7B from base weights."""
-    from momentseg.model import MomentSegModel
-
     m = cfg.model
     if m.pretrained is not None:
         model = MomentSegModel.from_pretrained(m.pretrained)
@@ -405,8 +472,6 @@ def build_stream(cfg: TrainConfig, model: torch.nn.Module) -> SampleStream:
     """The sample stream of ``cfg.data`` sized for ``model``: TSG / context frames to the model's low-res
     sizes, keyframes to its SAM2 input size, TSG frame rate / count and context count = the model config's (``data`` may override them, and then the
     model config is updated so the saved model infers as it was trained)."""
-    from momentseg.train.data import SampleShape, build_sources
-
     d, c = cfg.data, model.config
     # The data config may override the model's frame sampling; the model's config records what was used.
     if d.tsg_fps is not None:

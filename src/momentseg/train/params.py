@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import torch
+from peft import LoraConfig, inject_adapter_in_model
+from peft.tuners.tuners_utils import BaseTunerLayer
 
 from momentseg.errors import InputError
 from momentseg.train.config import ModelConfig
@@ -30,8 +32,6 @@ def apply_trainable(model: torch.nn.Module, cfg: ModelConfig) -> dict[str, int]:
     A prefix or LoRA pattern that matches nothing is an InputError (most likely a typo).
     """
     if cfg.lora is not None:
-        from peft import LoraConfig, inject_adapter_in_model
-
         pattern = lora_pattern(cfg.lora.target_modules, cfg.lora.under)
         if not any(re.fullmatch(pattern, n) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)):
             raise InputError(f"model.lora matches no Linear layer (targets {cfg.lora.target_modules} under "
@@ -63,8 +63,6 @@ def apply_trainable(model: torch.nn.Module, cfg: ModelConfig) -> dict[str, int]:
 def merge_lora(model: torch.nn.Module) -> torch.nn.Module:
     """Fold every LoRA adapter into its base layer and put the plain layer back (in place); returns ``model``
     with the parameter names it had before LoRA."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
     for name, module in list(model.named_modules()):
         if isinstance(module, BaseTunerLayer):
             module.merge()

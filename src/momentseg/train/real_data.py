@@ -1,4 +1,4 @@
-"""Training sources over the real benchmark formats (read by :mod:`momentseg.data.formats`, decoded by
+"""Training sources over the real benchmark formats (read by :mod:`momentseg.data.refvos` / :mod:`momentseg.data.tsg`, decoded by
 :func:`momentseg.io.video.open_video`).
 
 * :class:`MaskDictSource` – a RefVOS split in the MeViS layout (MeViS, Ref-YouTube-VOS, ReVOS, Ref-DAVIS17);
@@ -17,9 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from momentseg.data.refvos import load_refvos_split
+from momentseg.data.tsg import load_anet, load_charades
 from momentseg.errors import InputError
 from momentseg.grounding.sampling import dense_frame_indices, uniform_frames
-from momentseg.train.data import (
+from momentseg.io.masks import rle_decode
+from momentseg.io.video import open_video
+from momentseg.model import RefVOSSample, TSGSample
+from momentseg.train.shapes import (
     SampleShape,
     area_fit,
     keyframe_indices,
@@ -37,8 +42,6 @@ class MaskDictSource:
     task = "refvos"
 
     def __init__(self, root: str | os.PathLike, benchmark: str = "mevis"):
-        from momentseg.data.formats import load_refvos_split
-
         self.split = load_refvos_split(root, benchmark)
         if not self.split.has_gt:
             raise InputError(f"training split {root} has no mask_dict.json")
@@ -49,10 +52,6 @@ class MaskDictSource:
         return f"MaskDictSource({str(self.split.root)!r}, {self.size} expressions)"
 
     def sample(self, item: int, rng: np.random.Generator, shape: SampleShape):
-        from momentseg.io.masks import rle_decode
-        from momentseg.io.video import open_video
-        from momentseg.model import RefVOSSample
-
         vid, exp_id = self.items[item]
         video = self.split.videos[vid]
         rles = self.split.gt_rles(vid, exp_id)  # one per-frame RLE list per object
@@ -90,8 +89,6 @@ class TSGVideoSource:
     task = "tsg"
 
     def __init__(self, kind: str, annotations: str | os.PathLike, videos: str | os.PathLike):
-        from momentseg.data.formats import load_anet, load_charades
-
         loader = {"charades": load_charades, "activitynet": load_anet}[kind]
         self.queries = loader(annotations)
         folder = Path(videos)
@@ -111,9 +108,6 @@ class TSGVideoSource:
         return f"TSGVideoSource({len(self.paths)} videos, {self.size} queries)"
 
     def sample(self, item: int, rng: np.random.Generator, shape: SampleShape):
-        from momentseg.io.video import open_video
-        from momentseg.model import TSGSample
-
         q = self.queries[item]
         video = open_video(self.paths[q.vid])
         ts = video.timestamps

@@ -17,8 +17,12 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import torch.distributed as dist
+
+from momentseg.data.predictions import write_tsg_predictions
 from momentseg.errors import InputError
 from momentseg.io.atomic import atomic_dir, atomic_write_text
+from momentseg.io.masks import rle_decode, write_png_mask
 from momentseg.io.video import IMAGE_SUFFIXES, Video, open_frames, open_video
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi")
@@ -29,8 +33,6 @@ def dist_info() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1:
-        import torch.distributed as dist
-
         if not dist.is_initialized():
             dist.init_process_group("gloo")
     return rank, world
@@ -38,8 +40,6 @@ def dist_info() -> tuple[int, int]:
 
 def _barrier(world: int) -> None:
     if world > 1:
-        import torch.distributed as dist
-
         dist.barrier()
 
 
@@ -93,8 +93,6 @@ def predict_refvos(
     if out.suffix.lower() == ".json":
         atomic_write_text(out, json.dumps(merged))
     else:
-        from momentseg.io.masks import rle_decode, write_png_mask
-
         with atomic_dir(out, overwrite=overwrite) as tmp:
             for vid, exps in merged.items():
                 names = split.videos[vid].frames
@@ -135,8 +133,6 @@ def predict_tsg(
     merged = _gather(out, rank, world, part)
     if merged is None:
         return 0
-    from momentseg.data.formats import write_tsg_predictions
-
     rows = [{"qid": q.qid, "pred_relevant_windows": merged[str(q.qid)]} for q in queries]
     write_tsg_predictions(out, rows)
     return len(rows)

@@ -19,8 +19,13 @@ import uuid
 import zipfile
 from pathlib import Path
 
+from momentseg.apps.demo import MAX_EXPRESSIONS, demo_video
 from momentseg.errors import InputError, MomentSegError
+from momentseg.grounding.sampling import DEFAULT_KEYFRAMES, DEFAULT_METHOD, METHODS
 from momentseg.io.atomic import atomic_path
+from momentseg.io.overlay import write_video
+from momentseg.io.video import open_video
+from momentseg.propagation.policy import DEFAULT_MODE, MODES
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +48,8 @@ def make_synthetic(seed: int | float | None, workdir: Path) -> tuple[str, str]:
     """Write the demo's synthetic video for ``seed`` to an mp4 in ``workdir``.
 
     Returns ``(mp4 path, expressions)``: the expressions that have a target and a moment, one per line (at
-    most :data:`momentseg.demo.MAX_EXPRESSIONS`), to prefill the text box.
+    most :data:`momentseg.apps.demo.MAX_EXPRESSIONS`), to prefill the text box.
     """
-    from momentseg.demo import MAX_EXPRESSIONS, demo_video
-    from momentseg.io.overlay import write_video
-
     if seed is None or float(seed) != int(seed):
         raise InputError(f"the synthetic video seed must be a whole number, got {seed!r}")
     synth = demo_video(int(seed))
@@ -102,10 +104,7 @@ def build_app(pipe, workdir: str | Path | None = None):
     Every run writes its outputs to a fresh folder under ``workdir`` (default: a temporary folder removed at
     exit). Runs are queued one at a time (the model is shared); launch it with ``.launch(...)``.
     """
-    import gradio as gr
-
-    from momentseg.grounding.sampling import DEFAULT_KEYFRAMES, DEFAULT_METHOD, METHODS
-    from momentseg.propagation.policy import DEFAULT_MODE, MODES
+    import gradio as gr  # the optional [web] extra: imported only when a page is built
 
     if workdir is None:
         workdir = Path(tempfile.mkdtemp(prefix="momentseg-web-"))
@@ -126,8 +125,6 @@ def build_app(pipe, workdir: str | Path | None = None):
             if not video:
                 raise InputError("no video: upload a video or make a synthetic one first")
             texts = parse_expressions(block)
-            from momentseg.io.video import open_video
-
             progress(0.0, desc="reading the video")
             vid = open_video(video)
             n = len(texts)
