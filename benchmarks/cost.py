@@ -114,7 +114,8 @@ def sa2va_segment(pipe, video, text: str) -> list[np.ndarray]:
 
     from momentseg.model.preprocess import target_size
     from momentseg.propagation.bap import upsample_mask
-    from momentseg.sam2.config import new_session, preprocess_for_sam2
+    from momentseg.sam2.config import preprocess_for_sam2
+    from momentseg.sam2.video import new_session
 
     model, sam2 = pipe.model, pipe.model.sam2
     size, (height, width), n = pipe.config.sam2_image_size, (video.height, video.width), len(video)

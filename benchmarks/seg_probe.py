@@ -22,7 +22,8 @@ from momentseg.data import synthetic as syn
 from momentseg.data.synthetic import caption_vocabulary
 from momentseg.data.synthetic.config import COLOURS
 from momentseg.model import MomentSegModel, RefVOSSample
-from momentseg.sam2.config import build_sam2, preprocess_for_sam2
+from momentseg.sam2.config import preprocess_for_sam2
+from momentseg.sam2.video import build_sam2
 from momentseg.train.data import long_side_fit, resize_frames, resize_masks
 
 

@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from momentseg.data import synthetic as syn
 from momentseg.io.atomic import atomic_write_text
 from momentseg.model import MomentSegModel
-from momentseg.sam2.config import build_sam2, preprocess_for_sam2, tiny_sam2_config
+from momentseg.sam2.config import preprocess_for_sam2, tiny_sam2_config
+from momentseg.sam2.video import build_sam2
 
 CLASSES = 1 + len(syn.SHAPES)
 IMAGE_SIZE = 128  # the tiny preset's SAM2 input

@@ -12,8 +12,9 @@ from safetensors.torch import load_file, save_file
 
 from momentseg.errors import CheckpointError
 from momentseg.model import MomentSegModel
-from momentseg.sam2.config import build_sam2, sam2_config_to_dict
+from momentseg.sam2.config import sam2_config_to_dict
 from momentseg.sam2.names import infer_sam2_config, sam2_hf_to_original, sam2_original_to_hf
+from momentseg.sam2.video import build_sam2
 
 WORDS = ["red", "ball", "moves"]
 

@@ -152,7 +152,8 @@ def test_tiny_sam2_starts_with_unit_scale_features(model):
     init the S/4 features read by the mask decoder and the pixel query have std ≈ 0.003 and the [SEG] path
     barely learns; the tiny preset re-initialises SAM2's convs / linears with PyTorch's fan-in init."""
     from momentseg.data import synthetic as syn
-    from momentseg.sam2.config import build_sam2, preprocess_for_sam2
+    from momentseg.sam2.config import preprocess_for_sam2
+    from momentseg.sam2.video import build_sam2
 
     video = syn.generate_video(syn.video_seed(syn.SPLIT_SEEDS["val"], 0), syn.video_id(0), syn.WorldConfig())
     px = preprocess_for_sam2(video.frames[:2], model.config.sam2_image_size)

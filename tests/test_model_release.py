@@ -402,8 +402,8 @@ def test_from_base_is_strict(tiny, tmp_path):
 def test_real_size_sam2_0_large_layout_matches_inferred_config():
     """The released SAM2.0 Hiera-L (with .g_weight) at full size: every name maps and every shape fits the
     Sam2Video built from the inferred config (on the meta device: no memory)."""
-    from momentseg.sam2.config import build_sam2
     from momentseg.sam2.names import infer_sam2_config, sam2_original_to_hf
+    from momentseg.sam2.video import build_sam2
     from released_layouts import sam2_original_keys
 
     large = dict(embed=144, stages=[2, 6, 36, 4], window0=8, pos_bkg=(7, 7), d=256, mask_in_chans=16,

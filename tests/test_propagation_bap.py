@@ -7,8 +7,9 @@ import torch
 from momentseg.errors import InputError
 from momentseg.propagation.bap import NO_OBJECT_LOGIT, propagate, upsample_mask
 from momentseg.propagation.policy import AnchorTracker, bap_plan, fired_updates
-from momentseg.sam2.config import build_sam2, tiny_sam2_config
+from momentseg.sam2.config import tiny_sam2_config
 from momentseg.sam2.session import FrameStore, PropagationSession
+from momentseg.sam2.video import build_sam2
 
 S, T = 128, 20
 KEYS = [2, 5, 9, 13, 17]

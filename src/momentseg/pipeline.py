@@ -62,6 +62,7 @@ from momentseg.model.momentseg import MomentSegModel
 from momentseg.model.preprocess import target_size
 from momentseg.propagation.bap import propagate, upsample_mask
 from momentseg.propagation.policy import DEFAULT_MODE, MODES
+from momentseg.sam2.config import preprocess_for_sam2
 from momentseg.sam2.session import shared_image_features
 
 #: Where the embedded (packaged) tiny model lives.
@@ -352,7 +353,6 @@ class MomentSeg:
         """:meth:`segment` on an open video; with ``mask_folder`` masks are written to ``mask_folder/<k>/``."""
         dense = self.dense_frames(video)
         lowres = self._lowres(video, dense)
-        from momentseg.sam2.config import preprocess_for_sam2
 
         sam_size = self.config.sam2_image_size
         frames = _SamFrames(video, sam_size, preprocess_for_sam2)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from momentseg import __version__
+from momentseg._version import __version__
 from momentseg.cli import app
 
 

@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
-from momentseg import __version__
+from momentseg._version import __version__
 from momentseg.errors import OutputError
 
 #: The file a folder written by momentseg carries: JSON ``{"written_by": "momentseg", "files": [...]}``.

@@ -38,7 +38,8 @@ from momentseg.model.processing import (
 )
 from momentseg.model.release import import_checkpoint
 from momentseg.model.tokenizer import IM_END, build_word_tokenizer
-from momentseg.sam2.config import build_sam2, preprocess_for_sam2
+from momentseg.sam2.config import preprocess_for_sam2
+from momentseg.sam2.video import build_sam2
 
 #: Initial std of the query bag-of-words table (``pool_query``). At random init the LLM's [SEG] / [FIND] state is
 #: nearly the same for every query (norm ≈ 11, cosine ≈ 0.99 between texts), so with the default N(0, 1) table

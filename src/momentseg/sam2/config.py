@@ -1,10 +1,11 @@
-"""SAM2 glue that needs no transformers import: configs, preprocessing, constructors, behaviour defaults.
+"""SAM2 glue that needs no transformers model: configs, preprocessing, behaviour defaults.
 
 The model itself — transformers' ``Sam2VideoModel`` with the ``[SEG]`` language prompt, conditioning frames,
 the two Sa2VA behaviour options and clip decoding with gradients — is
-:class:`momentseg.sam2.video.MomentSegSam2`; :func:`build_sam2` builds it and :func:`new_session` opens a
-session for it. This module stays light (torch / numpy only) so that configs can be read without importing
-transformers.
+:class:`momentseg.sam2.video.MomentSegSam2`; :func:`~momentseg.sam2.video.build_sam2` builds it and
+:func:`~momentseg.sam2.video.new_session` opens a session for it. This module stays light (torch / numpy only;
+transformers' config classes only inside :func:`sam2_config_from_dict`) so that configs can be read without
+importing the model code.
 """
 
 from __future__ import annotations
@@ -132,34 +133,6 @@ def sam2_config_from_dict(cfg: dict[str, Any]):
     return Sam2VideoConfig(vision_config=Sam2VisionConfig(**vision), **cfg)
 
 
-def build_sam2(
-    cfg,
-    *,
-    clamp_no_object_masks: bool = CLAMP_NO_OBJECT_MASKS,
-    language_on_tracked_frames: bool = LANGUAGE_ON_TRACKED_FRAMES,
-):
-    """A randomly initialised :class:`~momentseg.sam2.video.MomentSegSam2` (a transformers
-    ``Sam2VideoModel``) from a ``Sam2VideoConfig`` or a plain dict, with the given behaviour options (image and
-    prompt position encodings shared, as in original SAM2)."""
-    # transformers (and the model module built on it) only when a model is built
-    from transformers import Sam2VideoConfig
-
-    from momentseg.sam2.video import MomentSegSam2
-
-    config = cfg if isinstance(cfg, Sam2VideoConfig) else sam2_config_from_dict(cfg)
-    model = MomentSegSam2(
-        config,
-        clamp_no_object_masks=clamp_no_object_masks,
-        language_on_tracked_frames=language_on_tracked_frames,
-    )
-    # original SAM2 has one random-Fourier position encoding for image and prompts; a random HF init draws two
-    with torch.no_grad():
-        model.shared_image_embedding.positional_embedding.copy_(
-            model.prompt_encoder.shared_embedding.positional_embedding
-        )
-    return model
-
-
 def sam2_config_to_dict(config) -> dict[str, Any]:
     """A JSON-able dict of a ``Sam2VideoConfig`` that :func:`sam2_config_from_dict` rebuilds."""
     d = config.to_dict()
@@ -181,26 +154,3 @@ def preprocess_for_sam2(frames, image_size: int) -> torch.Tensor:
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return (x - mean) / std
-
-
-def new_session(sam2, pixel_values: torch.Tensor, video_height: int, video_width: int, cache_size: int = 1):
-    """A :class:`~momentseg.sam2.video.LanguageSession` (transformers' ``Sam2VideoInferenceSession`` that
-    also holds language prompts) over preprocessed frames (N,3,S,S) (see :func:`preprocess_for_sam2`), on the
-    device and in the dtype of ``sam2``.
-
-    ``cache_size``: how many frames' vision features the session keeps (1 = recompute when revisiting).
-    """
-    from momentseg.sam2.video import LanguageSession  # transformers: only when a session is opened
-
-    device = next(sam2.parameters()).device
-    dtype = next(sam2.parameters()).dtype
-    return LanguageSession(
-        video=pixel_values,
-        video_height=int(video_height),
-        video_width=int(video_width),
-        inference_device=device,
-        inference_state_device=device,
-        video_storage_device=pixel_values.device,
-        dtype=dtype,
-        max_vision_features_cache_size=cache_size,
-    )

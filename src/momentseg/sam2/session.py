@@ -162,7 +162,7 @@ class PropagationSession:
         obj_id: int = 0,
     ):
         if not isinstance(sam2, MomentSegSam2):
-            raise TypeError(f"a propagation session needs a MomentSegSam2 (momentseg.sam2.config.build_sam2), "
+            raise TypeError(f"a propagation session needs a MomentSegSam2 (momentseg.sam2.video.build_sam2), "
                             f"got {type(sam2).__name__}")
         param = next(sam2.parameters())
         self.sam2 = sam2

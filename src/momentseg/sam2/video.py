@@ -47,7 +47,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import Sam2VideoModel
+from transformers import Sam2VideoConfig, Sam2VideoModel
 from transformers.models.sam2_video.modeling_sam2_video import (
     Sam2VideoInferenceSession,
     Sam2VideoSegmentationOutput,
@@ -57,7 +57,7 @@ from momentseg.sam2.config import (
     CLAMP_NO_OBJECT_MASKS,
     LANGUAGE_ON_TRACKED_FRAMES,
     NO_OBJECT_LOGIT,
-    new_session,
+    sam2_config_from_dict,
 )
 
 # mask prompts become mask logits -10 / +10 (as transformers' ``_use_mask_as_output``)
@@ -99,7 +99,7 @@ class MomentSegSam2(Sam2VideoModel):
 
     @property
     def behaviour(self) -> dict[str, bool]:
-        """The behaviour options, by the names ``MomentSegConfig`` and :func:`~momentseg.sam2.config.build_sam2`
+        """The behaviour options, by the names ``MomentSegConfig`` and :func:`~momentseg.sam2.video.build_sam2`
         use."""
         return {
             "clamp_no_object_masks": self.clamp_no_object_masks,
@@ -119,7 +119,7 @@ class MomentSegSam2(Sam2VideoModel):
         later decoding of that object (see the module docstring); gradients reach ``embedding`` when the
         decoding runs with autograd."""
         if not isinstance(inference_session, LanguageSession):
-            raise TypeError(f"a language prompt needs a LanguageSession (momentseg.sam2.config.new_session), "
+            raise TypeError(f"a language prompt needs a LanguageSession (momentseg.sam2.video.new_session), "
                             f"got {type(inference_session).__name__}")
         obj_idx = inference_session.obj_id_to_idx(obj_id)
         if embedding is None:
@@ -517,3 +517,47 @@ class MomentSegSam2(Sam2VideoModel):
         finally:
             self.train(was_training)
         return torch.stack(masks), torch.stack(scores)
+
+
+def build_sam2(
+    cfg,
+    *,
+    clamp_no_object_masks: bool = CLAMP_NO_OBJECT_MASKS,
+    language_on_tracked_frames: bool = LANGUAGE_ON_TRACKED_FRAMES,
+):
+    """A randomly initialised :class:`~momentseg.sam2.video.MomentSegSam2` (a transformers
+    ``Sam2VideoModel``) from a ``Sam2VideoConfig`` or a plain dict, with the given behaviour options (image and
+    prompt position encodings shared, as in original SAM2)."""
+    config = cfg if isinstance(cfg, Sam2VideoConfig) else sam2_config_from_dict(cfg)
+    model = MomentSegSam2(
+        config,
+        clamp_no_object_masks=clamp_no_object_masks,
+        language_on_tracked_frames=language_on_tracked_frames,
+    )
+    # original SAM2 has one random-Fourier position encoding for image and prompts; a random HF init draws two
+    with torch.no_grad():
+        model.shared_image_embedding.positional_embedding.copy_(
+            model.prompt_encoder.shared_embedding.positional_embedding
+        )
+    return model
+
+
+def new_session(sam2, pixel_values: torch.Tensor, video_height: int, video_width: int, cache_size: int = 1):
+    """A :class:`~momentseg.sam2.video.LanguageSession` (transformers' ``Sam2VideoInferenceSession`` that
+    also holds language prompts) over preprocessed frames (N,3,S,S) (see :func:`preprocess_for_sam2`), on the
+    device and in the dtype of ``sam2``.
+
+    ``cache_size``: how many frames' vision features the session keeps (1 = recompute when revisiting).
+    """
+    device = next(sam2.parameters()).device
+    dtype = next(sam2.parameters()).dtype
+    return LanguageSession(
+        video=pixel_values,
+        video_height=int(video_height),
+        video_width=int(video_width),
+        inference_device=device,
+        inference_state_device=device,
+        video_storage_device=pixel_values.device,
+        dtype=dtype,
+        max_vision_features_cache_size=cache_size,
+    )
