@@ -32,8 +32,10 @@ from momentseg.data.synthetic import SPLIT_SEEDS, WorldConfig, caption_vocabular
 from momentseg.io.video import open_video
 from momentseg.model import MomentSegModel
 from momentseg.pipeline import MomentSeg
-from momentseg.train.config import load_config
+from momentseg.train.config import LossConfig, load_config
 from momentseg.train.loop import _initial_model, build_stream
+
+WEIGHTS = LossConfig().by_component()  # the training config's loss weights
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_CONFIG = ROOT / "configs" / "tiny-synthetic.yaml"
@@ -77,11 +79,11 @@ def measure_training(model, samples: dict[str, list], threads: list[int], repeat
 
             def batched(forward=forward, batch=batch):
                 model.zero_grad(set_to_none=True)
-                forward(batch).loss.backward()
+                forward(batch).weighted(WEIGHTS).backward()
 
             def one_by_one(forward=forward, batch=batch):
                 model.zero_grad(set_to_none=True)
-                (sum(forward([s]).loss for s in batch) / len(batch)).backward()
+                (sum(forward([s]).weighted(WEIGHTS) for s in batch) / len(batch)).backward()
 
             times = {name: _median_seconds(fn, repeats) for name, fn in (("batched", batched),
                                                                           ("one_by_one", one_by_one))}

@@ -15,6 +15,9 @@ import numpy as np
 import torch
 
 from momentseg.model import MomentSegModel, RefVOSSample, TSGSample, preset_config
+from momentseg.train.config import LossConfig
+
+WEIGHTS = LossConfig().by_component()  # the training config's loss weights
 
 
 def _time(fn, repeats: int) -> str:
@@ -67,7 +70,7 @@ def main() -> None:
     def step(fn, sample):
         def run():
             model.zero_grad()
-            fn([sample]).loss.backward()
+            fn([sample]).weighted(WEIGHTS).backward()
 
         return run
 

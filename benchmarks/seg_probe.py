@@ -24,7 +24,10 @@ from momentseg.data.synthetic.config import COLOURS
 from momentseg.model import MomentSegModel, RefVOSSample
 from momentseg.sam2.config import preprocess_for_sam2
 from momentseg.sam2.video import build_sam2
+from momentseg.train.config import LossConfig
 from momentseg.train.data import long_side_fit, resize_frames, resize_masks
+
+WEIGHTS = LossConfig().by_component()  # the training config's loss weights
 
 
 def samples(split: str, start: int, n: int, rng: np.random.Generator, side: int) -> tuple[list, int]:
@@ -74,7 +77,7 @@ def main() -> None:
         batch, item = samples("train", item, 8, rng, side)
         out = model.forward_refvos(batch)
         opt.zero_grad()
-        out.loss.backward()
+        out.weighted(WEIGHTS).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if (step + 1) % 25 == 0 or step + 1 == args.steps:

@@ -12,6 +12,9 @@ from momentseg.io.video import open_video
 from momentseg.model import CaptionSample, MomentSegModel, RefVOSSample, TSGSample
 from momentseg.model import momentseg as modeling
 from momentseg.pipeline import MomentSeg
+from momentseg.train.config import LossConfig
+
+WEIGHTS = LossConfig().by_component()  # the training config's loss weights
 
 WORDS = ["the", "red", "ball", "moves", "left", "blue", "cube", "jumps", "big", "green", "square", "on", "a"]
 QUERIES = ["the red ball moves left", "blue", "the big green square on the left", "a cube", "the blue ball jumps"]
@@ -93,18 +96,18 @@ def test_tsg_batch_equals_samples_one_by_one(model):
     samples = _tsg_samples()
     model.zero_grad()
     batch = model.forward_tsg(samples)
-    batch.loss.backward()
+    batch.weighted(WEIGHTS).backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
     singles = [model.forward_tsg([s]) for s in samples]
     for out in singles:  # each sample's loss weighted by its share of the batch loss (equal answer lengths)
-        (out.loss / len(samples)).backward()
+        (out.weighted(WEIGHTS) / len(samples)).backward()
     counts = [int(model.processor.tsg([s.frames], [s.query]).lengths[0] - model.processor.tsg(
         [s.frames], [s.query]).answer_starts[0]) for s in samples]
     assert len(set(counts)) == 1
     _close(batch.find_loss, torch.stack([o.find_loss for o in singles]).mean())
     _close(batch.lm_loss, torch.stack([o.lm_loss for o in singles]).mean())
-    _close(batch.loss, torch.stack([o.loss for o in singles]).mean())
+    _close(batch.weighted(WEIGHTS), torch.stack([o.weighted(WEIGHTS) for o in singles]).mean())
     for got, one, s in zip(batch.find_logits, singles, samples, strict=True):
         assert got.shape == (s.frames.shape[0],)
         _close(got, one.find_logits[0])

@@ -8,6 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from momentseg.model import MomentSegModel, RefVOSSample, TSGSample
+from momentseg.train.config import LossConfig
+
+WEIGHTS = LossConfig().by_component()  # the training config's loss weights
 
 WORDS = ["the", "red", "ball", "moves", "left", "blue", "cube", "jumps"]
 
@@ -33,8 +36,8 @@ def test_tsg_forward_backward_reaches_find_head(model):
     pos[3:7] = True
     out = model.forward_tsg([TSGSample(_video(12), "the red ball moves left", pos)])
     assert set(out.components()) == {"find_loss", "lm_loss"}
-    assert all(torch.isfinite(v) for v in (out.loss, *out.components().values()))
-    out.loss.backward()
+    assert all(torch.isfinite(v) for v in out.components().values())
+    out.weighted(WEIGHTS).backward()
     assert _grad_sum(model.find_head[0]) > 0 and _grad_sum(model.find_head[2]) > 0
     assert _grad_sum(model.qwen.model.language_model) > 0
     assert all(p.grad is None for p in model.seg_head.parameters())  # TSG does not touch the [SEG] head
@@ -78,9 +81,9 @@ def test_refvos_forward_backward_reaches_seg_head_and_sam2(model):
     sample = RefVOSSample(_video(6, seed=4), keyframes, "the blue cube", masks)
     out = model.forward_refvos([sample])
     assert set(out.components()) == {"mask_bce", "mask_dice", "lm_loss", "object_bce"}
-    assert all(torch.isfinite(v) for v in (out.loss, *out.components().values()))
+    assert all(torch.isfinite(v) for v in out.components().values())
     assert out.seg_embeddings.shape == (1, model.config.seg_dim)
-    out.loss.backward()
+    out.weighted(WEIGHTS).backward()
     assert _grad_sum(model.seg_head) > 0
     assert _grad_sum(model.sam2.mask_decoder.output_hypernetworks_mlps) > 0
     assert _grad_sum(model.sam2.mask_decoder.transformer) > 0
@@ -96,7 +99,7 @@ def test_refvos_without_context_and_shape_errors(model):
     empty = np.zeros((0, 56, 56, 3), np.uint8)
     with torch.no_grad():
         out = model.forward_refvos([RefVOSSample(empty, keyframes, "ball", masks)])
-    assert torch.isfinite(out.loss)
+    assert torch.isfinite(out.weighted(WEIGHTS))
     with pytest.raises(ValueError):
         model.forward_refvos([RefVOSSample(empty, keyframes, "ball", masks[:, :32])])
     with pytest.raises(ValueError):

@@ -17,12 +17,10 @@ from transformers import Sam2VideoModel
 from momentseg.sam2.config import (
     IMAGENET_MEAN,
     NO_OBJECT_LOGIT,
-    build_sam2,
-    new_session,
     preprocess_for_sam2,
     tiny_sam2_config,
 )
-from momentseg.sam2.video import LanguageSession, MomentSegSam2
+from momentseg.sam2.video import LanguageSession, MomentSegSam2, build_sam2, new_session
 
 S = 64
 

@@ -12,7 +12,7 @@ from momentseg.data.synthetic import caption_vocabulary
 from momentseg.errors import InputError
 from momentseg.model import CaptionSample, MomentSegModel, TrackSample
 from momentseg.sam2.config import preprocess_for_sam2
-from momentseg.train.config import config_from_dict
+from momentseg.train.config import LossConfig, config_from_dict
 from momentseg.train.data import SampleStream, SyntheticSource, track_sample
 from momentseg.train.loop import build_model, train
 from momentseg.train.shapes import SampleShape
@@ -92,11 +92,10 @@ def test_track_loss_trains_the_decoder_and_memory(model, video):
     samples = [track_sample(video, np.random.default_rng(i), SHAPE) for i in range(2)]
     model.zero_grad()
     out = model.forward_track(samples)
-    c = model.config
-    want = c.mask_bce_weight * out.mask_bce + c.mask_dice_weight * out.mask_dice \
-        + c.object_score_loss_weight * out.object_bce
-    assert torch.isclose(out.loss.detach(), want, rtol=1e-5)
-    out.loss.backward()
+    w = LossConfig(mask_bce=2.0, mask_dice=0.5, object_score=3.0)
+    loss = out.weighted(w.by_component())
+    assert torch.isclose(loss.detach(), 2.0 * out.mask_bce + 0.5 * out.mask_dice + 3.0 * out.object_bce, rtol=1e-5)
+    loss.backward()
     for name in ("mask_decoder", "memory_attention", "memory_encoder", "vision_encoder"):
         grads = [p.grad for n, p in model.sam2.named_parameters() if n.startswith(name) and p.grad is not None]
         assert grads and any(g.abs().sum() > 0 for g in grads), name
@@ -124,7 +123,7 @@ def test_caption_loss_learns_an_answer_and_greedy_decoding_reads_it(video):
         out = m.forward_caption([sample])
         first = first if first is not None else float(out.lm_loss)
         opt.zero_grad()
-        out.loss.backward()
+        out.lm_loss.backward()
         opt.step()
     assert float(out.lm_loss) < 0.1 * first
     assert m.answer(frames, sample.question) == sample.answer

@@ -64,18 +64,20 @@ def test_tiny_model_trains_resumes_and_saves_a_loadable_model(tmp_path):
     assert all(r["tsg_samples"] == 1 and r["refvos_samples"] == 1 for r in lines)
     assert {"tsg/find_loss", "refvos/mask_dice", "refvos/object_bce"} <= set(lines[-1])
     model = MomentSegModel.from_pretrained(run / "final")
-    assert model.config.mask_bce_weight == 2.0  # the training config's weights were used
+    assert model.config.preset == "tiny"
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-0000003"]
 
 
-def test_model_loss_must_follow_the_configured_weights():
-    from momentseg.model import MomentSegModel
+def test_the_trainer_weighs_the_model_components_with_the_training_config():
+    from momentseg.model import MomentSegModel, TSGSample
 
+    torch.manual_seed(0)
     model = MomentSegModel.tiny(caption_vocabulary())
-    module = JointLoss(model, LossConfig(find=3.0))  # weights not written into model.config
     frames = torch.zeros(4, 56, 56, 3, dtype=torch.uint8).numpy()
-    from momentseg.model import TSGSample
-
     sample = TSGSample(frames=frames, query="the red circle", positive=torch.tensor([0, 1, 1, 0]).bool().numpy())
-    with pytest.raises(RuntimeError, match="weight"):
-        module([sample], [])
+    out = JointLoss(model, LossConfig(find=3.0, lm=0.25))([sample], [])
+    find, lm = out["sum/tsg/find_loss"], out["sum/tsg/lm_loss"]  # one sample: sum = its component
+    assert float(find) > 0 and float(lm) > 0
+    assert torch.isclose(out["loss"].detach(), 3.0 * find + 0.25 * lm, rtol=1e-5)
+    with pytest.raises(KeyError, match="find_loss"):
+        model.forward_tsg([sample]).weighted({"lm_loss": 1.0})

@@ -21,12 +21,11 @@ def _setup(seed: int = 3, shard: bool = False):
     from torch.distributed.fsdp import fully_shard
 
     from momentseg.train.engine import TrainState
-    from momentseg.train.loop import JointLoss, param_groups, set_loss_weights
+    from momentseg.train.loop import JointLoss, param_groups
     from test_train_loop import cfg, make_model
 
     model = make_model(seed)
     model.dropout.p = 0.0
-    set_loss_weights(model, cfg().loss)
     model.pixel.bias.requires_grad_(False)  # a frozen parameter: not in the checkpoint
     module = JointLoss(model, cfg().loss)
     if shard:

@@ -15,11 +15,13 @@ from momentseg.errors import CheckpointError, InputError
 from momentseg.io.atomic import MARKER
 from momentseg.model.outputs import RefVOSOutput, TSGOutput
 from momentseg.train import checkpoint as ckpt
-from momentseg.train.config import config_from_dict
+from momentseg.train.config import LossConfig, config_from_dict
 from momentseg.train.data import SampleStream
 from momentseg.train.loop import lr_factor, train
 from momentseg.train.params import apply_trainable, merge_lora
 from momentseg.train.shapes import SampleShape
+
+WEIGHTS = LossConfig().by_component()  # the training config's loss weights
 
 
 # ----------------------------------------------------------------------------------- stand-in model + data
@@ -54,22 +56,12 @@ class _Llm(torch.nn.Module):
         return h.mean(0), lm
 
 
-@dataclass
-class StandInConfig:
-    find_loss_weight: float = 1.0
-    lm_loss_weight: float = 1.0
-    mask_bce_weight: float = 1.0
-    mask_dice_weight: float = 1.0
-    object_score_loss_weight: float = 1.0
-
-
 class StandIn(torch.nn.Module):
     """Query → bag-of-characters state; frames → mean colour features; [FIND]-style cosine BCE, per-pixel mask
     logits with BCE + Dice, next-character LM loss. Same sample fields as the real model."""
 
     def __init__(self, d: int = 16):
         super().__init__()
-        self.config = StandInConfig()
         self.llm = _Llm(d)
         self.frame = torch.nn.Linear(3, d)
         self.find_head = torch.nn.Linear(d, d)
@@ -89,10 +81,7 @@ class StandIn(torch.nn.Module):
             target = torch.from_numpy(s.positive).float()
             find.append(torch.nn.functional.binary_cross_entropy_with_logits(logit, target, pos_weight=torch.tensor(2.0)))
             lm.append(lm_loss)
-        find_loss, lm_loss = torch.stack(find).mean(), torch.stack(lm).mean()
-        c = self.config
-        loss = c.find_loss_weight * find_loss + c.lm_loss_weight * lm_loss
-        return TSGOutput(loss, find_loss.detach(), lm_loss.detach())
+        return TSGOutput(torch.stack(find).mean(), torch.stack(lm).mean())
 
     def forward_refvos(self, samples):
         bce, dice, obj, lm = [], [], [], []
@@ -111,10 +100,7 @@ class StandIn(torch.nn.Module):
             lm.append(lm_loss)
         out = {k: torch.stack(v).mean() for k, v in
                (("mask_bce", bce), ("mask_dice", dice), ("object_bce", obj), ("lm_loss", lm))}
-        c = self.config
-        loss = (c.mask_bce_weight * out["mask_bce"] + c.mask_dice_weight * out["mask_dice"]
-                + c.object_score_loss_weight * out["object_bce"] + c.lm_loss_weight * out["lm_loss"])
-        return RefVOSOutput(loss, **{k: v.detach() for k, v in out.items()})
+        return RefVOSOutput(**out)
 
     def save_pretrained(self, path):
         path = Path(path)
@@ -266,10 +252,10 @@ def test_merge_lora_keeps_the_function():
             if "lora_B" in n:
                 p.normal_()  # LoRA B starts at zero; make the adapter do something
     sample = stream().sample(1)
-    before = model.forward_tsg([sample]).loss
+    before = model.forward_tsg([sample]).weighted(WEIGHTS)
     merge_lora(model)
     assert not any("lora" in n for n, _ in model.named_parameters())
-    torch.testing.assert_close(model.forward_tsg([sample]).loss, before)
+    torch.testing.assert_close(model.forward_tsg([sample]).weighted(WEIGHTS), before)
 
 
 def test_bad_prefix_and_bad_lora_target_are_input_errors():
@@ -284,7 +270,7 @@ def test_bad_prefix_and_bad_lora_target_are_input_errors():
 def test_checkpoint_round_trip_and_mismatch(tmp_path):
     model = make_model()
     opt = torch.optim.AdamW(model.parameters(), lr=0.1)
-    model.forward_tsg([stream().sample(1)]).loss.backward()
+    model.forward_tsg([stream().sample(1)]).weighted(WEIGHTS).backward()
     opt.step()
     folder = ckpt.save_checkpoint(tmp_path, 1, ckpt.snapshot(model, opt), {"seed": 0}, keep_last=1)
     assert sorted(p.name for p in folder.iterdir()) == sorted(

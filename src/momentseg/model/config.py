@@ -37,6 +37,11 @@ SYSTEM_PROMPT = "You are a helpful assistant."
 PRESETS = ("tiny", "3b", "7b")
 
 
+#: Fields that configs written before the loss weights moved to the training config still carry; read and ignored.
+RETIRED_FIELDS = ("find_loss_weight", "mask_bce_weight", "mask_dice_weight", "lm_loss_weight",
+                  "object_score_loss_weight")
+
+
 @dataclass
 class MomentSegConfig:
     """Everything needed to rebuild a :class:`~momentseg.model.momentseg.MomentSegModel` (saved as config.json)."""
@@ -57,16 +62,8 @@ class MomentSegConfig:
     prompt_seg: str = SEG_PROMPT
     answer_seg: str = SEG_ANSWER
     system_prompt: str = SYSTEM_PROMPT
-    # losses (method values)
-    find_loss_weight: float = 0.5
-    find_pos_weight: float = 2.0
-    mask_bce_weight: float = 2.0
-    mask_dice_weight: float = 0.5
-    lm_loss_weight: float = 1.0
-    # This project's addition: BCE on SAM2's object score (target: mask non-empty). With clamp_no_object_masks
-    # (the default) the masks of frames scored "no object" are set to -1024, which blocks mask gradients; a
-    # from-scratch SAM2 (tiny preset) needs this term to learn to say "present". 0 disables it.
-    object_score_loss_weight: float = 1.0
+    # loss shape (the weights are the training config's, momentseg.train.config.LossConfig)
+    find_pos_weight: float = 2.0  # [FIND] BCE: frames inside the moment count this many times
     # RefVOS training: True = keyframes decoded as a clip (frame 0 conditioning, then memory attention, like
     # inference propagation); False = every keyframe decoded independently as a conditioning frame.
     train_memory_path: bool = True
@@ -147,6 +144,8 @@ class MomentSegConfig:
         if d.pop("format", None) != "momentseg":
             raise CheckpointError("config.json is not a momentseg config (no \"format\": \"momentseg\")")
         names = {f.name for f in dataclasses.fields(cls)}
+        for key in RETIRED_FIELDS:
+            d.pop(key, None)
         unknown = sorted(set(d) - names)
         if unknown:
             raise CheckpointError(f"config.json has unknown fields: {', '.join(unknown)}")

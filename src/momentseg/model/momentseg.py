@@ -362,8 +362,8 @@ class MomentSegModel(nn.Module):
         return torch.cat(out).float().cpu()
 
     def forward_tsg(self, samples: list[TSGSample]) -> TSGOutput:
-        """Training loss for TSG samples, one padded LLM pass for the batch: loss = w_find·find_loss +
-        w_lm·lm_loss (components unweighted). find_loss = BCE-with-logits per frame (positives weighted
+        """Training loss components for TSG samples, one padded LLM pass for the batch (the trainer weighs them).
+        find_loss = BCE-with-logits per frame (positives weighted
         ``find_pos_weight``), mean over frames and samples; lm_loss = mean cross-entropy over all answer tokens."""
         c = self.config
         positives = []
@@ -383,8 +383,7 @@ class MomentSegModel(nn.Module):
         lm_sum, lm_n = self._lm_loss_terms(hidden, batch)
         find_loss = torch.stack(find_losses).mean()
         lm_loss = lm_sum / max(lm_n, 1)
-        loss = c.find_loss_weight * find_loss + c.lm_loss_weight * lm_loss
-        return TSGOutput(loss, find_loss.detach(), lm_loss.detach(), tuple(x.detach() for x in curves))
+        return TSGOutput(find_loss, lm_loss, tuple(x.detach() for x in curves))
 
     # ------------------------------------------------------------------ [SEG]
     def _seg_vectors(self, rows: torch.Tensor, query_ids: list[torch.Tensor]) -> torch.Tensor:
@@ -417,11 +416,11 @@ class MomentSegModel(nn.Module):
         return torch.cat(out), [self.config.answer_seg] * len(pq)
 
     def forward_refvos(self, samples: list[RefVOSSample]) -> RefVOSOutput:
-        """Training loss for RefVOS samples (one padded LLM pass for the batch). The [SEG] embedding prompts
+        """Training loss components for RefVOS samples (one padded LLM pass for the batch). The [SEG] embedding prompts
         SAM2 on the K keyframes decoded as a clip (``self.sam2.decode_clip``: frame 0 conditioning, later frames
         with memory, when ``config.train_memory_path``; else each frame independently), sample by sample. Mask
-        logits (S/4)² are upsampled bilinearly to the GT size. loss = w_bce·mask_bce + w_dice·mask_dice +
-        w_lm·lm_loss + w_obj·object_bce (components unweighted)."""
+        logits (S/4)² are upsampled bilinearly to the GT size. Components: mask_bce, mask_dice, lm_loss,
+        object_bce."""
         c = self.config
         all_masks = []
         for s in samples:
@@ -453,22 +452,14 @@ class MomentSegModel(nn.Module):
         mask_bce, mask_dice = torch.stack(bces).mean(), torch.stack(dices).mean()
         object_bce = torch.stack(objs).mean()
         lm_loss = lm_sum / max(lm_n, 1)
-        loss = (
-            c.mask_bce_weight * mask_bce
-            + c.mask_dice_weight * mask_dice
-            + c.lm_loss_weight * lm_loss
-            + c.object_score_loss_weight * object_bce
-        )
-        return RefVOSOutput(loss, mask_bce.detach(), mask_dice.detach(), lm_loss.detach(), object_bce.detach(),
-                            embs.detach())
+        return RefVOSOutput(mask_bce, mask_dice, lm_loss, object_bce, embs.detach())
 
     # ------------------------------------------------------------------ pretraining tasks
     def forward_track(self, samples: list[TrackSample]) -> TrackOutput:
         """SAM2 pretraining loss (no language): each object is prompted on frame 0 (mask, box or points) and
         tracked with memory through the clip (``self.sam2.decode_prompted_clip``). Mask BCE and Dice over every
         (object, frame) the decoder produced (a mask prompt's own frame is the prompt, so it is left out),
-        object-score BCE against "visible in that frame". loss = w_bce·mask_bce + w_dice·mask_dice +
-        w_obj·object_bce."""
+        object-score BCE against "visible in that frame"."""
         c = self.config
         size = c.sam2_image_size
         sam_dtype = next(self.sam2.parameters()).dtype
@@ -506,17 +497,16 @@ class MomentSegModel(nn.Module):
             present = target.flatten(2).amax(2)  # (N,T)
             objs.append(F.binary_cross_entropy_with_logits(scores.T.float()[keep], present[keep]))
         mask_bce, mask_dice, object_bce = (torch.stack(x).mean() for x in (bces, dices, objs))
-        loss = c.mask_bce_weight * mask_bce + c.mask_dice_weight * mask_dice + c.object_score_loss_weight * object_bce
-        return TrackOutput(loss, mask_bce.detach(), mask_dice.detach(), object_bce.detach())
+        return TrackOutput(mask_bce, mask_dice, object_bce)
 
     def forward_caption(self, samples: list[CaptionSample]) -> CaptionOutput:
         """Vision–language pretraining loss (one padded LLM pass): next-token cross-entropy over the answer
-        tokens of each (video, question, answer), mean over all answer tokens. loss = w_lm·lm_loss."""
+        tokens of each (video, question, answer), mean over all answer tokens."""
         batch = self.processor.caption([s.frames for s in samples], [s.question for s in samples],
                                        [s.answer for s in samples])
         lm_sum, lm_n = self._lm_loss_terms(self.llm_hidden(batch), batch)
         lm_loss = lm_sum / max(lm_n, 1)
-        return CaptionOutput(self.config.lm_loss_weight * lm_loss, lm_loss.detach())
+        return CaptionOutput(lm_loss)
 
     @torch.no_grad()
     def answer(self, frames, question: str, max_tokens: int = 48) -> str:

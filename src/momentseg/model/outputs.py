@@ -1,12 +1,14 @@
 """Typed outputs of MomentSegModel's training forwards (instead of dicts).
 
-Each holds ``loss`` (the weighted sum the model's config describes, with its graph) and the unweighted loss
-components (detached, each a mean over the call's samples); ``components()`` gives the components by name, in
-the order of ``COMPONENTS``, which is where the trainer reads the names it logs.
+Each holds the unweighted loss components (with their graph, each a mean over the call's samples);
+``components()`` gives them by name, in the order of ``COMPONENTS`` (where the trainer reads the names it logs), and
+``weighted(weights)`` their sum weighted by a mapping component name → weight. The weights belong to the training
+config (``momentseg.train.config.LossConfig``), not to the model.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -21,14 +23,20 @@ class _LossOutput:
         """The unweighted loss components by name."""
         return {name: getattr(self, name) for name in self.COMPONENTS}
 
+    def weighted(self, weights: Mapping[str, float]) -> torch.Tensor:
+        """Σ weight × component over ``COMPONENTS`` (a weight for every component is required)."""
+        missing = [name for name in self.COMPONENTS if name not in weights]
+        if missing:
+            raise KeyError(f"no loss weight for {', '.join(missing)}")
+        return sum(float(weights[name]) * getattr(self, name) for name in self.COMPONENTS)
+
 
 @dataclass
 class TSGOutput(_LossOutput):
-    """``forward_tsg``: loss = w_find·find_loss + w_lm·lm_loss; ``find_logits``: per sample (T_i,) frame logits
+    """``forward_tsg``: find_loss and lm_loss; ``find_logits``: per sample (T_i,) frame logits
     cos/τ (detached)."""
 
     COMPONENTS: ClassVar[tuple[str, ...]] = ("find_loss", "lm_loss")
-    loss: torch.Tensor
     find_loss: torch.Tensor
     lm_loss: torch.Tensor
     find_logits: tuple[torch.Tensor, ...] = ()
@@ -36,11 +44,9 @@ class TSGOutput(_LossOutput):
 
 @dataclass
 class RefVOSOutput(_LossOutput):
-    """``forward_refvos``: loss = w_bce·mask_bce + w_dice·mask_dice + w_lm·lm_loss + w_obj·object_bce;
-    ``seg_embeddings``: the (B, P) SAM2 prompts of the samples (detached)."""
+    """``forward_refvos``: mask_bce, mask_dice, lm_loss and object_bce; ``seg_embeddings``: the (B, P) SAM2 prompts of the samples (detached)."""
 
     COMPONENTS: ClassVar[tuple[str, ...]] = ("mask_bce", "mask_dice", "lm_loss", "object_bce")
-    loss: torch.Tensor
     mask_bce: torch.Tensor
     mask_dice: torch.Tensor
     lm_loss: torch.Tensor
@@ -50,10 +56,9 @@ class RefVOSOutput(_LossOutput):
 
 @dataclass
 class TrackOutput(_LossOutput):
-    """``forward_track`` (SAM2 pretraining): loss = w_bce·mask_bce + w_dice·mask_dice + w_obj·object_bce."""
+    """``forward_track`` (SAM2 pretraining): mask_bce, mask_dice and object_bce."""
 
     COMPONENTS: ClassVar[tuple[str, ...]] = ("mask_bce", "mask_dice", "object_bce")
-    loss: torch.Tensor
     mask_bce: torch.Tensor
     mask_dice: torch.Tensor
     object_bce: torch.Tensor
@@ -61,8 +66,7 @@ class TrackOutput(_LossOutput):
 
 @dataclass
 class CaptionOutput(_LossOutput):
-    """``forward_caption`` (vision–language pretraining): loss = w_lm·lm_loss."""
+    """``forward_caption`` (vision–language pretraining): lm_loss."""
 
     COMPONENTS: ClassVar[tuple[str, ...]] = ("lm_loss",)
-    loss: torch.Tensor
     lm_loss: torch.Tensor

@@ -110,16 +110,22 @@ class DataConfig:
 
 @dataclass
 class LossConfig:
-    """Weights of the loss components (method values). The trainer writes them into the model's config
-    (``find_loss_weight``, ``mask_bce_weight``, ...) before training, so the model's loss uses them, and checks
-    every step that the model's loss is exactly ``Σ weight × component``. ``object_score`` weighs this project's
-    extra SAM2 object-score BCE (see ``MomentSegConfig.object_score_loss_weight``)."""
+    """Weights of the loss components (method values) — their one definition: the model's training forwards
+    return the unweighted components (:mod:`momentseg.model.outputs`) and the trainer weighs them.
+    ``object_score`` weighs this project's extra BCE on SAM2's object score (target: mask non-empty): with
+    clamped "no object" masks (the default) a frame scored absent gets -1024 logits, which blocks mask gradients,
+    so a from-scratch SAM2 (tiny preset) needs this term to learn to say "present"; 0 turns it off."""
 
     find: float = 0.5
     mask_bce: float = 2.0
     mask_dice: float = 0.5
     lm: float = 1.0
     object_score: float = 1.0
+
+    def by_component(self) -> dict[str, float]:
+        """The weights by the name of the component each weighs (the typed outputs' ``COMPONENTS``)."""
+        return {"find_loss": self.find, "lm_loss": self.lm, "mask_bce": self.mask_bce, "mask_dice": self.mask_dice,
+                "object_bce": self.object_score}
 
 
 @dataclass

@@ -1,10 +1,10 @@
 """The joint TSG + RefVOS trainer.
 
 Any module whose ``forward_tsg(list)`` / ``forward_refvos(list)`` (and, for the pretraining stages,
-``forward_track`` / ``forward_caption``) return the typed outputs of :mod:`momentseg.model.outputs` — ``loss`` and
-the loss components (``find_loss``, ``lm_loss`` / ``mask_bce``, ``mask_dice``, ``lm_loss``, ``object_bce``; each
-a mean over the call's samples) — trains here. The trainer is the one place where components are weighted (``loss:`` in the config): a
-micro-batch's loss is the mean over its samples of ``Σ weight × component``, so with gradient accumulation
+``forward_track`` / ``forward_caption``) return the typed outputs of :mod:`momentseg.model.outputs` — the
+unweighted loss components (``find_loss``, ``lm_loss`` / ``mask_bce``, ``mask_dice``, ``lm_loss``, ``object_bce``;
+each a mean over the call's samples) — trains here. The trainer is the one place where components are weighted
+(``loss:`` in the config, :class:`~momentseg.train.config.LossConfig`): a micro-batch's loss is the mean over its samples of ``Σ weight × component``, so with gradient accumulation
 and data parallelism every sample of an optimizer step counts equally.
 
 Distributed training runs through 🤗 accelerate (launch with ``accelerate launch`` or ``torchrun``): DDP,
@@ -42,14 +42,6 @@ from momentseg.train.engine import TrainState, engine_kind
 from momentseg.train.params import apply_trainable, enable_gradient_checkpointing, merge_lora
 from momentseg.train.shapes import SampleShape
 
-WEIGHT_ATTRS = {
-    "find_loss": ("find", "find_loss_weight"),
-    "lm_loss": ("lm", "lm_loss_weight"),
-    "mask_bce": ("mask_bce", "mask_bce_weight"),
-    "mask_dice": ("mask_dice", "mask_dice_weight"),
-    "object_bce": ("object_score", "object_score_loss_weight"),
-}
-"""component name → (``loss:`` key in the training config, attribute of the model's config)."""
 TASK_COMPONENTS = {
     "tsg": TSGOutput.COMPONENTS,
     "refvos": RefVOSOutput.COMPONENTS,
@@ -60,26 +52,19 @@ TASK_COMPONENTS = {
 pretraining stages, :func:`momentseg.train.data.track_sample` / ``caption_sample``)."""
 
 
-def set_loss_weights(model: torch.nn.Module, weights: LossConfig) -> None:
-    """Write the training config's loss weights into ``model.config`` (the model combines its components)."""
-    for key, attr in WEIGHT_ATTRS.values():
-        if not hasattr(model.config, attr):
-            raise AttributeError(f"{type(model).__name__}.config has no {attr}")
-        setattr(model.config, attr, float(getattr(weights, key)))
-
-
 class JointLoss(torch.nn.Module):
     """Wraps the model so one ``forward`` (the call DDP/FSDP hook into) runs both tasks of a micro-batch.
 
-    The model returns, per task, a typed output: ``loss`` (its weighted sum) and detached components, each a mean over the
-    call's samples. The micro-batch loss is the per-sample mean ``(n_tsg·loss_tsg + n_ref·loss_ref) / n``.
+    The model returns, per task, a typed output of unweighted components, each a mean over the call's samples; the
+    task loss is ``Σ weight × component`` (``loss:`` of the training config) and the micro-batch loss the per-sample
+    mean ``(n_tsg·loss_tsg + n_ref·loss_ref) / n``.
     Also returned, for logging: ``sum/<task>/<component>`` (component × samples) and ``n/<task>``.
     """
 
     def __init__(self, model: torch.nn.Module, weights: LossConfig):
         super().__init__()
         self.model = model
-        self.weights = {c: float(getattr(weights, key)) for c, (key, _) in WEIGHT_ATTRS.items()}
+        self.weights = weights.by_component()
 
     def forward(self, tsg: list = (), refvos: list = (), track: list = (), caption: list = ()) -> dict[str, torch.Tensor]:
         batch = {"tsg": tsg, "refvos": refvos, "track": track, "caption": caption}
@@ -98,12 +83,7 @@ class JointLoss(torch.nn.Module):
             parts = output.components()
             if set(parts) != set(TASK_COMPONENTS[task]):
                 raise KeyError(f"forward_{task} returned {sorted(parts)}, expected {TASK_COMPONENTS[task]}")
-            loss = output.loss
-            value = float(loss.detach())
-            expected = sum(self.weights[c] * float(v) for c, v in parts.items())
-            if not math.isclose(value, expected, rel_tol=1e-3, abs_tol=1e-5):
-                raise RuntimeError(f"forward_{task} loss {value:.6g} is not Σ weight × component "
-                                   f"({expected:.6g}); were the loss weights set on the model's config?")
+            loss = output.weighted(self.weights)
             total = total + loss.float() * (len(samples) / n)
             for c, v in parts.items():
                 out[f"sum/{task}/{c}"] = v.detach().float().cpu() * len(samples)
@@ -449,7 +429,6 @@ def _initial_model(cfg: TrainConfig, model: torch.nn.Module | None = None) -> to
     torch.manual_seed(cfg.seed)
     if model is None:
         model = build_model(cfg)
-    set_loss_weights(model, cfg.loss)
     apply_trainable(model, cfg.model)
     return model
 
