@@ -98,25 +98,30 @@ def _error_text(exc: BaseException, upload: str | None) -> str:
     return f"**Error:** {msg}"
 
 
-def build_app(pipe, workdir: str | Path | None = None):
-    """The Gradio page (``gr.Blocks``) for ``pipe`` (a loaded :class:`~momentseg.pipeline.MomentSeg`).
-
-    Every run writes its outputs to a fresh folder under ``workdir`` (default: a temporary folder removed at
-    exit). Runs are queued one at a time (the model is shared); launch it with ``.launch(...)``.
-    """
-    import gradio as gr  # the optional [web] extra: imported only when a page is built
-
+def _workdir(workdir: str | Path | None) -> Path:
+    """The folder the runs write under: ``workdir``, or a temporary one removed at exit."""
     if workdir is None:
         workdir = Path(tempfile.mkdtemp(prefix="momentseg-web-"))
         atexit.register(shutil.rmtree, workdir, ignore_errors=True)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    return workdir
+
+
+def _synthetic_handler(gr, workdir: Path):
+    """The "Make synthetic video" callback: seed → (video, expressions, status)."""
 
     def synthetic(seed):
         try:
             return *make_synthetic(seed, workdir), "Synthetic video ready: press **Segment**."
         except MomentSegError as exc:
             return gr.update(), gr.update(), _error_text(exc, None)
+
+    return synthetic
+
+
+def _segment_handler(gr, pipe, workdir: Path):
+    """The "Segment" callback: inputs → (status, overlay, plot, moments, files); errors go to the status."""
 
     def segment(video, block, keyframes, sampling, propagation, progress=gr.Progress()):
         empty = (None, None, [], None)
@@ -145,6 +150,21 @@ def build_app(pipe, workdir: str | Path | None = None):
         except Exception as exc:  # a bug, not the user's fault: say so in the page, keep serving
             log.exception("web demo run failed")
             return (f"**Internal error:** {type(exc).__name__}: {' '.join(str(exc).split())}", *empty)
+
+    return segment
+
+
+def build_app(pipe, workdir: str | Path | None = None):
+    """The Gradio page (``gr.Blocks``) for ``pipe`` (a loaded :class:`~momentseg.pipeline.MomentSeg`).
+
+    Every run writes its outputs to a fresh folder under ``workdir`` (default: a temporary folder removed at
+    exit). Runs are queued one at a time (the model is shared); launch it with ``.launch(...)``.
+    """
+    import gradio as gr  # the optional [web] extra: imported only when a page is built
+
+    workdir = _workdir(workdir)
+    synthetic = _synthetic_handler(gr, workdir)
+    segment = _segment_handler(gr, pipe, workdir)
 
     with gr.Blocks(title="MomentSeg", delete_cache=(3600, 24 * 3600)) as demo:
         gr.Markdown("# MomentSeg\nFind **when** a sentence happens in a video and segment **what** it refers "

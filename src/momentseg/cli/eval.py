@@ -74,7 +74,35 @@ def eval_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out / --submission-zip file."),
 ) -> None:
     """Score predictions against a benchmark's ground truth, or build a CodaLab submission zip."""
-    from momentseg.io.atomic import atomic_write_text, check_output_file
+    from momentseg.io.atomic import atomic_write_text
+
+    benchmark, protocol = _check_common(benchmark, out, submission_zip, protocol, workers, overwrite)
+    if benchmark in REFVOS:
+        report = _refvos_report(benchmark, data, gt, pred, out, submission_zip, protocol, workers)
+        if report is None:
+            return
+    else:
+        report = _tsg_report(benchmark, data, gt, pred, out, submission_zip, workers)
+    for w in report["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
+    atomic_write_text(out, json.dumps(report, indent=1) + "\n")
+    _print_table(report)
+    print(f"report: {out}")
+
+
+def _check_common(
+    benchmark: str,
+    out: Path | None,
+    submission_zip: Path | None,
+    protocol: str | None,
+    workers: int | None,
+    overwrite: bool,
+) -> tuple[str, str | None]:
+    """Check the outputs (before any scoring), the benchmark, ``--workers`` and ``--protocol``.
+
+    Returns the lower-cased benchmark and the checked protocol.
+    """
+    from momentseg.io.atomic import check_output_file
 
     # outputs are checked before any scoring: an unwritable or occupied path fails at once
     if out is not None:
@@ -88,39 +116,57 @@ def eval_command(
         raise InputError("--workers must be >= 1")
     from momentseg.eval.refvos import check_protocol
 
-    protocol = check_protocol(benchmark, protocol)
-    if benchmark in REFVOS:
-        if data is None:
-            raise InputError(f"--data SPLIT_DIR is required for {benchmark}")
-        if gt is not None:
-            raise InputError(f"--gt is for TSG benchmarks; use --data for {benchmark}")
-        if submission_zip is not None:
-            from momentseg.eval.refvos import write_submission_zip
+    return benchmark, check_protocol(benchmark, protocol)
 
-            info = write_submission_zip(benchmark, data, pred, submission_zip, workers)
-            print(f"wrote {info['zip']}: {info['n_files']} PNGs for {info['n_expressions']} expressions")
-            if out is not None:
-                atomic_write_text(
-                    out, json.dumps({"benchmark": benchmark, "submission": info}, indent=1) + "\n"
-                )
-            return
-        if out is None:
-            raise InputError("--out report.json is required")
-        from momentseg.eval.refvos import evaluate_refvos
 
-        report = evaluate_refvos(benchmark, data, pred, workers, protocol)
-    else:
-        if gt is None:
-            raise InputError(f"--gt FILE is required for {benchmark}")
-        if data is not None or submission_zip is not None:
-            raise InputError(f"--data / --submission-zip are for RefVOS benchmarks, not {benchmark}")
-        if out is None:
-            raise InputError("--out report.json is required")
-        from momentseg.eval.tsg import evaluate_tsg
+def _refvos_report(
+    benchmark: str,
+    data: Path | None,
+    gt: Path | None,
+    pred: Path,
+    out: Path | None,
+    submission_zip: Path | None,
+    protocol: str | None,
+    workers: int | None,
+) -> dict | None:
+    """Score a RefVOS benchmark; with ``--submission-zip`` pack the upload instead and return None."""
+    from momentseg.io.atomic import atomic_write_text
 
-        report = evaluate_tsg(benchmark, gt, pred, workers)
-    for w in report["warnings"]:
-        print(f"warning: {w}", file=sys.stderr)
-    atomic_write_text(out, json.dumps(report, indent=1) + "\n")
-    _print_table(report)
-    print(f"report: {out}")
+    if data is None:
+        raise InputError(f"--data SPLIT_DIR is required for {benchmark}")
+    if gt is not None:
+        raise InputError(f"--gt is for TSG benchmarks; use --data for {benchmark}")
+    if submission_zip is not None:
+        from momentseg.eval.refvos import write_submission_zip
+
+        info = write_submission_zip(benchmark, data, pred, submission_zip, workers)
+        print(f"wrote {info['zip']}: {info['n_files']} PNGs for {info['n_expressions']} expressions")
+        if out is not None:
+            atomic_write_text(out, json.dumps({"benchmark": benchmark, "submission": info}, indent=1) + "\n")
+        return None
+    if out is None:
+        raise InputError("--out report.json is required")
+    from momentseg.eval.refvos import evaluate_refvos
+
+    return evaluate_refvos(benchmark, data, pred, workers, protocol)
+
+
+def _tsg_report(
+    benchmark: str,
+    data: Path | None,
+    gt: Path | None,
+    pred: Path,
+    out: Path | None,
+    submission_zip: Path | None,
+    workers: int | None,
+) -> dict:
+    """Score a TSG benchmark."""
+    if gt is None:
+        raise InputError(f"--gt FILE is required for {benchmark}")
+    if data is not None or submission_zip is not None:
+        raise InputError(f"--data / --submission-zip are for RefVOS benchmarks, not {benchmark}")
+    if out is None:
+        raise InputError("--out report.json is required")
+    from momentseg.eval.tsg import evaluate_tsg
+
+    return evaluate_tsg(benchmark, gt, pred, workers)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -35,9 +36,36 @@ def predict(
     from rich.progress import Progress
 
     from momentseg.apps.predict import dist_info, predict_refvos, predict_tsg
+    from momentseg.pipeline import resolve_device
+
+    _check_outputs_and_options(benchmark, out, overwrite, keyframes, sampling, propagation)
+    resolve_device(device)
+    rank, world = dist_info()
+    inputs, total = _load_inputs(benchmark, data, gt)
+    pipe = opt.load_pipeline(model, device, offload_state)
+    with Progress(transient=True, disable=rank != 0) as bar:
+        task = bar.add_task(f"{benchmark} (rank 0 of {world})", total=len(range(rank, total, world)))
+
+        def advance(_vid: str) -> None:
+            bar.advance(task)
+
+        if benchmark in REFVOS:
+            n = predict_refvos(pipe, inputs, out, rank=rank, world=world, on_video=advance, keyframes=keyframes,
+                               sampling=sampling, propagation=propagation, seed=seed,
+                               overwrite=overwrite)
+        else:
+            n = predict_tsg(pipe, inputs, data, out, fps=fps, rank=rank, world=world, on_video=advance)
+    if rank == 0:
+        print(f"wrote {n} predictions to {out}")
+
+
+def _check_outputs_and_options(
+    benchmark: str, out: Path, overwrite: bool, keyframes: int, sampling: str, propagation: str
+) -> None:
+    """Refuse an unknown benchmark, an occupied ``--out`` (file or PNG folder) and bad segment options."""
     from momentseg.errors import InputError
     from momentseg.io.atomic import check_output_dir, check_output_file
-    from momentseg.pipeline import check_segment_options, resolve_device
+    from momentseg.pipeline import check_segment_options
 
     if benchmark not in REFVOS + TSG:
         raise InputError(f"unknown --benchmark {benchmark!r}: use one of {', '.join(REFVOS + TSG)}")
@@ -48,34 +76,22 @@ def predict(
         check_output_file(out, overwrite=overwrite, what="--out")
     if benchmark in REFVOS:
         check_segment_options(keyframes, sampling, propagation)
-    resolve_device(device)
-    rank, world = dist_info()
+
+
+def _load_inputs(benchmark: str, data: Path, gt: Path | None) -> tuple[Any, int]:
+    """The RefVOS split (or the TSG queries) to predict, and its number of videos."""
+    from momentseg.errors import InputError
+
     if benchmark in REFVOS:
         from momentseg.data.refvos import load_refvos_split
 
         split = load_refvos_split(data, benchmark)
-        total = len(split.videos)
-    else:
-        if gt is None:
-            raise InputError(f"--benchmark {benchmark} needs --gt (the annotation file listing the queries)")
-        if not data.is_dir():
-            raise InputError(f"--data {data} is not a folder of videos")
-        from momentseg.data.tsg import TSG_LOADERS
+        return split, len(split.videos)
+    if gt is None:
+        raise InputError(f"--benchmark {benchmark} needs --gt (the annotation file listing the queries)")
+    if not data.is_dir():
+        raise InputError(f"--data {data} is not a folder of videos")
+    from momentseg.data.tsg import TSG_LOADERS
 
-        queries = TSG_LOADERS[benchmark](gt)
-        total = len({q.vid for q in queries})
-    pipe = opt.load_pipeline(model, device, offload_state)
-    with Progress(transient=True, disable=rank != 0) as bar:
-        task = bar.add_task(f"{benchmark} (rank 0 of {world})", total=len(range(rank, total, world)))
-
-        def advance(_vid: str) -> None:
-            bar.advance(task)
-
-        if benchmark in REFVOS:
-            n = predict_refvos(pipe, split, out, rank=rank, world=world, on_video=advance, keyframes=keyframes,
-                               sampling=sampling, propagation=propagation, seed=seed,
-                               overwrite=overwrite)
-        else:
-            n = predict_tsg(pipe, queries, data, out, fps=fps, rank=rank, world=world, on_video=advance)
-    if rank == 0:
-        print(f"wrote {n} predictions to {out}")
+    queries = TSG_LOADERS[benchmark](gt)
+    return queries, len({q.vid for q in queries})

@@ -344,49 +344,12 @@ def load_refvos_split(path: str | os.PathLike, benchmark: str = "mevis") -> RefV
     vids = meta.get("videos") if isinstance(meta, dict) else None
     if not isinstance(vids, dict):
         raise InputError(f"{meta_path}: expected {{'videos': {{vid: {{...}}}}}}")
-    exclude: set[str] = set()
-    if benchmark == "refytvos" and meta_path.parent.parent.name == "meta_expressions":
-        test_meta = meta_path.parent.parent / "test" / "meta_expressions.json"
-        if meta_path.parent.name == "valid" and test_meta.is_file():
-            exclude = set((load_json(test_meta).get("videos") or {}).keys())
+    exclude = _excluded_videos(meta_path, benchmark)
     videos: dict[str, RefVOSVideo] = {}
     for vid, v in vids.items():
         if vid in exclude:
             continue
-        where = f"{meta_path}: video {vid}"
-        if (
-            not isinstance(v, dict)
-            or not isinstance(v.get("frames"), list)
-            or not isinstance(v.get("expressions"), dict)
-        ):
-            raise InputError(f"{where}: needs a 'frames' list and an 'expressions' object")
-        frames = [str(f) for f in v["frames"]]
-        exps: dict[str, RefVOSExpression] = {}
-        for exp_id, e in v["expressions"].items():
-            if not isinstance(e, dict) or not isinstance(e.get("exp", ""), str):
-                raise InputError(f"{where}, expression {exp_id}: needs an 'exp' string")
-            type_id = e.get("type_id")
-            if type_id is not None and (not isinstance(type_id, int) or isinstance(type_id, bool)):
-                raise InputError(f"{where}, expression {exp_id}: 'type_id' must be an int, got {type_id!r}")
-            exps[str(exp_id)] = RefVOSExpression(
-                exp_id=str(exp_id),
-                text=e.get("exp", ""),
-                anno_ids=tuple(str(a) for a in _id_list(e.get("anno_id"), "anno_id", where)),
-                obj_ids=_id_list(e.get("obj_id"), "obj_id", where),
-                type_id=type_id,
-                has_anno_id=e.get("anno_id") is not None,
-            )
-        known = {"frames", "expressions", "fps", "height", "width"}
-        fps = v.get("fps")
-        videos[str(vid)] = RefVOSVideo(
-            vid=str(vid),
-            frames=frames,
-            expressions=exps,
-            fps=float(fps) if isinstance(fps, (int, float)) else None,
-            height=v.get("height") if isinstance(v.get("height"), int) else None,
-            width=v.get("width") if isinstance(v.get("width"), int) else None,
-            extra={k: val for k, val in v.items() if k not in known},
-        )
+        videos[str(vid)] = _parse_video(vid, v, meta_path)
     fallback = False
     if benchmark == "refdavis":
         fallback = _refdavis_anno_ids(videos, meta_path)
@@ -400,6 +363,57 @@ def load_refvos_split(path: str | os.PathLike, benchmark: str = "mevis") -> RefV
         mask_dict_path=mask_dict,
         foreground_path=fg if fg.is_file() else None,
         anno_id_fallback=fallback,
+    )
+
+
+def _excluded_videos(meta_path: Path, benchmark: str) -> set[str]:
+    """Ref-YouTube-VOS ``valid``: the videos of the sibling ``test`` meta, which are not part of the split."""
+    exclude: set[str] = set()
+    if benchmark == "refytvos" and meta_path.parent.parent.name == "meta_expressions":
+        test_meta = meta_path.parent.parent / "test" / "meta_expressions.json"
+        if meta_path.parent.name == "valid" and test_meta.is_file():
+            exclude = set((load_json(test_meta).get("videos") or {}).keys())
+    return exclude
+
+
+def _parse_video(vid: Any, v: Any, meta_path: Path) -> RefVOSVideo:
+    """One ``videos`` entry of the meta JSON as a :class:`RefVOSVideo`; malformed entries raise InputError."""
+    where = f"{meta_path}: video {vid}"
+    if (
+        not isinstance(v, dict)
+        or not isinstance(v.get("frames"), list)
+        or not isinstance(v.get("expressions"), dict)
+    ):
+        raise InputError(f"{where}: needs a 'frames' list and an 'expressions' object")
+    frames = [str(f) for f in v["frames"]]
+    exps = {str(exp_id): _parse_expression(exp_id, e, where) for exp_id, e in v["expressions"].items()}
+    known = {"frames", "expressions", "fps", "height", "width"}
+    fps = v.get("fps")
+    return RefVOSVideo(
+        vid=str(vid),
+        frames=frames,
+        expressions=exps,
+        fps=float(fps) if isinstance(fps, (int, float)) else None,
+        height=v.get("height") if isinstance(v.get("height"), int) else None,
+        width=v.get("width") if isinstance(v.get("width"), int) else None,
+        extra={k: val for k, val in v.items() if k not in known},
+    )
+
+
+def _parse_expression(exp_id: Any, e: Any, where: str) -> RefVOSExpression:
+    """One ``expressions`` entry of a video as a :class:`RefVOSExpression`; malformed ones raise InputError."""
+    if not isinstance(e, dict) or not isinstance(e.get("exp", ""), str):
+        raise InputError(f"{where}, expression {exp_id}: needs an 'exp' string")
+    type_id = e.get("type_id")
+    if type_id is not None and (not isinstance(type_id, int) or isinstance(type_id, bool)):
+        raise InputError(f"{where}, expression {exp_id}: 'type_id' must be an int, got {type_id!r}")
+    return RefVOSExpression(
+        exp_id=str(exp_id),
+        text=e.get("exp", ""),
+        anno_ids=tuple(str(a) for a in _id_list(e.get("anno_id"), "anno_id", where)),
+        obj_ids=_id_list(e.get("obj_id"), "obj_id", where),
+        type_id=type_id,
+        has_anno_id=e.get("anno_id") is not None,
     )
 
 

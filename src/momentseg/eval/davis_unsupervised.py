@@ -235,6 +235,65 @@ def _pct(block: dict, digits: int) -> dict:
     return {k: (round(100.0 * v, digits) if k in (*_STAT_KEYS, "J&F") else v) for k, v in block.items()}
 
 
+def _tasks(
+    root: Path, sequences: list[tuple[str, list[str]]], annotators: list[tuple[str, Path]], warnings: list[str]
+) -> list[_Task]:
+    """One scoring task per annotator and sequence; warns (into ``warnings``) about non-val folders."""
+    known = {seq for seq, _ in sequences}
+    tasks = []
+    for name, d in annotators:
+        extra = sorted(p.name for p in d.iterdir() if p.is_dir() and p.name not in known)
+        if extra:
+            warnings.append(
+                f"{d}: {len(extra)} folders are not val sequences and are ignored, e.g. {extra[0]}"
+            )
+        for seq, frames in sequences:
+            tasks.append(_Task(name, seq, frames, str(root / GT_DIR / seq), str(d / seq)))
+    return tasks
+
+
+def _annotator_blocks(root: Path, annotators: list[tuple[str, Path]], rows: list[dict]) -> dict[str, dict]:
+    """Per annotator: the summary over all its objects plus their number ``n``."""
+    blocks: dict[str, dict] = {}
+    for name, _ in annotators:
+        objects = [o for r in rows if r["annotator"] == name for o in r["objects"]]
+        if not objects:
+            raise InputError(f"{root / GT_DIR}: no GT objects in the first frames of the val sequences")
+        blocks[name] = {**_summary(objects), "n": len(objects)}
+    return blocks
+
+
+def _add_row_warnings(warnings: list[str], rows: list[dict], n_sequences: int) -> int:
+    """Add the missing-PNG and GT warnings of the scored ``rows`` to ``warnings``; returns the missing frames."""
+    n_missing = sum(r["missing_frames"] for r in rows)
+    if n_missing:
+        first = next(r for r in rows if r["missing_frames"])
+        warnings.insert(
+            0,
+            f"{n_missing} prediction PNGs are missing (scored as empty frames), e.g. "
+            f"{first['annotator']}/{first['seq']} ({first['missing_frames']} of {first['n_frames']})",
+        )
+    first_rows = rows[:n_sequences]  # GT facts are the same for every annotator
+    for r in first_rows:
+        if not r["objects"]:
+            warnings.append(f"sequence {r['seq']}: no objects in its first GT frame, it contributes none")
+        if r["ignored_gt_ids"]:
+            warnings.append(
+                f"sequence {r['seq']}: GT ids {r['ignored_gt_ids']} exceed the first frame's objects and are "
+                f"ignored (davis2017-evaluation counts objects from the first frame)"
+            )
+    return n_missing
+
+
+def _sequence_row(r: dict) -> dict:
+    """One ``per_sequence`` row of the report (per-object numbers ×100, 4 decimals)."""
+    row = {k: r[k] for k in ("annotator", "seq", "n_frames", "n_proposals", "missing_frames")}
+    if r["objects"]:
+        row.update(_pct(_summary(r["objects"]), 4))
+    row["objects"] = [_pct(o, 4) for o in r["objects"]]
+    return row
+
+
 def evaluate_referformer_davis(
     davis_root: str | os.PathLike,
     pred_root: str | os.PathLike,
@@ -254,51 +313,13 @@ def evaluate_referformer_davis(
     root, pred_root = Path(davis_root), Path(pred_root)
     sequences = _load_sequences(root)
     annotators = _annotator_dirs(pred_root, n_annotators)
-    known = {seq for seq, _ in sequences}
     warnings: list[str] = []
-    tasks = []
-    for name, d in annotators:
-        extra = sorted(p.name for p in d.iterdir() if p.is_dir() and p.name not in known)
-        if extra:
-            warnings.append(
-                f"{d}: {len(extra)} folders are not val sequences and are ignored, e.g. {extra[0]}"
-            )
-        for seq, frames in sequences:
-            tasks.append(_Task(name, seq, frames, str(root / GT_DIR / seq), str(d / seq)))
+    tasks = _tasks(root, sequences, annotators, warnings)
     rows = parallel_map(_score, tasks, workers)
-
-    blocks: dict[str, dict] = {}
-    for name, _ in annotators:
-        objects = [o for r in rows if r["annotator"] == name for o in r["objects"]]
-        if not objects:
-            raise InputError(f"{root / GT_DIR}: no GT objects in the first frames of the val sequences")
-        blocks[name] = {**_summary(objects), "n": len(objects)}
+    blocks = _annotator_blocks(root, annotators, rows)
     head = {k: float(np.mean([b[k] for b in blocks.values()])) for k in ("J&F", *_STAT_KEYS)}
-
-    n_missing = sum(r["missing_frames"] for r in rows)
-    if n_missing:
-        first = next(r for r in rows if r["missing_frames"])
-        warnings.insert(
-            0,
-            f"{n_missing} prediction PNGs are missing (scored as empty frames), e.g. "
-            f"{first['annotator']}/{first['seq']} ({first['missing_frames']} of {first['n_frames']})",
-        )
-    first_rows = rows[: len(sequences)]  # GT facts are the same for every annotator
-    for r in first_rows:
-        if not r["objects"]:
-            warnings.append(f"sequence {r['seq']}: no objects in its first GT frame, it contributes none")
-        if r["ignored_gt_ids"]:
-            warnings.append(
-                f"sequence {r['seq']}: GT ids {r['ignored_gt_ids']} exceed the first frame's objects and are "
-                f"ignored (davis2017-evaluation counts objects from the first frame)"
-            )
-    per_sequence = []
-    for r in rows:
-        row = {k: r[k] for k in ("annotator", "seq", "n_frames", "n_proposals", "missing_frames")}
-        if r["objects"]:
-            row.update(_pct(_summary(r["objects"]), 4))
-        row["objects"] = [_pct(o, 4) for o in r["objects"]]
-        per_sequence.append(row)
+    n_missing = _add_row_warnings(warnings, rows, len(sequences))
+    per_sequence = [_sequence_row(r) for r in rows]
     return {
         "benchmark": "refdavis",
         "protocol": PROTOCOL.replace("anno_3", f"anno_{n_annotators - 1}"),

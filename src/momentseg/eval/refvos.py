@@ -257,15 +257,7 @@ def evaluate_refvos(
     """
     if check_protocol(benchmark, protocol) == "referformer":
         return evaluate_referformer_davis(data, pred, workers)
-    split = load_refvos_split(data, benchmark)
-    if not split.has_gt:
-        where = "CodaLab" if benchmark in SUBMISSION_PREFIX else "its evaluation server"
-        raise InputError(
-            f"{split.root} has no ground truth (no mask_dict.json): this split can only be scored on {where}; "
-            f"build the upload with --submission-zip OUT.zip"
-        )
-    if benchmark == "revos" and split.foreground_path is None:
-        raise InputError(f"{split.root}: ReVOS needs mask_dict_foreground.json for the R metric")
+    split = _load_scorable_split(data, benchmark)
     preds = open_mask_predictions(pred)
     preds.check_known(split)
     tasks, rows = _build_tasks(split, preds, benchmark)
@@ -275,6 +267,51 @@ def evaluate_refvos(
     for row, s in zip(rows, scores, strict=True):
         row.update(s)
     head, subsets, warnings, exact = _aggregate(benchmark, rows, split)
+    n_missing, n_missing_frames = _add_coverage_warnings(warnings, rows, split)
+    report: dict[str, Any] = {
+        "benchmark": benchmark,
+        "protocol": PROTOCOLS[benchmark],
+        "protocol_description": PROTOCOL_DESCRIPTIONS[benchmark],
+        "quirks": _quirks(benchmark, split),
+        "data": str(split.meta_path),
+        "pred": str(preds.path),
+        **head,
+        "exact": exact,
+    }
+    if subsets:
+        report["subsets"] = subsets
+    ignored = sum(1 for r in rows if benchmark in SUBSETS and r.get("type_id") not in (None, 0, 1))
+    report.update(
+        {
+            "n_expressions": len(rows),
+            "ignored": ignored,
+            "missing": n_missing,
+            "missing_frames": n_missing_frames,
+            "warnings": warnings,
+            "per_expression": [_round_row(r) for r in rows],
+        }
+    )
+    if not ignored:
+        del report["ignored"]
+    return report
+
+
+def _load_scorable_split(data: str | os.PathLike, benchmark: str) -> RefVOSSplit:
+    """Load the split ``data`` and check it has what scoring ``benchmark`` needs (GT, ReVOS foreground)."""
+    split = load_refvos_split(data, benchmark)
+    if not split.has_gt:
+        where = "CodaLab" if benchmark in SUBMISSION_PREFIX else "its evaluation server"
+        raise InputError(
+            f"{split.root} has no ground truth (no mask_dict.json): this split can only be scored on {where}; "
+            f"build the upload with --submission-zip OUT.zip"
+        )
+    if benchmark == "revos" and split.foreground_path is None:
+        raise InputError(f"{split.root}: ReVOS needs mask_dict_foreground.json for the R metric")
+    return split
+
+
+def _add_coverage_warnings(warnings: list[str], rows: list[dict], split: RefVOSSplit) -> tuple[int, int]:
+    """Add the missing-prediction / empty-target warnings to ``warnings``; returns (missing, missing_frames)."""
     n_missing = sum(r["missing"] for r in rows)
     n_missing_frames = sum(r["missing_frames"] for r in rows)
     if n_missing:
@@ -292,35 +329,15 @@ def evaluate_refvos(
             f"{len(no_target)} expressions have an empty 'anno_id' list in {split.meta_path.name} (scored "
             f"against an empty GT, as officially), e.g. {no_target[0]}"
         )
-    ignored = sum(1 for r in rows if benchmark in SUBSETS and r.get("type_id") not in (None, 0, 1))
+    return n_missing, n_missing_frames
+
+
+def _quirks(benchmark: str, split: RefVOSSplit) -> list[str]:
+    """The benchmark's known quirks, plus the anno_id fallback note when ``split`` needed it."""
     quirks = list(QUIRKS[benchmark])
     if split.anno_id_fallback:
         quirks.append(_ANNO_ID_FALLBACK)
-    report: dict[str, Any] = {
-        "benchmark": benchmark,
-        "protocol": PROTOCOLS[benchmark],
-        "protocol_description": PROTOCOL_DESCRIPTIONS[benchmark],
-        "quirks": quirks,
-        "data": str(split.meta_path),
-        "pred": str(preds.path),
-        **head,
-        "exact": exact,
-    }
-    if subsets:
-        report["subsets"] = subsets
-    report.update(
-        {
-            "n_expressions": len(rows),
-            "ignored": ignored,
-            "missing": n_missing,
-            "missing_frames": n_missing_frames,
-            "warnings": warnings,
-            "per_expression": [_round_row(r) for r in rows],
-        }
-    )
-    if not ignored:
-        del report["ignored"]
-    return report
+    return quirks
 
 
 def _round_row(row: dict) -> dict:

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from momentseg.data.predictions import load_tsg_predictions
-from momentseg.data.tsg import TSG_LOADERS
+from momentseg.data.tsg import TSG_LOADERS, TSGQuery
 from momentseg.errors import InputError
 from momentseg.eval.parallel import parallel_map
 
@@ -212,16 +212,7 @@ def evaluate_tsg(benchmark: str, gt_path, pred_path, workers: int | None = None)
     ``per_query``. A prediction
     for a qid that is not in the GT raises :class:`InputError`; a GT query without prediction is a miss.
     """
-    if benchmark not in TSG_LOADERS:
-        raise InputError(f"unknown TSG benchmark {benchmark!r} (one of {', '.join(TSG_LOADERS)})")
-    queries = TSG_LOADERS[benchmark](gt_path)
-    if not queries:
-        raise InputError(f"{gt_path}: no queries")
-    no_gt = [q.qid for q in queries if not q.windows]
-    if no_gt:
-        raise InputError(
-            f"{gt_path}: {len(no_gt)} queries have no GT windows (e.g. qid {no_gt[0]}); cannot score"
-        )
+    queries = _load_gt(benchmark, gt_path)
     preds = load_tsg_predictions(pred_path)
     known = {q.qid for q in queries}
     unknown = sorted(set(preds) - known)
@@ -231,36 +222,8 @@ def evaluate_tsg(benchmark: str, gt_path, pred_path, workers: int | None = None)
     missing = [q.qid for q in queries if q.qid not in preds]
     empty = [q.qid for q in queries if q.qid in preds and not preds[q.qid]]
     unsorted = [q.qid for q in queries if _unsorted(preds.get(q.qid, []))]
-    warnings = []
-    if missing:
-        warnings.append(
-            f"{len(missing)} of {len(queries)} queries have no prediction (scored as misses; the official "
-            f"script refuses such a submission), e.g. qid {missing[0]}"
-        )
-    if empty:
-        warnings.append(
-            f"{len(empty)} predictions have no window (scored as misses; the official script crashes), "
-            f"e.g. qid {empty[0]}"
-        )
-    if unsorted:
-        warnings.append(
-            f"{len(unsorted)} predictions list their windows not by descending score; as officially, top-1 is "
-            f"the first window, not the highest-scoring one (e.g. qid {unsorted[0]})"
-        )
-    per_query = []
-    for q, r in zip(queries, results, strict=True):
-        per_query.append(
-            {
-                "qid": q.qid,
-                "vid": q.vid,
-                "query": q.query,
-                "gt": q.windows,
-                "top1": r["top1"],
-                "iou": round(100.0 * r["iou"], 4),
-                "AP": round(100.0 * float(np.mean(r["ap"])), 4),
-                "missing": q.qid not in preds,
-            }
-        )
+    warnings = _warnings(len(queries), missing, empty, unsorted)
+    per_query = [_query_row(q, r, preds) for q, r in zip(queries, results, strict=True)]
     exact = summarize_exact(results)
     return {
         "benchmark": benchmark,
@@ -276,4 +239,54 @@ def evaluate_tsg(benchmark: str, gt_path, pred_path, workers: int | None = None)
         "unsorted_predictions": len(unsorted),
         "warnings": warnings,
         "per_query": per_query,
+    }
+
+
+def _load_gt(benchmark: str, gt_path) -> list[TSGQuery]:
+    """Load the ``benchmark`` GT queries, refusing an unknown benchmark, no queries or a query without window."""
+    if benchmark not in TSG_LOADERS:
+        raise InputError(f"unknown TSG benchmark {benchmark!r} (one of {', '.join(TSG_LOADERS)})")
+    queries = TSG_LOADERS[benchmark](gt_path)
+    if not queries:
+        raise InputError(f"{gt_path}: no queries")
+    no_gt = [q.qid for q in queries if not q.windows]
+    if no_gt:
+        raise InputError(
+            f"{gt_path}: {len(no_gt)} queries have no GT windows (e.g. qid {no_gt[0]}); cannot score"
+        )
+    return queries
+
+
+def _warnings(n_queries: int, missing: list[int], empty: list[int], unsorted: list[int]) -> list[str]:
+    """The report's warnings about missing, empty and unsorted predictions."""
+    warnings = []
+    if missing:
+        warnings.append(
+            f"{len(missing)} of {n_queries} queries have no prediction (scored as misses; the official "
+            f"script refuses such a submission), e.g. qid {missing[0]}"
+        )
+    if empty:
+        warnings.append(
+            f"{len(empty)} predictions have no window (scored as misses; the official script crashes), "
+            f"e.g. qid {empty[0]}"
+        )
+    if unsorted:
+        warnings.append(
+            f"{len(unsorted)} predictions list their windows not by descending score; as officially, top-1 is "
+            f"the first window, not the highest-scoring one (e.g. qid {unsorted[0]})"
+        )
+    return warnings
+
+
+def _query_row(q: TSGQuery, r: dict, preds: dict[int, list[list[float]]]) -> dict:
+    """One ``per_query`` row of the report: query ``q`` scored as ``r``."""
+    return {
+        "qid": q.qid,
+        "vid": q.vid,
+        "query": q.query,
+        "gt": q.windows,
+        "top1": r["top1"],
+        "iou": round(100.0 * r["iou"], 4),
+        "AP": round(100.0 * float(np.mean(r["ap"])), 4),
+        "missing": q.qid not in preds,
     }

@@ -76,6 +76,22 @@ def _score(p: np.ndarray, s: int, e: int) -> float:
     return float(np.clip(inside.mean() * (1.0 - mean_out), 0.0, 1.0))
 
 
+def _check_inputs(p: np.ndarray, ts: np.ndarray, max_windows: int) -> None:
+    """Refuse mismatched, empty, non-finite or out-of-range ``p`` / ``ts`` and ``max_windows`` below 1."""
+    if p.ndim != 1 or ts.ndim != 1 or p.size != ts.size:
+        raise InputError(f"p and timestamps must be 1-D of equal length, got {p.shape} and {ts.shape}")
+    if p.size == 0:
+        raise InputError("cannot ground a moment in a video with no frames")
+    if not (np.all(np.isfinite(p)) and np.all(np.isfinite(ts))):
+        raise InputError("p or timestamps contain NaN or infinite values")
+    if np.any(p < 0) or np.any(p > 1):
+        raise InputError("p must be probabilities in [0, 1]")
+    if np.any(np.diff(ts) <= 0):
+        raise InputError("timestamps must be strictly increasing")
+    if max_windows < 1:
+        raise InputError(f"max_windows must be at least 1, got {max_windows}")
+
+
 def ground_moments(
     p,
     timestamps,
@@ -92,18 +108,7 @@ def ground_moments(
     """
     p = np.asarray(p, dtype=np.float64)
     ts = np.asarray(timestamps, dtype=np.float64)
-    if p.ndim != 1 or ts.ndim != 1 or p.size != ts.size:
-        raise InputError(f"p and timestamps must be 1-D of equal length, got {p.shape} and {ts.shape}")
-    if p.size == 0:
-        raise InputError("cannot ground a moment in a video with no frames")
-    if not (np.all(np.isfinite(p)) and np.all(np.isfinite(ts))):
-        raise InputError("p or timestamps contain NaN or infinite values")
-    if np.any(p < 0) or np.any(p > 1):
-        raise InputError("p must be probabilities in [0, 1]")
-    if np.any(np.diff(ts) <= 0):
-        raise InputError("timestamps must be strictly increasing")
-    if max_windows < 1:
-        raise InputError(f"max_windows must be at least 1, got {max_windows}")
+    _check_inputs(p, ts, max_windows)
     ends = frame_end_times(ts, frame_duration)
 
     def window(s: int, e: int) -> tuple[float, float]:

@@ -65,6 +65,51 @@ TIME_BASE = Fraction(1, 60000)
 within the limit of MPEG-4 Part 2 (denominator <= 65535)."""
 
 
+def _timestamps_pts(timestamps: Sequence[float] | np.ndarray | None) -> np.ndarray | None:
+    """``timestamps`` (seconds) as presentation times in :data:`TIME_BASE` units from the first frame (or None)."""
+    if timestamps is None:
+        return None
+    seconds = np.asarray(timestamps, dtype=np.float64)
+    if seconds.ndim != 1 or not np.all(np.isfinite(seconds)):
+        raise ValueError("timestamps must be a 1-D sequence of finite seconds")
+    pts = np.rint((seconds - (seconds[0] if len(seconds) else 0.0)) * TIME_BASE.denominator).astype(np.int64)
+    if len(pts) > 1 and np.any(np.diff(pts) <= 0):
+        raise ValueError("timestamps must increase (by at least 1/60000 s) from frame to frame")
+    return pts
+
+
+def _add_stream(container, codec: str, rate: Fraction, shape: tuple[int, ...], vfr: bool):
+    """Add the yuv420p video stream for frames of ``shape`` (padded to even sizes); ``vfr``: own frame times."""
+    stream = container.add_stream(codec, rate=rate)
+    if vfr:
+        stream.codec_context.time_base = TIME_BASE
+        stream.time_base = TIME_BASE
+    stream.height, stream.width = shape[0] + shape[0] % 2, shape[1] + shape[1] % 2
+    stream.pix_fmt = "yuv420p"
+    if codec == "libx264":
+        stream.options = {"crf": "18", "preset": "veryfast"}
+        if vfr:  # no B-frames: an mp4 then declares the true (VFR) duration
+            stream.options = {**stream.options, "bf": "0"}
+    else:
+        stream.bit_rate = int(stream.width * stream.height * float(rate) * 0.6)
+    return stream
+
+
+def _av_frame(frame: np.ndarray, shape: tuple[int, ...], count: int, pts: np.ndarray | None) -> av.VideoFrame:
+    """Frame number ``count`` as an :class:`av.VideoFrame` (edge-padded to even sizes) with its time stamp."""
+    if shape[0] % 2 or shape[1] % 2:
+        frame = np.pad(frame, ((0, shape[0] % 2), (0, shape[1] % 2), (0, 0)), mode="edge")
+    av_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+    if pts is not None:
+        if count >= len(pts):
+            raise ValueError(f"got more frames than the {len(pts)} timestamps")
+        av_frame.pts = int(pts[count])
+        av_frame.time_base = TIME_BASE
+    else:
+        av_frame.pts = count
+    return av_frame
+
+
 def write_video(
     path: str | os.PathLike,
     frames: Iterable[np.ndarray],
@@ -82,14 +127,7 @@ def write_video(
     if not (isinstance(fps, (int, float)) and np.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be a positive number, got {fps!r}")
     rate = Fraction(fps).limit_denominator(65535)  # MPEG-4 Part 2 allows time-base denominators <= 65535
-    pts = None
-    if timestamps is not None:
-        seconds = np.asarray(timestamps, dtype=np.float64)
-        if seconds.ndim != 1 or not np.all(np.isfinite(seconds)):
-            raise ValueError("timestamps must be a 1-D sequence of finite seconds")
-        pts = np.rint((seconds - (seconds[0] if len(seconds) else 0.0)) * TIME_BASE.denominator).astype(np.int64)
-        if len(pts) > 1 and np.any(np.diff(pts) <= 0):
-            raise ValueError("timestamps must increase (by at least 1/60000 s) from frame to frame")
+    pts = _timestamps_pts(timestamps)
     codec = _pick_codec()
     count = 0
     with atomic_path(path) as tmp:
@@ -102,31 +140,10 @@ def write_video(
                     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
                         raise ValueError(f"frames must be (H, W, 3) uint8, got {frame.shape} {frame.dtype}")
                     shape = frame.shape
-                    stream = container.add_stream(codec, rate=rate)
-                    if pts is not None:
-                        stream.codec_context.time_base = TIME_BASE
-                        stream.time_base = TIME_BASE
-                    stream.height, stream.width = shape[0] + shape[0] % 2, shape[1] + shape[1] % 2
-                    stream.pix_fmt = "yuv420p"
-                    if codec == "libx264":
-                        stream.options = {"crf": "18", "preset": "veryfast"}
-                        if pts is not None:  # no B-frames: an mp4 then declares the true (VFR) duration
-                            stream.options = {**stream.options, "bf": "0"}
-                    else:
-                        stream.bit_rate = int(stream.width * stream.height * float(rate) * 0.6)
+                    stream = _add_stream(container, codec, rate, shape, vfr=pts is not None)
                 elif frame.shape != shape or frame.dtype != np.uint8:
                     raise ValueError(f"frame {count} is {frame.shape} {frame.dtype}, expected {shape} uint8")
-                if shape[0] % 2 or shape[1] % 2:
-                    frame = np.pad(frame, ((0, shape[0] % 2), (0, shape[1] % 2), (0, 0)), mode="edge")
-                av_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-                if pts is not None:
-                    if count >= len(pts):
-                        raise ValueError(f"got more frames than the {len(pts)} timestamps")
-                    av_frame.pts = int(pts[count])
-                    av_frame.time_base = TIME_BASE
-                else:
-                    av_frame.pts = count
-                container.mux(stream.encode(av_frame))
+                container.mux(stream.encode(_av_frame(frame, shape, count, pts)))
                 count += 1
             if stream is None:
                 raise ValueError("write_video got no frames")

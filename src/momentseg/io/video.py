@@ -377,60 +377,29 @@ def _index_file(path: Path, _resolved: str, _size: int, _mtime_ns: int) -> _File
     """
     container, stream = _open_container(path)
     try:
-        pts_list: list[int | None] = []
-        keys: list[tuple[int | None, int | None]] = []  # (pts, dts) of keyframe packets
-        earliest = None  # smallest pts or dts of any packet: seeking there restarts from the beginning
-        last_pts, last_packet_duration = None, None  # the last frame in time, and how long it lasts
-        placeholders = 0  # empty packets with a timestamp (e.g. AVI "drop" frames): counted in headers
-        for packet in container.demux(stream):
-            if packet.size == 0 or getattr(packet, "is_discard", False):  # flush / outside the edit list
-                placeholders += packet.pts is not None
-                continue
-            pts_list.append(packet.pts)
-            if packet.pts is not None and (last_pts is None or packet.pts >= last_pts):
-                last_pts, last_packet_duration = packet.pts, packet.duration
-            if packet.is_keyframe:
-                keys.append((packet.pts, packet.dts))
-            for ts in (packet.pts, packet.dts):
-                if ts is not None and (earliest is None or ts < earliest):
-                    earliest = ts
-        if not pts_list:
+        packets = _scan_packets(container, stream)
+        if not packets.pts:
             raise _decode_error(path, "no video frames")
         time_base = stream.time_base or Fraction(1, 1)
         width, height = stream.codec_context.width, stream.codec_context.height
         rate = stream.average_rate or stream.guessed_rate
         declared_frames = int(stream.frames or 0)
         declared_seconds = _declared_seconds(container, stream)
-        last_duration = last_packet_duration
     except _av_errors() as e:
         raise _decode_error(path, _short(e)) from None
     finally:
         container.close()
 
-    n = len(pts_list)
-    by_pts = None not in pts_list and len(set(pts_list)) == n
-    if by_pts:
-        pts = np.sort(np.asarray(pts_list, dtype=np.int64))
-        position = {int(p): i for i, p in enumerate(pts)}
-        key_pairs = sorted((position[p], p if d is None else min(p, d)) for p, d in keys)
-        if not key_pairs or key_pairs[0][0] != 0:
-            key_pairs.insert(0, (0, earliest))  # frames before the first flagged keyframe: seek to the start
-        else:
-            key_pairs[0] = (0, min(key_pairs[0][1], earliest))
-        span = Fraction(int(pts[-1] - pts[0])) * time_base
-        fps = float((n - 1) / span) if n > 1 and span > 0 else float(rate or DEFAULT_FPS)
-    else:
-        # No reliable pts (e.g. some AVI files): frames are counted in decode order, timing is regular.
-        fps = float(rate or DEFAULT_FPS)
-        pts = np.arange(n, dtype=np.int64)
-        key_pairs = [(0, 0)]
+    n = len(packets.pts)
+    pts, by_pts, key_pairs, fps = _frame_table(packets, time_base, rate)
     pts.flags.writeable = False
     if by_pts:
+        last_duration = packets.last_duration
         step = Fraction(int(last_duration)) * time_base if last_duration else Fraction(1) / Fraction(fps)
         seconds = float(Fraction(int(pts[-1] - pts[0])) * time_base + step)
     else:
         seconds = n / fps
-    damage = _damage(n, n + placeholders, seconds, fps, declared_frames, declared_seconds)
+    damage = _damage(n, n + packets.placeholders, seconds, fps, declared_frames, declared_seconds)
     return _FileIndex(
         pts=pts,
         by_pts=by_pts,
@@ -442,6 +411,64 @@ def _index_file(path: Path, _resolved: str, _size: int, _mtime_ns: int) -> _File
         width=width,
         damage=damage,
     )
+
+
+@dataclass
+class _Packets:
+    """What the demux pass sees of the video stream's packets, before the frame table is built."""
+
+    pts: list[int | None]  # pts of every non-empty packet, in decode order
+    keys: list[tuple[int | None, int | None]]  # (pts, dts) of keyframe packets
+    earliest: int | None  # smallest pts or dts of any packet: seeking there restarts from the beginning
+    last_duration: int | None  # duration of the last frame in time
+    placeholders: int  # empty packets with a timestamp (e.g. AVI "drop" frames): counted in headers
+
+
+def _scan_packets(container, stream) -> _Packets:
+    """Demux every packet of ``stream`` once (no decoding); FFmpeg errors propagate."""
+    pts_list: list[int | None] = []
+    keys: list[tuple[int | None, int | None]] = []
+    earliest = None
+    last_pts, last_packet_duration = None, None  # the last frame in time, and how long it lasts
+    placeholders = 0
+    for packet in container.demux(stream):
+        if packet.size == 0 or getattr(packet, "is_discard", False):  # flush / outside the edit list
+            placeholders += packet.pts is not None
+            continue
+        pts_list.append(packet.pts)
+        if packet.pts is not None and (last_pts is None or packet.pts >= last_pts):
+            last_pts, last_packet_duration = packet.pts, packet.duration
+        if packet.is_keyframe:
+            keys.append((packet.pts, packet.dts))
+        for ts in (packet.pts, packet.dts):
+            if ts is not None and (earliest is None or ts < earliest):
+                earliest = ts
+    return _Packets(pts_list, keys, earliest, last_packet_duration, placeholders)
+
+
+def _frame_table(
+    packets: _Packets, time_base: Fraction, rate
+) -> tuple[np.ndarray, bool, list[tuple[int, int | None]], float]:
+    """The sorted frame pts, whether they are usable (``by_pts``), keyframes' (frame, seek ts) and the fps."""
+    pts_list, n = packets.pts, len(packets.pts)
+    by_pts = None not in pts_list and len(set(pts_list)) == n
+    if by_pts:
+        pts = np.sort(np.asarray(pts_list, dtype=np.int64))
+        position = {int(p): i for i, p in enumerate(pts)}
+        key_pairs = sorted((position[p], p if d is None else min(p, d)) for p, d in packets.keys)
+        if not key_pairs or key_pairs[0][0] != 0:
+            # frames before the first flagged keyframe: seek to the start
+            key_pairs.insert(0, (0, packets.earliest))
+        else:
+            key_pairs[0] = (0, min(key_pairs[0][1], packets.earliest))
+        span = Fraction(int(pts[-1] - pts[0])) * time_base
+        fps = float((n - 1) / span) if n > 1 and span > 0 else float(rate or DEFAULT_FPS)
+    else:
+        # No reliable pts (e.g. some AVI files): frames are counted in decode order, timing is regular.
+        fps = float(rate or DEFAULT_FPS)
+        pts = np.arange(n, dtype=np.int64)
+        key_pairs = [(0, 0)]
+    return pts, by_pts, key_pairs, fps
 
 
 def _declared_seconds(container, stream) -> float | None:

@@ -120,6 +120,20 @@ def plan_scene(rng: np.random.Generator, config: WorldConfig, num_frames: int) -
     """Draw the objects of one video: appearance, entry, initial motion and scripted actions."""
     cfg, T = config, num_frames
     n = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
+    looks, group = _draw_looks(rng, cfg, n)
+    shared = str(rng.choice(_SHARED_KINDS)) if group and rng.random() < 0.6 else None
+    shared_times = _spaced_times(rng, group, int(0.1 * T), int(0.7 * T), _MIN_GAP) if shared else []
+
+    plans = []
+    for i, look in enumerate(looks):
+        shared_time = shared_times[i] if i < len(shared_times) else None
+        plans.append(_plan_object(rng, cfg, T, look, i < group, shared, shared_time))
+    order = rng.permutation(n)
+    return [plans[int(k)] for k in order]
+
+
+def _draw_looks(rng: np.random.Generator, cfg: WorldConfig, n: int) -> tuple[list[tuple[str, str, str]], int]:
+    """The (shape, size, colour) of ``n`` objects, the first ``group`` of them (returned too) look-alikes."""
     looks: list[tuple[str, str, str]] = []
     group = 0
     if n >= 2 and rng.random() < cfg.p_lookalike:
@@ -130,56 +144,74 @@ def plan_scene(rng: np.random.Generator, config: WorldConfig, num_frames: int) -
         looks.append(
             (SHAPES[rng.integers(len(SHAPES))], str(rng.choice(list(SIZES))), COLOURS[rng.integers(len(COLOURS))])
         )
-    shared = str(rng.choice(_SHARED_KINDS)) if group and rng.random() < 0.6 else None
-    shared_times = _spaced_times(rng, group, int(0.1 * T), int(0.7 * T), _MIN_GAP) if shared else []
+    return looks, group
 
-    plans = []
-    for i, (shape, size, colour) in enumerate(looks):
-        p = _ObjectPlan(shape=shape, size=size, colour=colour)
-        in_group = i < group
-        p.speed = float(rng.uniform(cfg.min_speed, cfg.max_speed))
-        enters = rng.random() < cfg.p_enter
-        starts_moving = rng.random() < cfg.p_moving
-        if in_group and shared == "enter" and i < len(shared_times):
-            enters = True
-        if in_group and shared == "start":
-            enters, starts_moving = False, False
-        if enters:
-            if in_group and shared == "enter" and i < len(shared_times):
-                p.enter_frame = shared_times[i]
-            else:
-                p.enter_frame = int(rng.integers(max(1, int(0.05 * T)), int(0.6 * T) + 1))
-            p.enter_side = SIDES[int(rng.integers(4))]
-            p.moving = True
+
+def _plan_object(
+    rng: np.random.Generator,
+    cfg: WorldConfig,
+    T: int,
+    look: tuple[str, str, str],
+    in_group: bool,
+    shared: str | None,
+    shared_time: int | None,
+) -> _ObjectPlan:
+    """Draw one object's entry, motion and actions; ``shared_time``: its slot in the group's shared event."""
+    shape, size, colour = look
+    p = _ObjectPlan(shape=shape, size=size, colour=colour)
+    p.speed = float(rng.uniform(cfg.min_speed, cfg.max_speed))
+    enters = rng.random() < cfg.p_enter
+    starts_moving = rng.random() < cfg.p_moving
+    if in_group and shared == "enter" and shared_time is not None:
+        enters = True
+    if in_group and shared == "start":
+        enters, starts_moving = False, False
+    if enters:
+        if in_group and shared == "enter" and shared_time is not None:
+            p.enter_frame = shared_time
         else:
-            p.moving = starts_moving
-        p.direction = _random_direction(rng)
-        r = SIZES[size]
-        p.start_xy = (float(rng.uniform(r, cfg.width - 1 - r)), float(rng.uniform(r, cfg.height - 1 - r)))
-        # scripted actions
-        n_act = int(rng.choice([0, 1, 2, 3], p=[0.15, 0.4, 0.3, 0.15]))
-        if in_group:
-            n_act = max(n_act, 1)
-        first = (p.enter_frame or 0) + 10
-        times = _spaced_times(rng, n_act, first, T - 12, _MIN_GAP)
-        actions: list[tuple[int, str | None]] = [(t, None) for t in times]
-        if rng.random() < cfg.p_leave and not (in_group and shared == "leave"):
-            t_leave = int(rng.integers(max(first, int(0.2 * T)), max(first, int(0.6 * T)) + 1))
-            actions = [(t, k) for t, k in actions if t <= t_leave - _MIN_GAP] + [(t_leave, "leave")]
-        if in_group and shared not in (None, "enter") and i < len(shared_times):
-            t_shared = max(shared_times[i], first)
-            actions = [(t, k) for t, k in actions if abs(t - t_shared) >= _MIN_GAP]
-            if shared == "leave":
-                actions = [(t, k) for t, k in actions if t < t_shared]
-            actions.append((t_shared, shared))
-            actions.sort(key=lambda a: a[0])
-        leaves = [k for k, (_, kind) in enumerate(actions) if kind == "leave"]
-        if leaves:  # leaving is the last thing an object does
-            actions = actions[: leaves[0] + 1]
-        p.actions = actions
-        plans.append(p)
-    order = rng.permutation(n)
-    return [plans[int(k)] for k in order]
+            p.enter_frame = int(rng.integers(max(1, int(0.05 * T)), int(0.6 * T) + 1))
+        p.enter_side = SIDES[int(rng.integers(4))]
+        p.moving = True
+    else:
+        p.moving = starts_moving
+    p.direction = _random_direction(rng)
+    r = SIZES[size]
+    p.start_xy = (float(rng.uniform(r, cfg.width - 1 - r)), float(rng.uniform(r, cfg.height - 1 - r)))
+    first = (p.enter_frame or 0) + 10
+    p.actions = _plan_actions(rng, cfg, T, first, in_group, shared, shared_time)
+    return p
+
+
+def _plan_actions(
+    rng: np.random.Generator,
+    cfg: WorldConfig,
+    T: int,
+    first: int,
+    in_group: bool,
+    shared: str | None,
+    shared_time: int | None,
+) -> list[tuple[int, str | None]]:
+    """One object's scripted actions ``(frame, kind)`` from frame ``first`` on (kind None: drawn later)."""
+    n_act = int(rng.choice([0, 1, 2, 3], p=[0.15, 0.4, 0.3, 0.15]))
+    if in_group:
+        n_act = max(n_act, 1)
+    times = _spaced_times(rng, n_act, first, T - 12, _MIN_GAP)
+    actions: list[tuple[int, str | None]] = [(t, None) for t in times]
+    if rng.random() < cfg.p_leave and not (in_group and shared == "leave"):
+        t_leave = int(rng.integers(max(first, int(0.2 * T)), max(first, int(0.6 * T)) + 1))
+        actions = [(t, k) for t, k in actions if t <= t_leave - _MIN_GAP] + [(t_leave, "leave")]
+    if in_group and shared not in (None, "enter") and shared_time is not None:
+        t_shared = max(shared_time, first)
+        actions = [(t, k) for t, k in actions if abs(t - t_shared) >= _MIN_GAP]
+        if shared == "leave":
+            actions = [(t, k) for t, k in actions if t < t_shared]
+        actions.append((t_shared, shared))
+        actions.sort(key=lambda a: a[0])
+    leaves = [k for k, (_, kind) in enumerate(actions) if kind == "leave"]
+    if leaves:  # leaving is the last thing an object does
+        actions = actions[: leaves[0] + 1]
+    return actions
 
 
 # --------------------------------------------------------------------------------------------- simulation
