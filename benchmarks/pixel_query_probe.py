@@ -100,15 +100,12 @@ class Probe(nn.Module):
 def s4_features(sam2, px: torch.Tensor, coarse: bool = False) -> torch.Tensor:
     """(B,3,S,S) → (B, (S/4)², C0): SAM2's S/4 features (after ``conv_s0``), as the pixel query reads them;
     ``coarse`` (``--coarse``): also the S/16 image embedding bilinearly upsampled to S/4 (B, (S/4)², C0 + C) —
-    SAM2's FPN gives the S/4 level no top-down path, so that is where any larger context would come from."""
-    fpn = sam2.get_image_features(px, return_dict=True).fpn_hidden_states
-    fine = fpn[0].permute(1, 0, 2)
+    SAM2's FPN gives the S/4 level no top-down path, so that is where any larger context would come from. The
+    map the model's coarse pixel query reads (``MomentSegSam2.pixel_features``)."""
+    feats = sam2.pixel_features(px)
     if not coarse:
-        return fine
-    side, top_side = px.shape[-1] // 4, px.shape[-1] // 16
-    top = fpn[-1].permute(1, 2, 0).reshape(px.shape[0], -1, top_side, top_side)
-    top = F.interpolate(top, size=(side, side), mode="bilinear", align_corners=False)
-    return torch.cat([fine, top.flatten(2).transpose(1, 2)], dim=2)
+        feats = feats[:, : sam2.language_dims[1]]
+    return feats.flatten(2).transpose(1, 2)
 
 
 def run_text(sam2, train, test, vocab, args) -> dict:

@@ -10,6 +10,8 @@ underneath: with the class labels themselves as the target, how fast does each e
   ``--coarse`` also on the S/16 image embedding upsampled to S/4 (SAM2's FPN gives the S/4 level no top-down
   path); with ``--tune-encoder`` the image encoder and ``conv_s0`` train too (else their features are
   standardised and frozen).
+- ``--own-head``: no fitting; the encoder folder's own per-pixel class head (``configs/tiny-sam2-classes.yaml``
+  trains it with the encoder) scored on the same frames.
 - ``--encoder cnn``: a 5-layer 32-channel CNN from the pixels (two stride-2 convs to S/4, then a plain and a
   dilated 3 × 3 conv), the reference for how learnable the task is at this resolution.
 
@@ -49,10 +51,7 @@ def build(split: str, n: int, size: int, stride: int = 7) -> tuple[torch.Tensor,
         v = syn.generate_video(syn.video_seed(seed, i), syn.video_id(i))
         i += 1
         for f in range(0, v.num_frames, stride):
-            lab = np.zeros(v.frames.shape[1:3], np.int64)
-            for tr in v.objects:  # later objects are nearer (drawn over earlier ones)
-                lab[v.object_masks[tr.obj_id][f]] = 1 + syn.SHAPES.index(tr.shape)
-            lab_t = torch.as_tensor(lab)[None, None].float()
+            lab_t = torch.as_tensor(v.pixel_classes([f])[0])[None].float()
             frames.append(preprocess_for_sam2(v.frames[[f]], size)[0])
             labels.append(F.interpolate(lab_t, size=(size // 4, size // 4), mode="nearest")[0, 0].long())
     return torch.stack(frames[:n]), torch.stack(labels[:n])
@@ -79,13 +78,8 @@ class Sam2Features(nn.Module):
         self.channels += sam2.config.mask_decoder_config.hidden_size if coarse else 0
 
     def forward(self, px: torch.Tensor) -> torch.Tensor:
-        fpn = self.sam2.get_image_features(px, return_dict=True).fpn_hidden_states
-        side = px.shape[-1] // 4
-        fine = fpn[0].permute(1, 2, 0).reshape(px.shape[0], -1, side, side)
-        if not self.coarse:
-            return fine
-        top = fpn[-1].permute(1, 2, 0).reshape(px.shape[0], -1, side // 4, side // 4)
-        return torch.cat([fine, F.interpolate(top, size=(side, side), mode="bilinear", align_corners=False)], 1)
+        feats = self.sam2.pixel_features(px)  # the map the model's coarse pixel query reads
+        return feats if self.coarse else feats[:, : self.sam2.language_dims[1]]
 
 
 def reference_cnn() -> nn.Module:
@@ -139,8 +133,24 @@ def score(model: nn.Module, frames: torch.Tensor, labels: torch.Tensor) -> float
     return shape_miou(logits, labels)
 
 
+def own_head(args) -> dict:
+    """Score the encoder folder's own per-pixel class head (the ``classes`` stage's), untrained further."""
+    model = MomentSegModel.from_pretrained(args.encoder).eval()
+    if not model.config.pixel_classes:
+        raise SystemExit(f"{args.encoder}: this model has no per-pixel class head")
+
+    def net(px):
+        return model.pixel_class_head(model.sam2.pixel_features(px))[:, :CLASSES]
+
+    val_x, val_y = build("val", args.val_items, IMAGE_SIZE)
+    train_x, train_y = build("train", args.val_items, IMAGE_SIZE)
+    return {"val_shape_miou": score(net, val_x, val_y), "train_shape_miou": score(net, train_x, train_y)}
+
+
 def run(args) -> dict:
     torch.manual_seed(args.seed)
+    if args.own_head:
+        return own_head(args)
     train_x, train_y = build("train", args.train_items, IMAGE_SIZE)
     val_x, val_y = build("val", args.val_items, IMAGE_SIZE)
     model, params, lr = make_model(args)
@@ -169,6 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--encoder", default="pretrained/tiny-sam2", help="a model folder (its SAM2), random or cnn")
     ap.add_argument("--coarse", action="store_true", help="SAM2: also the S/16 image embedding")
     ap.add_argument("--tune-encoder", action="store_true", help="SAM2: train the image encoder and conv_s0 too")
+    ap.add_argument("--own-head", action="store_true",
+                    help="score the encoder folder's own per-pixel class head (configs/tiny-sam2-classes.yaml)")
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--train-items", type=int, default=800)
@@ -181,6 +193,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--steps, --batch, --train-items, --val-items and --eval-every must be ≥ 1")
     if args.encoder == "cnn" and (args.coarse or args.tune_encoder):
         ap.error("--coarse / --tune-encoder apply to a SAM2 encoder, not cnn")
+    if args.own_head and (args.encoder in ("cnn", "random") or args.tune_encoder):
+        ap.error("--own-head scores a trained model folder's head as it is")
     result = run(args)
     result["args"] = vars(args)
     print(f"{args.encoder}: val shape mIoU {result['val_shape_miou']:.3f} (train {result['train_shape_miou']:.3f})")

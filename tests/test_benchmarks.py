@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from momentseg.data.synthetic import WorldConfig, caption_vocabulary, generate_video
+from momentseg.data.synthetic import PIXEL_CLASS_COUNTS, WorldConfig, caption_vocabulary, generate_video
 from momentseg.grounding.sampling import select_keyframes
 from momentseg.io.video import open_video
 from momentseg.model.momentseg import MomentSegModel
@@ -429,6 +429,12 @@ def test_shape_probe_scores_and_runs(model_dir, tmp_path):
                     "--val-items", "2", "--eval-every", "1", "--json", str(out)])
         result = json.loads(out.read_text())
         assert [c["step"] for c in result["curve"]] == [1, 2] and 0.0 <= result["val_shape_miou"] <= 1.0
+    headed = tmp_path / "headed"
+    MomentSegModel.tiny(caption_vocabulary(), pixel_classes=PIXEL_CLASS_COUNTS).save_pretrained(headed)
+    probe.main(["--encoder", str(headed), "--own-head", "--val-items", "2", "--json", str(out)])
+    assert 0.0 <= json.loads(out.read_text())["val_shape_miou"] <= 1.0
+    with pytest.raises(SystemExit):
+        probe.main(["--encoder", str(model_dir), "--own-head", "--val-items", "2"])  # no head to score
 
 
 def test_pixel_query_probe_scores_iou_and_runs(model_dir, tmp_path):

@@ -1,5 +1,6 @@
-"""The backbone pretraining stages of the embedded model: SAM2's own task (prompted tracking) and the
-vision–language caption / QA task — their data, their losses, and their runs through the trainer."""
+"""The backbone pretraining stages of the embedded model: SAM2's own task (prompted tracking), its image encoder on
+per-pixel shape / colour classes, and the vision–language caption / QA task — their data, their losses, and their
+runs through the trainer."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import torch
 from momentseg.data import synthetic as syn
 from momentseg.data.synthetic import caption_vocabulary
 from momentseg.errors import InputError
-from momentseg.model import CaptionSample, MomentSegModel, TrackSample
+from momentseg.model import CaptionSample, ClassesSample, MomentSegModel, TrackSample
 from momentseg.sam2.config import preprocess_for_sam2
 from momentseg.train.config import LossConfig, config_from_dict
-from momentseg.train.data import SampleStream, SyntheticSource, track_sample
+from momentseg.train.data import SampleStream, SyntheticSource, classes_sample, track_sample
 from momentseg.train.loop import build_model, train
 from momentseg.train.shapes import SampleShape
 
@@ -102,6 +103,77 @@ def test_track_loss_trains_the_decoder_and_memory(model, video):
     assert all(p.grad is None for p in model.qwen.parameters())  # no language in SAM2's own task
 
 
+# ------------------------------------------------------------------------------------------ pixel classes
+def test_pixel_classes_name_the_visible_object_of_each_pixel(video):
+    idx = np.arange(0, video.num_frames, 5)
+    shapes, colours = video.pixel_classes(idx)
+    assert shapes.shape == colours.shape == (len(idx), *video.frames.shape[1:3])
+    covered = np.zeros(shapes.shape, bool)
+    for tr in video.objects:
+        mask = video.object_masks[tr.obj_id][idx]
+        covered |= mask
+        assert (shapes[mask] == 1 + syn.SHAPES.index(tr.shape)).all()
+        for k, f in enumerate(idx):  # its colour on that frame, or "no class" while it blends
+            want = 1 + int(tr.colour[f]) if tr.colour[f] >= 0 else -1
+            assert (colours[k][mask[k]] == want).all()
+    assert covered.any() and (shapes[~covered] == 0).all() and (colours[~covered] == 0).all()
+    # the pixels carry the named colour's RGB value where the class says so (red = class 1)
+    red = colours == 1 + syn.COLOURS.index("red")
+    assert np.array_equal(video.frames[idx][red], np.broadcast_to(syn.PALETTE["red"], (int(red.sum()), 3)))
+    a = classes_sample(video, np.random.default_rng(4), SHAPE)
+    b = classes_sample(video, np.random.default_rng(4), SHAPE)
+    assert isinstance(a, ClassesSample) and a.frames.shape[0] == SHAPE.classes_frames
+    assert np.array_equal(a.shapes, b.shapes) and np.array_equal(a.frames, b.frames)
+
+
+def test_classes_loss_trains_the_image_encoder_and_learns(video):
+    torch.manual_seed(0)
+    m = MomentSegModel.tiny(caption_vocabulary(), sam2_image_size=64, pixel_classes=syn.PIXEL_CLASS_COUNTS)
+    sample = classes_sample(video, np.random.default_rng(0), SHAPE)
+    out = m.forward_classes([sample])
+    loss = out.weighted(LossConfig(pixel_shape=1.0, pixel_colour=0.5).by_component())
+    assert torch.isclose(loss.detach(), out.shape_ce + 0.5 * out.colour_ce)
+    loss.backward()
+    for name in ("sam2.vision_encoder", "sam2.mask_decoder.conv_s0", "pixel_class_head"):
+        grads = [p.grad for n, p in m.named_parameters() if n.startswith(name) and p.grad is not None]
+        assert grads and any(g.abs().sum() > 0 for g in grads), name
+    untouched = ("qwen", "sam2.memory_attention", "sam2.mask_decoder.transformer", "seg_head")
+    assert all(p.grad is None for n, p in m.named_parameters() if n.startswith(untouched))
+    opt = torch.optim.Adam([p for p in m.parameters() if p.grad is not None], lr=3e-3)
+    first = float(loss.detach())
+    for _ in range(25):
+        opt.zero_grad()
+        out = m.forward_classes([sample])
+        (out.shape_ce + out.colour_ce).backward()
+        opt.step()
+    assert float(out.shape_ce + out.colour_ce) < 0.5 * first
+    with pytest.raises(ValueError, match="pixel_class_head"):
+        MomentSegModel.tiny(caption_vocabulary(), sam2_image_size=64).forward_classes([sample])
+
+
+def test_a_coarse_pixel_query_adds_w_dot_s4_and_s16_features_to_the_masks(video):
+    """The pixel query of C0 + C + 1 values adds ``w · [S/4, up(S/16)] + b`` to the decoded mask logits."""
+    torch.manual_seed(0)
+    m = MomentSegModel.tiny(caption_vocabulary(), sam2_image_size=64)
+    assert m.config.pixel_query_coarse and m.config.seg_dim == m.config.prompt_dim + m.config.pixel_query_dim
+    p, c0 = m.sam2.language_dims
+    px = preprocess_for_sam2(video.frames[:3], 64)
+    base = torch.zeros(m.config.seg_dim)
+    base[:p] = torch.randn(p)
+    query = torch.randn(m.config.pixel_query_dim - 1) * 0.1
+    other = base.clone()
+    other[p:-1], other[-1] = query, 0.3
+    with torch.no_grad():
+        low_a, score_a = m.sam2.decode_clip(px, base)
+        low_b, score_b = m.sam2.decode_clip(px, other)
+        feats = m.sam2.pixel_features(px[:1])[0]  # frame 0: decoded from the prompt alone
+    assert feats.shape == (c0 + m.sam2.hidden_dim, 16, 16)
+    want = torch.einsum("chw,c->hw", feats, query) + 0.3
+    assert torch.allclose(low_b[0] - low_a[0], want, atol=1e-4) and torch.equal(score_a[0], score_b[0])
+    with pytest.raises(ValueError, match=r"P\+C0\+C\+1"):
+        m.sam2.set_language_embedding(m.sam2._clip_session(px), 0, torch.zeros(p + c0 + 5))
+
+
 # ------------------------------------------------------------------------------------------ captions
 def test_caption_samples_are_in_the_model_vocabulary(model):
     stream = SampleStream([SyntheticSource("caption")], SHAPE, seed=0)
@@ -140,12 +212,19 @@ def _cfg(task, out, steps=2, **model):
 
 def test_pretraining_stages_run_and_fine_tuning_loads_both_backbones(tmp_path):
     sam2_run = train(_cfg("track", tmp_path / "sam2"))
+    classes_run = train(_cfg("classes", tmp_path / "classes", preset="tiny", pixel_class_head=True,
+                             sam2_from=str(sam2_run.final)))
+    assert all({"classes/shape_ce", "classes/colour_ce"} <= set(r) for r in classes_run.history)
+    assert MomentSegModel.from_pretrained(classes_run.final).config.pixel_classes == list(syn.PIXEL_CLASS_COUNTS)
+    with pytest.raises(InputError, match="pixel_class_head"):
+        train(_cfg("classes", tmp_path / "no-head"))
     vlm_run = train(_cfg("caption", tmp_path / "vlm"))
     assert [set(r) >= {"track/mask_dice", "track_samples"} for r in sam2_run.history] == [True, True]
     assert all("caption/lm_loss" in r for r in vlm_run.history)
-    cfg = _cfg("refvos", tmp_path / "ft", pretrained=str(vlm_run.final), sam2_from=str(sam2_run.final))
+    cfg = _cfg("refvos", tmp_path / "ft", pretrained=str(vlm_run.final), sam2_from=str(classes_run.final))
     ft = build_model(cfg)
-    sam2 = MomentSegModel.from_pretrained(sam2_run.final).sam2.state_dict()
+    assert not hasattr(ft, "pixel_class_head")  # a pretraining head: the fine-tuned model takes SAM2 alone
+    sam2 = MomentSegModel.from_pretrained(classes_run.final).sam2.state_dict()
     vlm = MomentSegModel.from_pretrained(vlm_run.final)
     assert all(torch.equal(v, sam2[k]) for k, v in ft.sam2.state_dict().items())
     assert all(torch.equal(v, vlm.qwen.state_dict()[k]) for k, v in ft.qwen.state_dict().items())

@@ -9,8 +9,15 @@ Main entry points: :class:`MomentSegModel` (``build``, ``tiny``, ``from_pretrain
 """
 
 from momentseg.model.config import MomentSegConfig, preset_config
-from momentseg.model.momentseg import CaptionSample, MomentSegModel, RefVOSSample, TrackSample, TSGSample
-from momentseg.model.outputs import CaptionOutput, RefVOSOutput, TrackOutput, TSGOutput
+from momentseg.model.momentseg import (
+    CaptionSample,
+    ClassesSample,
+    MomentSegModel,
+    RefVOSSample,
+    TrackSample,
+    TSGSample,
+)
+from momentseg.model.outputs import CaptionOutput, ClassesOutput, RefVOSOutput, TrackOutput, TSGOutput
 from momentseg.model.processing import MomentSegBatch, MomentSegProcessor
 from momentseg.model.tokenizer import build_word_tokenizer
 
@@ -25,6 +32,8 @@ __all__ = [
     "TrackOutput",
     "TrackSample",
     "CaptionSample",
+    "ClassesOutput",
+    "ClassesSample",
     "TSGOutput",
     "TSGSample",
     "build_word_tokenizer",

@@ -79,6 +79,13 @@ class MomentSegConfig:
     # BENCHMARKS.md): one linear query per object fitted on the tiny SAM2's S/4 features has median norm 8.9,
     # while the [SEG] head of the model shipped before trained at gain 1 gave queries of norm 0.31.
     pixel_query_scale: float = 1.0
+    # The pixel query also reads SAM2's S/16 image embedding (upsampled to S/4): C0 + C + 1 values instead of
+    # C0 + 1 (momentseg.sam2.video.pixel_query_features). Measured (BENCHMARKS.md, "Round 3"): one query per
+    # object isolates it at IoU 0.87 with it against 0.58 on the S/4 features alone.
+    pixel_query_coarse: bool = False
+    # Class counts of the per-pixel class heads the image-encoder pretraining task trains (the synthetic
+    # world's shapes and colours, background included; train config model.pixel_class_head); empty = no head.
+    pixel_classes: list[int] = field(default_factory=list)
     # This project's addition for an LLM trained from scratch (tiny preset): the [FIND] / [SEG] heads read the
     # special token's hidden state plus a learned bag-of-words embedding (mean) of the query's tokens. The
     # last-layer states of a from-scratch 2-layer LLM share one dominant direction: measured after 250 steps,
@@ -114,8 +121,10 @@ class MomentSegConfig:
 
     @property
     def pixel_query_dim(self) -> int:
-        """C0 + 1: SAM2's S/4 feature channels (mask decoder width / 8) and a bias."""
-        return int(self.sam2.get("mask_decoder_config", {}).get("hidden_size", 256)) // 8 + 1
+        """C0 + 1: SAM2's S/4 feature channels (mask decoder width / 8) and a bias; C0 + C + 1 with
+        ``pixel_query_coarse`` (C: the S/16 embedding's channels, the mask decoder width)."""
+        width = int(self.sam2.get("mask_decoder_config", {}).get("hidden_size", 256))
+        return width // 8 + (width if self.pixel_query_coarse else 0) + 1
 
     @property
     def seg_dim(self) -> int:
@@ -279,6 +288,7 @@ def preset_config(name: str, tokenizer=None, sam2_image_size: int | None = None)
             seg_frame_size=112,
             seg_pixel_query=True,
             pixel_query_scale=16.0,
+            pixel_query_coarse=True,
             pool_query=True,
             fps=5.0,  # the synthetic world's videos last 4–12 s: 1 fps would leave ≤ 12 frames per video
             find_max_frames=32,

@@ -26,7 +26,7 @@ from torch import nn
 from momentseg.model.base import build_from_base
 from momentseg.model.checkpoint import load_checkpoint, read_folder_config, released_source, save_checkpoint
 from momentseg.model.config import MomentSegConfig, preset_config
-from momentseg.model.outputs import CaptionOutput, RefVOSOutput, TrackOutput, TSGOutput
+from momentseg.model.outputs import CaptionOutput, ClassesOutput, RefVOSOutput, TrackOutput, TSGOutput
 from momentseg.model.preprocess import VisionLayout
 from momentseg.model.processing import (
     VIDEO,
@@ -52,6 +52,10 @@ QUERY_BAG_INIT_STD = 6.0
 #: Queries whose suffixes run together against one shared prefix's KV cache (``find_logits_many`` /
 #: ``seg_embedding_many``): the cache is expanded to this many rows per pass.
 QUERIES_PER_PASS = 16
+
+#: Weight of the background class in the per-pixel class cross-entropies (``forward_classes``): objects cover
+#: a few percent of a synthetic frame.
+PIXEL_BACKGROUND_WEIGHT = 0.2
 
 
 @dataclass
@@ -84,6 +88,16 @@ class TrackSample:
     frames: np.ndarray
     masks: np.ndarray
     prompts: list[dict]
+
+
+@dataclass
+class ClassesSample:
+    """One image-encoder pretraining sample: frames (n,H,W,3) uint8 and their per-pixel classes (n,H,W) int —
+    ``shapes`` and ``colours``, 0 = background, -1 = no class (e.g. a colour while it blends)."""
+
+    frames: np.ndarray
+    shapes: np.ndarray
+    colours: np.ndarray
 
 
 @dataclass
@@ -137,6 +151,9 @@ class MomentSegModel(nn.Module):
             vocab = int(config.qwen["text_config"]["vocab_size"])
             self.query_bag = nn.EmbeddingBag(vocab, config.hidden_size, mode="mean")
             nn.init.normal_(self.query_bag.weight, std=QUERY_BAG_INIT_STD)
+        if config.pixel_classes:  # per-pixel class heads over the coarse pixel-query map (forward_classes)
+            width = int(config.sam2["mask_decoder_config"]["hidden_size"])
+            self.pixel_class_head = nn.Conv2d(width // 8 + width, sum(config.pixel_classes), 1)
         if config.seg_pixel_query:  # the pixel query starts at zero: no change to SAM2's masks
             with torch.no_grad():
                 self.seg_head[2].weight[config.prompt_dim :].zero_()
@@ -187,13 +204,16 @@ class MomentSegModel(nn.Module):
         return model
 
     @classmethod
-    def tiny(cls, words: Iterable[str], sam2_image_size: int = 128) -> MomentSegModel:
+    def tiny(cls, words: Iterable[str], sam2_image_size: int = 128,
+             pixel_classes: Iterable[int] = ()) -> MomentSegModel:
         """A random tiny-preset model with a word tokenizer over ``words`` (the embedded model's are the synthetic
-        world's: ``momentseg.data.synthetic.caption_vocabulary()``)."""
-        return cls.random("tiny", words, sam2_image_size)
+        world's: ``momentseg.data.synthetic.caption_vocabulary()``); ``pixel_classes``: class counts of the
+        per-pixel class heads (``forward_classes``), none by default."""
+        return cls.random("tiny", words, sam2_image_size, pixel_classes)
 
     @classmethod
-    def random(cls, preset: str, words: Iterable[str], sam2_image_size: int | None = None) -> MomentSegModel:
+    def random(cls, preset: str, words: Iterable[str], sam2_image_size: int | None = None,
+               pixel_classes: Iterable[int] = ()) -> MomentSegModel:
         """A randomly initialised model of ``preset`` (``tiny`` / ``3b`` / ``7b``) with a word tokenizer over
         ``words`` and the prompt templates — no tokenizer files needed, e.g.
         to measure the cost of a real-size model (build it under ``with torch.device("cuda"):`` to initialise it
@@ -201,7 +221,9 @@ class MomentSegModel(nn.Module):
         words = list(words)
         probe = preset_config(preset, build_word_tokenizer([]))  # only for the prompt templates
         tokenizer = build_word_tokenizer(words, _template_texts(probe))
-        return cls.build(preset_config(preset, tokenizer, sam2_image_size=sam2_image_size), tokenizer)
+        config = preset_config(preset, tokenizer, sam2_image_size=sam2_image_size)
+        config.pixel_classes = [int(n) for n in pixel_classes]
+        return cls.build(config, tokenizer)
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> MomentSegModel:
@@ -498,6 +520,28 @@ class MomentSegModel(nn.Module):
             objs.append(F.binary_cross_entropy_with_logits(scores.T.float()[keep], present[keep]))
         mask_bce, mask_dice, object_bce = (torch.stack(x).mean() for x in (bces, dices, objs))
         return TrackOutput(mask_bce, mask_dice, object_bce)
+
+    def forward_classes(self, samples: list[ClassesSample]) -> ClassesOutput:
+        """Image-encoder pretraining loss: per-pixel shape and colour classes from the map a coarse pixel query
+        reads (``self.sam2.pixel_features``: SAM2's S/4 features + the S/16 embedding) through
+        ``pixel_class_head`` (a 1 × 1 conv), labels taken nearest at S/4; cross-entropy per label kind, the
+        background weighted :data:`PIXEL_BACKGROUND_WEIGHT`, pixels of class -1 left out."""
+        c = self.config
+        if not c.pixel_classes:
+            raise ValueError("this model has no per-pixel class head (train config: model.pixel_class_head: true)")
+        sam_dtype = next(self.sam2.parameters()).dtype
+        px = torch.cat([preprocess_for_sam2(as_uint8(s.frames), c.sam2_image_size) for s in samples])
+        logits = self.pixel_class_head(self.sam2.pixel_features(px.to(self.device, sam_dtype))).float()
+        side = logits.shape[-2:]
+        losses = []
+        for kind, count in zip(("shapes", "colours"), c.pixel_classes, strict=True):
+            labels = torch.cat([torch.as_tensor(np.asarray(getattr(s, kind), dtype=np.float32)) for s in samples])
+            labels = F.interpolate(labels[:, None], size=side, mode="nearest-exact")[:, 0].long().to(logits.device)
+            weight = torch.ones(count, device=logits.device)
+            weight[0] = PIXEL_BACKGROUND_WEIGHT
+            first = sum(c.pixel_classes[: len(losses)])
+            losses.append(F.cross_entropy(logits[:, first : first + count], labels, weight=weight, ignore_index=-1))
+        return ClassesOutput(*losses)
 
     def forward_caption(self, samples: list[CaptionSample]) -> CaptionOutput:
         """Vision–language pretraining loss (one padded LLM pass): next-token cross-entropy over the answer

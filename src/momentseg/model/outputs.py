@@ -65,6 +65,15 @@ class TrackOutput(_LossOutput):
 
 
 @dataclass
+class ClassesOutput(_LossOutput):
+    """``forward_classes`` (image-encoder pretraining): per-pixel shape and colour cross-entropies."""
+
+    COMPONENTS: ClassVar[tuple[str, ...]] = ("shape_ce", "colour_ce")
+    shape_ce: torch.Tensor
+    colour_ce: torch.Tensor
+
+
+@dataclass
 class CaptionOutput(_LossOutput):
     """``forward_caption`` (vision–language pretraining): lm_loss."""
 

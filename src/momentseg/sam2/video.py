@@ -126,9 +126,10 @@ class MomentSegSam2(Sam2VideoModel):
             inference_session.language_embeds.pop(obj_idx, None)
             return
         hidden, channels = self.language_dims
-        if embedding.ndim != 1 or embedding.shape[0] not in (hidden, hidden + channels + 1):
-            raise ValueError(f"a language embedding must be (P,) with P={hidden} (or P+C0+1={hidden + channels + 1} "
-                             f"with a pixel query), got {tuple(embedding.shape)}")
+        coarse = channels + self.hidden_dim
+        if embedding.ndim != 1 or embedding.shape[0] not in (hidden, hidden + channels + 1, hidden + coarse + 1):
+            raise ValueError(f"a language embedding must be (P,) with P={hidden}, or P+C0+1={hidden + channels + 1} "
+                             f"or P+C0+C+1={hidden + coarse + 1} with a pixel query, got {tuple(embedding.shape)}")
         inference_session.language_embeds[obj_idx] = embedding
 
     def _language(self, inference_session, obj_idx: int, is_init_cond_frame: bool) -> torch.Tensor | None:
@@ -296,12 +297,14 @@ class MomentSegSam2(Sam2VideoModel):
                 track_in_reverse_time=reverse,
                 streaming=streaming,
             )
+            raw = vision_feats[-1].permute(1, 2, 0).view(-1, self.hidden_dim, *self.backbone_feature_sizes[-1])
             out = self._decode(
                 high_res + [pix_feat],
                 point_inputs,
                 prev_sam_mask_logits,
                 self._use_multimask(is_init_cond_frame, point_inputs),
                 language,
+                raw,
             )
         return out
 
@@ -340,10 +343,13 @@ class MomentSegSam2(Sam2VideoModel):
         mask_inputs: torch.Tensor | None,
         multimask_output: bool,
         language: torch.Tensor | None,
+        raw_embedding: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """The SAM heads on precomputed features ``image_embeddings`` (S/4, S/8, then the memory-conditioned
         S/16 map): prompt encoder (points, else one padding point; a dense mask prompt), the language token
-        appended to the sparse prompts, mask decoder, the pixel query added to its masks, the "no object" clamp
+        appended to the sparse prompts, mask decoder, the pixel query added to its masks (a query of C0 + C + 1
+        values also reads ``raw_embedding``, the frame's S/16 map before memory; default the last of
+        ``image_embeddings``; see :func:`pixel_query_features`), the "no object" clamp
         (``clamp_no_object_masks``), best-IoU mask when multimask, object pointer (the "no object" pointer when
         the score says absent). As transformers' ``_single_frame_forward`` for precomputed features."""
         batch_size = image_embeddings[-1].shape[0]
@@ -358,8 +364,9 @@ class MomentSegSam2(Sam2VideoModel):
             high_resolution_features=image_embeddings[:-1],
         )
         if query is not None:  # w · feature(x) + b over the S/4 features, on every returned mask
-            feats = image_embeddings[0]  # (B, C0, S/4, S/4)
             channels = query.shape[0] - 1
+            coarse = raw_embedding if raw_embedding is not None else image_embeddings[-1]
+            feats = pixel_query_features(image_embeddings[0], coarse if channels > image_embeddings[0].shape[1] else None)
             match = torch.einsum("bchw,c->bhw", feats, query[:channels].to(feats.dtype))
             match = match + query[channels].to(feats.dtype)
             masks = masks + match[:, None, None].to(masks.dtype)
@@ -422,6 +429,17 @@ class MomentSegSam2(Sam2VideoModel):
         }
 
     # ------------------------------------------------------------------------------------------------ training
+    def pixel_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The map a coarse pixel query reads (:func:`pixel_query_features` of the S/4 features and the S/16 image
+        embedding) for preprocessed frames (B,3,S,S), with autograd as the caller has it: (B, C0 + C, S/4, S/4).
+        The image-encoder pretraining task (per-pixel classes) trains it."""
+        fpn = self.get_image_features(pixel_values, return_dict=True).fpn_hidden_states
+        b = pixel_values.shape[0]
+        fine, coarse = fpn[0], fpn[-1]  # (HW, B, C): S/4 after conv_s0, and S/16
+        s4, s16 = self.backbone_feature_sizes[0], self.backbone_feature_sizes[-1]
+        return pixel_query_features(fine.permute(1, 2, 0).reshape(b, -1, *s4),
+                                    coarse.permute(1, 2, 0).reshape(b, -1, *s16))
+
     def _clip_session(self, pixel_values: torch.Tensor) -> LanguageSession:
         """A session over a short clip (K,3,S,S) whose frames' image features are computed in one batch (with
         autograd when enabled) and seeded into the session cache (the session would otherwise encode per
@@ -517,6 +535,17 @@ class MomentSegSam2(Sam2VideoModel):
         finally:
             self.train(was_training)
         return torch.stack(masks), torch.stack(scores)
+
+
+def pixel_query_features(fine: torch.Tensor, coarse: torch.Tensor | None = None) -> torch.Tensor:
+    """The map a pixel query reads: SAM2's S/4 features ``fine`` (B, C0, S/4, S/4), and with ``coarse`` (the
+    S/16 image embedding (B, C, S/16, S/16)) that map upsampled bilinearly to S/4 and appended — (B, C0 + C, S/4,
+    S/4). SAM2's FPN gives the S/4 level no top-down path, so alone it sees little beyond a few pixels (what
+    shape a pixel belongs to needs the S/16 context: BENCHMARKS.md, "Round 3")."""
+    if coarse is None:
+        return fine
+    up = F.interpolate(coarse.to(fine.dtype), size=fine.shape[-2:], mode="bilinear", align_corners=False)
+    return torch.cat([fine, up], dim=1)
 
 
 def build_sam2(

@@ -18,10 +18,10 @@ import yaml
 
 from momentseg.errors import InputError
 
-TASKS = ("tsg", "refvos", "track", "caption")
-#: Backbone pretraining tasks: SAM2's own task (prompted tracking) and vision–language captions / QA. A
-#: stream of one of them holds nothing else.
-PRETRAIN_TASKS = ("track", "caption")
+TASKS = ("tsg", "refvos", "track", "caption", "classes")
+#: Backbone pretraining tasks: SAM2's own task (prompted tracking), vision–language captions / QA and SAM2's image
+#: encoder on per-pixel shape and colour classes. A stream of one of them holds nothing else.
+PRETRAIN_TASKS = ("track", "caption", "classes")
 SOURCE_TYPES = ("synthetic", "mask_dict", "charades", "activitynet")
 PRECISIONS = ("auto", "bf16", "fp32")
 PRESETS = ("tiny", "3b", "7b")
@@ -63,6 +63,8 @@ class ModelConfig:
     frozen: list[str] = field(default_factory=list)
     trainable: list[str] = field(default_factory=list)
     gradient_checkpointing: bool = False
+    #: add the per-pixel shape / colour class heads the ``classes`` task trains (a fresh ``tiny`` model only)
+    pixel_class_head: bool = False
 
 
 @dataclass
@@ -121,11 +123,13 @@ class LossConfig:
     mask_dice: float = 0.5
     lm: float = 1.0
     object_score: float = 1.0
+    pixel_shape: float = 1.0
+    pixel_colour: float = 1.0
 
     def by_component(self) -> dict[str, float]:
         """The weights by the name of the component each weighs (the typed outputs' ``COMPONENTS``)."""
         return {"find_loss": self.find, "lm_loss": self.lm, "mask_bce": self.mask_bce, "mask_dice": self.mask_dice,
-                "object_bce": self.object_score}
+                "object_bce": self.object_score, "shape_ce": self.pixel_shape, "colour_ce": self.pixel_colour}
 
 
 @dataclass
@@ -256,6 +260,8 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
         raise bad("model.preset", f"must be one of {', '.join(PRESETS)}, got {m.preset!r}")
     if m.preset in ("3b", "7b") and not (m.qwen_dir and m.sam2_dir):
         raise bad("model", f"preset {m.preset} needs 'qwen_dir' and 'sam2_dir' (local base-model folders)")
+    if m.pixel_class_head and m.preset != "tiny":
+        raise bad("model.pixel_class_head", "adds a fresh head to a new tiny model: needs preset: tiny")
     if m.lora is not None:
         if m.lora.r < 1 or m.lora.alpha <= 0 or not 0 <= m.lora.dropout < 1:
             raise bad("model.lora", "needs r ≥ 1, alpha > 0 and 0 ≤ dropout < 1")
@@ -278,6 +284,8 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
             raise bad(key, f"of type {s.type} needs task: tsg, 'annotations' and 'videos'")
         if s.task in PRETRAIN_TASKS and s.type != "synthetic":
             raise bad(key, f"task {s.task} (backbone pretraining) needs type: synthetic")
+        if s.task == "classes" and m.preset == "tiny" and not m.pixel_class_head:
+            raise bad(key, "task classes needs the per-pixel class head: model.pixel_class_head: true")
         if s.type == "synthetic" and s.split not in ("train", "val", "test"):
             raise bad(f"{key}.split", f"must be train, val or test, got {s.split!r}")
     if not 0.0 <= d.tsg_ratio <= 1.0:

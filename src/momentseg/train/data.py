@@ -26,7 +26,7 @@ from momentseg.data import synthetic
 from momentseg.data.synthetic import caption_pairs
 from momentseg.errors import InputError
 from momentseg.grounding.sampling import dense_frame_indices, uniform_frames
-from momentseg.model import CaptionSample, RefVOSSample, TrackSample, TSGSample
+from momentseg.model import CaptionSample, ClassesSample, RefVOSSample, TrackSample, TSGSample
 from momentseg.train import real_data
 from momentseg.train.config import PRETRAIN_TASKS, TASKS
 from momentseg.train.shapes import (
@@ -80,6 +80,8 @@ class SyntheticSource:
             return track_sample(self.video(item), rng, shape)
         if self.task == "caption":
             return caption_sample(self.video(item), rng, shape)
+        if self.task == "classes":
+            return classes_sample(self.video(item), rng, shape)
         video = self.video(item)
         if self.task == "tsg":
             # A generated video whose expressions are all no-target has nothing to ground: the stream takes
@@ -163,6 +165,16 @@ def _track_prompt(mask: np.ndarray, rng: np.random.Generator, kinds: tuple[str, 
         points.append([float(out_x[j]), float(out_y[j])])
         labels.append(0)
     return {"points": points, "labels": labels}
+
+
+def classes_sample(video, rng: np.random.Generator, shape: SampleShape):
+    """Image-encoder pretraining on a synthetic video: ``classes_frames`` distinct random frames (full size; the
+    model resizes them to SAM2's input and the labels to its S/4 grid) with their per-pixel shape and colour
+    classes (:meth:`~momentseg.data.synthetic.SynthVideo.pixel_classes`)."""
+    count = min(shape.classes_frames, video.num_frames)
+    idx = np.sort(rng.choice(video.num_frames, size=count, replace=False))
+    shapes, colours = video.pixel_classes(idx)
+    return ClassesSample(frames=video.frames[idx], shapes=shapes, colours=colours)
 
 
 def caption_sample(video, rng: np.random.Generator, shape: SampleShape):

@@ -30,11 +30,11 @@ from accelerate import Accelerator, PartialState
 from accelerate.utils import DistributedDataParallelKwargs
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from momentseg.data.synthetic import caption_vocabulary
+from momentseg.data.synthetic import PIXEL_CLASS_COUNTS, caption_vocabulary
 from momentseg.errors import InputError
 from momentseg.io.atomic import atomic_dir, atomic_write_text
 from momentseg.model import MomentSegModel
-from momentseg.model.outputs import CaptionOutput, RefVOSOutput, TrackOutput, TSGOutput
+from momentseg.model.outputs import CaptionOutput, ClassesOutput, RefVOSOutput, TrackOutput, TSGOutput
 from momentseg.train import checkpoint as ckpt
 from momentseg.train.config import LossConfig, TrainConfig
 from momentseg.train.data import SampleStream, batch_positions, build_sources
@@ -47,6 +47,7 @@ TASK_COMPONENTS = {
     "refvos": RefVOSOutput.COMPONENTS,
     "track": TrackOutput.COMPONENTS,
     "caption": CaptionOutput.COMPONENTS,
+    "classes": ClassesOutput.COMPONENTS,
 }
 """The components ``forward_<task>`` returns next to ``loss`` (``track`` / ``caption``: the backbone
 pretraining stages, :func:`momentseg.train.data.track_sample` / ``caption_sample``)."""
@@ -66,8 +67,9 @@ class JointLoss(torch.nn.Module):
         self.model = model
         self.weights = weights.by_component()
 
-    def forward(self, tsg: list = (), refvos: list = (), track: list = (), caption: list = ()) -> dict[str, torch.Tensor]:
-        batch = {"tsg": tsg, "refvos": refvos, "track": track, "caption": caption}
+    def forward(self, tsg: list = (), refvos: list = (), track: list = (), caption: list = (),
+                classes: list = ()) -> dict[str, torch.Tensor]:
+        batch = {"tsg": tsg, "refvos": refvos, "track": track, "caption": caption, "classes": classes}
         n = sum(len(v) for v in batch.values())
         if n == 0:
             raise ValueError("empty micro-batch")
@@ -439,7 +441,8 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
     if m.pretrained is not None:
         model = MomentSegModel.from_pretrained(m.pretrained)
     elif m.preset == "tiny":
-        model = MomentSegModel.tiny(caption_vocabulary())
+        model = MomentSegModel.tiny(caption_vocabulary(),
+                                    pixel_classes=PIXEL_CLASS_COUNTS if m.pixel_class_head else ())
     else:
         model = MomentSegModel.from_base(m.qwen_dir, m.sam2_dir, preset=m.preset)
     if m.sam2_from is not None:

@@ -32,6 +32,8 @@ PALETTE: dict[str, tuple[int, int, int]] = {
     "orange": (250, 140, 20),
 }
 COLOURS: tuple[str, ...] = tuple(PALETTE)
+#: Per-pixel class counts of :meth:`SynthVideo.pixel_classes` (background + shapes, background + colours).
+PIXEL_CLASS_COUNTS: tuple[int, int] = (1 + len(SHAPES), 1 + len(COLOURS))
 #: Size word -> shape radius in pixels (the shape's canvas is ``2r+1`` pixels square).
 SIZES: dict[str, int] = {"small": 7, "medium": 10, "large": 14}
 #: Axis-aligned motion directions (image coordinates: "up" is decreasing y).

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from momentseg.data.synthetic.config import SHAPES
+
 #: Event kinds of an object's timeline (frame indices, both ends inclusive):
 #:   enter (param: side it enters from; first visible frame .. first frame fully inside),
 #:   leave (param: side; first frame partly outside after it stopped bouncing .. last visible frame),
@@ -113,6 +115,20 @@ class SynthVideo:
         for oid in exp.obj_ids:
             out |= self.object_masks[oid]
         return out
+
+    def pixel_classes(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-pixel classes of ``frames`` (indices): shape ``1 + SHAPES.index`` and colour ``1 + COLOURS.index``
+        of the object visible there, 0 = background; a pixel of an object that is blending between two colours
+        has colour -1 (no class). Both (n,H,W) int64."""
+        idx = np.asarray(frames, dtype=np.int64)
+        shape = np.zeros((len(idx), *self.frames.shape[1:3]), np.int64)
+        colour = np.zeros_like(shape)
+        for tr in self.objects:  # visible masks do not overlap: the order does not matter
+            mask = self.object_masks[tr.obj_id][idx]
+            shape[mask] = 1 + SHAPES.index(tr.shape)
+            colour[mask] = np.broadcast_to((1 + tr.colour[idx].astype(np.int64))[:, None, None], mask.shape)[mask]
+        colour[(shape > 0) & (colour == 0)] = -1  # colour index -1 (blending) + 1
+        return shape, colour
 
     def moment_frames(self, exp: SynthExpression) -> np.ndarray:
         """(T,) bool: frame t (timestamp t/fps seconds) lies inside one of ``exp``'s moments.
