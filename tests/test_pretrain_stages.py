@@ -238,7 +238,8 @@ def test_sam2_from_refuses_another_sam2_size(tmp_path):
 
 
 def test_the_shipped_fine_tuning_config_loads_the_shipped_tiny_sam2(monkeypatch):
-    """configs/tiny-synthetic.yaml (the embedded model's recipe) starts from pretrained/tiny-sam2 as committed."""
+    """configs/tiny-synthetic.yaml (the embedded model's recipe) starts from pretrained/tiny-sam2-classes as
+    committed, which configs/tiny-sam2-classes.yaml starts from pretrained/tiny-sam2."""
     from pathlib import Path
 
     from momentseg.train.config import load_config, validate
@@ -249,8 +250,12 @@ def test_the_shipped_fine_tuning_config_loads_the_shipped_tiny_sam2(monkeypatch)
     cfg = load_config(root / "configs" / "tiny-synthetic.yaml")
     validate(cfg)
     model = _initial_model(cfg)
-    shipped = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-sam2").sam2.state_dict()
+    shipped = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-sam2-classes").sam2.state_dict()
     assert all(torch.equal(v, shipped[k]) for k, v in model.sam2.state_dict().items())
     frozen = [p.requires_grad for n, p in model.named_parameters() if n.startswith("sam2.vision_encoder.")]
     assert frozen and not any(frozen)
     assert all(p.requires_grad for n, p in model.named_parameters() if n.startswith("sam2.mask_decoder."))
+    assert not hasattr(model, "pixel_class_head") and model.config.pixel_query_coarse
+    stage = load_config(root / "configs" / "tiny-sam2-classes.yaml")
+    validate(stage)
+    assert stage.model.sam2_from == "pretrained/tiny-sam2" and stage.model.pixel_class_head
