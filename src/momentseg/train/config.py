@@ -69,7 +69,8 @@ class ModelConfig:
 
 @dataclass
 class SourceConfig:
-    """One data source. ``task`` is ``tsg`` or ``refvos``; ``weight`` is its share within its task
+    """One data source. ``task`` is ``tsg`` or ``refvos`` (or, synthetic only, a backbone pretraining task of
+    :data:`PRETRAIN_TASKS`); ``weight`` is its share within its task
     (the paper's dataset repeats: ReVOS 20, MeViS 10, Charades 10, ...).
 
     - ``synthetic``: the streamed synthetic world, ``split`` in train/val/test.
