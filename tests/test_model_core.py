@@ -172,19 +172,19 @@ def test_tiny_sam2_starts_with_unit_scale_features(model):
 
 
 def test_pixel_query_gain_scales_only_the_pixel_query(model):
-    """config.pixel_query_scale multiplies the [SEG] head's pixel-query outputs (weights and bias), not the
-    prompt token; the tiny preset sets a gain above 1, an old config without the field reads as 1."""
+    """config.pixel_query_scale multiplies the pixel query (weights and bias), not the prompt token; an old config
+    without the field reads as 1."""
     from momentseg.model.config import MomentSegConfig
 
-    assert model.config.pixel_query_scale > 1
     assert MomentSegConfig.__dataclass_fields__["pixel_query_scale"].default == 1.0
     kf = _video(2, 64, 64, seed=3)
     p = model.config.prompt_dim
     old = model.config.pixel_query_scale
+    head = model.pixel_query_head
     with torch.no_grad():
-        saved = model.seg_head[2].weight.clone(), model.seg_head[2].bias.clone()
-        torch.nn.init.normal_(model.seg_head[2].weight[p:], std=0.1)  # the pixel query starts at zero
-        model.seg_head[2].bias[p:] = 0.5
+        saved = head.weight.clone(), head.bias.clone()
+        torch.nn.init.normal_(head.weight, std=0.1)  # the pixel query starts at zero
+        head.bias.fill_(0.5)
     try:
         model.config.pixel_query_scale = 1.0
         one, _ = model.seg_embedding(kf, "the red ball")
@@ -193,8 +193,39 @@ def test_pixel_query_gain_scales_only_the_pixel_query(model):
     finally:
         model.config.pixel_query_scale = old
         with torch.no_grad():
-            model.seg_head[2].weight.copy_(saved[0])
-            model.seg_head[2].bias.copy_(saved[1])
+            head.weight.copy_(saved[0])
+            head.bias.copy_(saved[1])
     assert torch.equal(one[:p], three[:p])
     assert one[p:].abs().min() > 0
     assert torch.allclose(three[p:], 3.0 * one[p:], rtol=1e-6, atol=1e-7)
+
+
+def test_the_pixel_query_is_linear_in_the_head_input_and_cannot_die():
+    """The tiny preset's pixel query is a linear map of the [SEG] head input (``pixel_query_head``, zero at init):
+    pushed hard in one direction it keeps following the text. The [SEG] MLP's ReLU outputs, which carried the pixel
+    query before, went dead in training (every text the same embedding); a model saved that way still loads
+    with its layout."""
+    from momentseg.model.config import MomentSegConfig
+
+    torch.manual_seed(0)
+    m = MomentSegModel.tiny(words=WORDS, sam2_image_size=64)
+    c, p = m.config, m.config.prompt_dim
+    assert c.pixel_query_head and m.seg_head[2].out_features == p
+    kf = _video(2, 64, 64, seed=3)
+    texts = ["the red ball", "blue cube jumps"]
+    emb, _ = m.seg_embedding_many(kf, texts)
+    assert emb.shape == (2, c.seg_dim) and not emb[:, p:].any()  # zero at init: SAM2's masks unchanged
+    inputs = torch.randn(4, c.hidden_size) * 60  # head inputs as large as the tiny preset's (bag std 6)
+    opt = torch.optim.Adam(list(m.seg_head.parameters()) + list(m.pixel_query_head.parameters()), lr=1e-2)
+    for _ in range(50):  # drive the MLP's hidden units and the query down, as consistent gradients do
+        loss = m.seg_head[0](inputs).sum() + m.pixel_query_head(inputs).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    dead = (torch.relu(m.seg_head[0](inputs)) == 0).all().item()
+    assert dead  # the MLP's hidden units are all off: its output no longer depends on the input
+    emb, _ = m.seg_embedding_many(kf, texts)
+    assert emb[0, :p].allclose(emb[1, :p]) and not emb[0, p:].allclose(emb[1, p:])  # the query still follows
+    layout = MomentSegConfig.from_dict({**c.to_dict(), "pixel_query_head": False})
+    old = MomentSegModel(layout, m.tokenizer)
+    assert old.seg_head[2].out_features == c.seg_dim and not hasattr(old, "pixel_query_head")

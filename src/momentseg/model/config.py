@@ -83,6 +83,12 @@ class MomentSegConfig:
     # C0 + 1 (momentseg.sam2.video.pixel_query_features). Measured (BENCHMARKS.md, "Round 3"): one query per
     # object isolates it at IoU 0.87 with it against 0.58 on the S/4 features alone.
     pixel_query_coarse: bool = False
+    # The pixel query comes from its own linear layer on the head input (zero-initialised) instead of extra outputs
+    # of the [SEG] MLP (Linear → ReLU → Linear). Measured: in the models trained with the MLP its ReLUs died —
+    # 7.8 % of the hidden units ever active on a test video's expressions in the round-2 model, none in a model
+    # trained on larger (S/4 + S/16) features — so every text got the same embedding (BENCHMARKS.md, "Round 4").
+    # A linear map has no units to lose.
+    pixel_query_head: bool = False
     # Class counts of the per-pixel class heads the image-encoder pretraining task trains (the synthetic
     # world's shapes and colours, background included; train config model.pixel_class_head); empty = no head.
     pixel_classes: list[int] = field(default_factory=list)
@@ -287,8 +293,9 @@ def preset_config(name: str, tokenizer=None, sam2_image_size: int | None = None)
             context_frame_size=112,
             seg_frame_size=112,
             seg_pixel_query=True,
-            pixel_query_scale=16.0,
+            pixel_query_scale=1.0,  # the linear pixel-query head needs no gain (the MLP's dying ReLUs did)
             pixel_query_coarse=True,
+            pixel_query_head=True,
             pool_query=True,
             fps=5.0,  # the synthetic world's videos last 4–12 s: 1 fps would leave ≤ 12 frames per video
             find_max_frames=32,

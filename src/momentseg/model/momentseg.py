@@ -146,7 +146,12 @@ class MomentSegModel(nn.Module):
                                  f"{config.sam2_behaviour}")
         self.sam2 = sam2
         self.find_head = _mlp(config.hidden_size, config.find_dim)
-        self.seg_head = _mlp(config.hidden_size, config.seg_dim)
+        separate = config.seg_pixel_query and config.pixel_query_head
+        self.seg_head = _mlp(config.hidden_size, config.prompt_dim if separate else config.seg_dim)
+        if separate:  # a linear pixel query, zero at init: no change to SAM2's masks
+            self.pixel_query_head = nn.Linear(config.hidden_size, config.pixel_query_dim)
+            nn.init.zeros_(self.pixel_query_head.weight)
+            nn.init.zeros_(self.pixel_query_head.bias)
         if config.pool_query:  # bag-of-words embedding of the query's tokens, read by both heads
             vocab = int(config.qwen["text_config"]["vocab_size"])
             self.query_bag = nn.EmbeddingBag(vocab, config.hidden_size, mode="mean")
@@ -154,7 +159,7 @@ class MomentSegModel(nn.Module):
         if config.pixel_classes:  # per-pixel class heads over the coarse pixel-query map (forward_classes)
             width = int(config.sam2["mask_decoder_config"]["hidden_size"])
             self.pixel_class_head = nn.Conv2d(width // 8 + width, sum(config.pixel_classes), 1)
-        if config.seg_pixel_query:  # the pixel query starts at zero: no change to SAM2's masks
+        if config.seg_pixel_query and not separate:  # the pixel query starts at zero: no change to SAM2's masks
             with torch.no_grad():
                 self.seg_head[2].weight[config.prompt_dim :].zero_()
                 self.seg_head[2].bias[config.prompt_dim :].zero_()
@@ -410,8 +415,11 @@ class MomentSegModel(nn.Module):
     # ------------------------------------------------------------------ [SEG]
     def _seg_vectors(self, rows: torch.Tensor, query_ids: list[torch.Tensor]) -> torch.Tensor:
         head_dtype = self.seg_head[0].weight.dtype
-        emb = self.seg_head(self._head_inputs(rows, query_ids, head_dtype))  # (B, seg_dim)
+        inputs = self._head_inputs(rows, query_ids, head_dtype)
+        emb = self.seg_head(inputs)  # (B, seg_dim), or (B, P) with its own pixel-query head
         c = self.config
+        if c.seg_pixel_query and c.pixel_query_head:
+            emb = torch.cat([emb, self.pixel_query_head(inputs)], dim=1)
         if c.seg_pixel_query:  # the pixel query's gain (config.pixel_query_scale)
             p = c.prompt_dim
             emb = torch.cat([emb[:, :p], emb[:, p:] * c.pixel_query_scale], dim=1)
