@@ -480,3 +480,14 @@ def test_batch_speed_dry_run_times_every_row(tmp_path):
     for r in report["inference"]:
         assert r["shared_prefix_s"] > 0 and r["separate_s"] > 0
     assert report["inference_setting"]["video_frames"] >= dry["frames"][0]
+
+
+def test_head_activity_counts_live_units_and_text_spread(model_dir, tmp_path):
+    probe = _load("head_activity")
+    out = tmp_path / "heads.json"
+    result = probe.main(["--model", str(model_dir), "--videos", "1", "--json", str(out)])
+    assert json.loads(out.read_text())["seg"] == result["seg"]
+    for head in ("seg", "find"):  # a fresh Linear → ReLU → Linear: about half the activations are on
+        assert 0.2 < result[head]["active"] < 0.8 and result[head]["units_ever_active"] > 0.8
+    spread = result["seg"]["std_across_expressions"]
+    assert spread["token"] > 0 and spread["pixel_query"] == 0.0  # the pixel query starts at zero
