@@ -146,7 +146,7 @@ def test_classes_loss_trains_the_image_encoder_and_learns(video):
         out = m.forward_classes([sample])
         (out.shape_ce + out.colour_ce).backward()
         opt.step()
-    assert float(out.shape_ce + out.colour_ce) < 0.5 * first
+    assert float((out.shape_ce + out.colour_ce).detach()) < 0.5 * first
     with pytest.raises(ValueError, match="pixel_class_head"):
         MomentSegModel.tiny(caption_vocabulary(), sam2_image_size=64).forward_classes([sample])
 
