@@ -166,7 +166,9 @@ def test_subclass_equals_the_old_hook_on_the_same_weights(sam2, plain):
 
 
 def test_embedded_model_sam2_equals_the_old_hook():
-    """The shipped (trained) SAM2 with its [SEG] pixel query: same masks and scores, frame for frame."""
+    """The shipped (trained) SAM2 with a [SEG] token and an S/4 pixel query (the form the old hook knew; the
+    shipped model's query also reads S/16, tested in test_pretrain_stages): same masks and scores, frame for
+    frame."""
     from momentseg.model.momentseg import MomentSegModel
     from momentseg.pipeline import embedded_model_dir
 
@@ -175,7 +177,8 @@ def test_embedded_model_sam2_equals_the_old_hook():
     size = model.config.sam2_image_size
     g = torch.Generator().manual_seed(5)
     px = torch.randn(5, 3, size, size, generator=g)
-    embedding = torch.randn(model.config.seg_dim, generator=g)
+    prompt, channels = model.sam2.language_dims
+    embedding = torch.randn(prompt + channels + 1, generator=g)
     new = _scenario(model.sam2, px, [embedding], old=False, keys=(0, 3))
     old = _scenario(_plain_copy(model.sam2), px, [embedding], old=True, keys=(0, 3))
     _assert_same(new, old)
