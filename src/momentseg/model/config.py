@@ -126,11 +126,17 @@ class MomentSegConfig:
         return int(self.sam2.get("prompt_encoder_config", {}).get("hidden_size", 256))
 
     @property
-    def pixel_query_dim(self) -> int:
-        """C0 + 1: SAM2's S/4 feature channels (mask decoder width / 8) and a bias; C0 + C + 1 with
-        ``pixel_query_coarse`` (C: the S/16 embedding's channels, the mask decoder width)."""
+    def coarse_pixel_channels(self) -> int:
+        """C0 + C: channels of SAM2's S/4 features (mask decoder width / 8) and of its S/16 embedding (the width)
+        — the map ``MomentSegSam2.pixel_features`` returns."""
         width = int(self.sam2.get("mask_decoder_config", {}).get("hidden_size", 256))
-        return width // 8 + (width if self.pixel_query_coarse else 0) + 1
+        return width // 8 + width
+
+    @property
+    def pixel_query_dim(self) -> int:
+        """C0 + 1: SAM2's S/4 feature channels and a bias; C0 + C + 1 with ``pixel_query_coarse``."""
+        width = int(self.sam2.get("mask_decoder_config", {}).get("hidden_size", 256))
+        return (self.coarse_pixel_channels if self.pixel_query_coarse else width // 8) + 1
 
     @property
     def seg_dim(self) -> int:

@@ -157,8 +157,7 @@ class MomentSegModel(nn.Module):
             self.query_bag = nn.EmbeddingBag(vocab, config.hidden_size, mode="mean")
             nn.init.normal_(self.query_bag.weight, std=QUERY_BAG_INIT_STD)
         if config.pixel_classes:  # per-pixel class heads over the coarse pixel-query map (forward_classes)
-            width = int(config.sam2["mask_decoder_config"]["hidden_size"])
-            self.pixel_class_head = nn.Conv2d(width // 8 + width, sum(config.pixel_classes), 1)
+            self.pixel_class_head = nn.Conv2d(config.coarse_pixel_channels, sum(config.pixel_classes), 1)
         if config.seg_pixel_query and not separate:  # the pixel query starts at zero: no change to SAM2's masks
             with torch.no_grad():
                 self.seg_head[2].weight[config.prompt_dim :].zero_()
@@ -542,13 +541,12 @@ class MomentSegModel(nn.Module):
         logits = self.pixel_class_head(self.sam2.pixel_features(px.to(self.device, sam_dtype))).float()
         side = logits.shape[-2:]
         losses = []
-        for kind, count in zip(("shapes", "colours"), c.pixel_classes, strict=True):
+        for kind, part in zip(("shapes", "colours"), logits.split(c.pixel_classes, dim=1), strict=True):
             labels = torch.cat([torch.as_tensor(np.asarray(getattr(s, kind), dtype=np.float32)) for s in samples])
             labels = F.interpolate(labels[:, None], size=side, mode="nearest-exact")[:, 0].long().to(logits.device)
-            weight = torch.ones(count, device=logits.device)
+            weight = torch.ones(part.shape[1], device=logits.device)
             weight[0] = PIXEL_BACKGROUND_WEIGHT
-            first = sum(c.pixel_classes[: len(losses)])
-            losses.append(F.cross_entropy(logits[:, first : first + count], labels, weight=weight, ignore_index=-1))
+            losses.append(F.cross_entropy(part, labels, weight=weight, ignore_index=-1))
         return ClassesOutput(*losses)
 
     def forward_caption(self, samples: list[CaptionSample]) -> CaptionOutput:

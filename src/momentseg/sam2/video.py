@@ -282,9 +282,10 @@ class MomentSegSam2(Sam2VideoModel):
                 x.permute(1, 2, 0).view(x.size(1), x.size(2), *size)
                 for x, size in zip(vision_feats[:-1], self.backbone_feature_sizes[:-1], strict=True)
             ]
+        # the frame's S/16 map before memory: a mask prompt's features, and what a coarse pixel query reads
+        raw = vision_feats[-1].permute(1, 2, 0).view(-1, self.hidden_dim, *self.backbone_feature_sizes[-1])
         if mask_inputs is not None:
-            pix_feat = vision_feats[-1].permute(1, 2, 0).view(-1, self.hidden_dim, *self.backbone_feature_sizes[-1])
-            out = self._mask_as_output(pix_feat, high_res, mask_inputs, language)
+            out = self._mask_as_output(raw, high_res, mask_inputs, language)
         else:
             pix_feat = self._prepare_memory_conditioned_features(
                 inference_session=inference_session,
@@ -297,7 +298,6 @@ class MomentSegSam2(Sam2VideoModel):
                 track_in_reverse_time=reverse,
                 streaming=streaming,
             )
-            raw = vision_feats[-1].permute(1, 2, 0).view(-1, self.hidden_dim, *self.backbone_feature_sizes[-1])
             out = self._decode(
                 high_res + [pix_feat],
                 point_inputs,
