@@ -1,6 +1,6 @@
 """The backbone pretraining stages of the embedded model: SAM2's own task (prompted tracking), its image encoder on
-per-pixel shape / colour classes, and the vision–language caption / QA task — their data, their losses, and their
-runs through the trainer."""
+per-pixel shape / colour classes, Qwen's vision tower on per-token shape / colour / motion classes, and the
+vision–language caption / QA task — their data, their losses, and their runs through the trainer."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import torch
 from momentseg.data import synthetic as syn
 from momentseg.data.synthetic import caption_vocabulary
 from momentseg.errors import InputError
-from momentseg.model import CaptionSample, ClassesSample, MomentSegModel, TrackSample
+from momentseg.grounding.sampling import dense_frame_indices
+from momentseg.model import CaptionSample, ClassesSample, MomentSegModel, TokensSample, TrackSample
 from momentseg.sam2.config import preprocess_for_sam2
 from momentseg.train.config import LossConfig, config_from_dict
-from momentseg.train.data import SampleStream, SyntheticSource, classes_sample, track_sample
+from momentseg.train.data import SampleStream, SyntheticSource, classes_sample, tokens_sample, track_sample
 from momentseg.train.loop import build_model, train
-from momentseg.train.shapes import SampleShape
+from momentseg.train.shapes import SampleShape, resize_frames
 
 SHAPE = SampleShape(tsg_side=56, context_side=56, keyframe_side=64, tsg_max_frames=8, tsg_fps=5.0,
                     context_frames=4, track_frames=4)
@@ -174,6 +175,84 @@ def test_a_coarse_pixel_query_adds_w_dot_s4_and_s16_features_to_the_masks(video)
         m.sam2.set_language_embedding(m.sam2._clip_session(px), 0, torch.zeros(p + c0 + 5))
 
 
+# ------------------------------------------------------------------------------------------ token classes
+def test_pixel_motion_labels_each_object_by_its_shift_between_the_two_frames(video):
+    moving, still = 0, 0
+    for tr in video.objects:
+        for f in range(0, video.num_frames - 2, 3):
+            mask = video.object_masks[tr.obj_id][f]
+            if mask.sum() < 5 or video.object_masks[tr.obj_id][f + 2].sum() < 5:
+                continue
+            labels = video.pixel_motion([f], [f + 2])[0, 0]
+            dx, dy = tr.centre[f + 2] - tr.centre[f]
+            got = set(np.unique(labels[mask]).tolist())
+            if max(abs(dx), abs(dy)) < 1.0:
+                assert got == {syn.MOTION_CLASSES.index("still")}
+                still += 1
+            else:
+                name = ("right" if dx > 0 else "left") if abs(dx) >= abs(dy) else ("down" if dy > 0 else "up")
+                assert got == {syn.MOTION_CLASSES.index(name)}, (tr.obj_id, f, dx, dy)
+                moving += 1
+    assert moving and still  # the video has both
+    both = video.pixel_motion(np.arange(0, 10, 2), np.arange(1, 11, 2))
+    anywhere = np.zeros(both.shape, bool)
+    for tr in video.objects:
+        anywhere[:, 0] |= video.object_masks[tr.obj_id][0:10:2]
+        anywhere[:, 1] |= video.object_masks[tr.obj_id][1:11:2]
+    assert both.shape == (5, 2, *video.frames.shape[1:3]) and (both[~anywhere] == 0).all() and (both[anywhere] > 0).all()
+
+
+def test_tokens_samples_are_fps_frame_pairs_with_their_labels(video):
+    s = tokens_sample(video, np.random.default_rng(2), SHAPE)
+    assert isinstance(s, TokensSample) and len(s.frames) == SHAPE.tokens_frames == 8
+    assert s.frames.shape[1] * s.frames.shape[2] <= SHAPE.tsg_side ** 2
+    assert s.shapes.shape == s.colours.shape == s.motions.shape == (8, *video.frames.shape[1:3])
+    # a run of consecutive [FIND]-pass frames (tsg_fps, at most tsg_max_frames), starting on a temporal patch
+    dense = dense_frame_indices(np.arange(video.num_frames) / video.fps, SHAPE.tsg_fps, SHAPE.tsg_max_frames)
+    runs = [dense[i : i + 8] for i in range(0, len(dense) - 7, 2)]
+    hits = [r for r in runs if np.array_equal(s.shapes, video.pixel_classes(r)[0])
+            and np.array_equal(s.colours, video.pixel_classes(r)[1])]
+    assert hits
+    r = hits[0]
+    assert np.array_equal(s.motions[2:4], video.pixel_motion([r[2]], [r[3]])[0])
+    assert np.array_equal(s.frames, resize_frames(video.frames[r], s.frames.shape[1:3]))
+
+
+def test_tokens_loss_reads_label_shares_per_token_and_trains_the_vision_tower(video):
+    torch.manual_seed(0)
+    m = MomentSegModel.tiny(caption_vocabulary(), sam2_image_size=64, token_classes=syn.TOKEN_CLASS_COUNTS)
+    # 4 frames of 56 × 56 = 2 temporal patches × 2 × 2 tokens; token (patch 1, row 0, col 1) all colour 3 in one frame,
+    # half blending (-1) in the other: its colour share is all that colour, taken from the labelled pixels only
+    frames = np.zeros((4, 56, 56, 3), np.uint8)
+    colours = np.zeros((4, 56, 56), np.int64)
+    colours[2, :28, 28:] = 3
+    colours[3, :28, 28:] = 3
+    colours[3, :14, 28:] = -1
+    frames[2:4, :28, 28:] = syn.PALETTE["blue"]  # colour class 3 = 1 + COLOURS.index("blue")
+    zeros = np.zeros_like(colours)
+    sample = TokensSample(frames, zeros, colours, zeros)
+    out = m.forward_tokens([sample])
+    assert set(out.components()) == {"token_shape_ce", "token_colour_ce", "token_motion_ce"}
+    out.token_colour_ce.backward()
+    for name in ("qwen.model.visual.patch_embed", "qwen.model.visual.merger", "token_class_head"):
+        grads = [p.grad for n, p in m.named_parameters() if n.startswith(name) and p.grad is not None]
+        assert grads and any(g.abs().sum() > 0 for g in grads), name
+    assert all(p.grad is None for n, p in m.named_parameters() if n.startswith(("sam2", "qwen.model.language_model")))
+    opt = torch.optim.Adam([p for p in m.parameters() if p.grad is not None], lr=3e-3)
+    for _ in range(40):
+        opt.zero_grad()
+        out = m.forward_tokens([sample])
+        out.token_colour_ce.backward()
+        opt.step()
+    with torch.no_grad():
+        vis = m.processor.video(frames, m.config.find_frame_size)
+        tok = m.qwen.model.get_video_features(vis.pixel_values, vis.grid_thw).pooler_output[0]
+        colour = m.token_class_head(tok)[:, 7:14].softmax(1)  # shapes 0..6, colours 7..13
+    assert tok.shape[0] == 8 and colour[5, 3] > 0.8 and (colour[[0, 1, 2, 3, 4, 6, 7], 0] > 0.8).all()
+    with pytest.raises(ValueError, match="token_class_head"):
+        MomentSegModel.tiny(caption_vocabulary(), sam2_image_size=64).forward_tokens([sample])
+
+
 # ------------------------------------------------------------------------------------------ captions
 def test_caption_samples_are_in_the_model_vocabulary(model):
     stream = SampleStream([SyntheticSource("caption")], SHAPE, seed=0)
@@ -218,23 +297,36 @@ def test_pretraining_stages_run_and_fine_tuning_loads_both_backbones(tmp_path):
     assert MomentSegModel.from_pretrained(classes_run.final).config.pixel_classes == list(syn.PIXEL_CLASS_COUNTS)
     with pytest.raises(InputError, match="pixel_class_head"):
         train(_cfg("classes", tmp_path / "no-head"))
+    tokens_run = train(_cfg("tokens", tmp_path / "tokens", preset="tiny", token_class_head=True))
+    assert all({"tokens/token_shape_ce", "tokens/token_motion_ce"} <= set(r) for r in tokens_run.history)
+    with pytest.raises(InputError, match="token_class_head"):
+        train(_cfg("tokens", tmp_path / "no-token-head"))
     vlm_run = train(_cfg("caption", tmp_path / "vlm"))
     assert [set(r) >= {"track/mask_dice", "track_samples"} for r in sam2_run.history] == [True, True]
     assert all("caption/lm_loss" in r for r in vlm_run.history)
-    cfg = _cfg("refvos", tmp_path / "ft", pretrained=str(vlm_run.final), sam2_from=str(classes_run.final))
+    cfg = _cfg("refvos", tmp_path / "ft", pretrained=str(vlm_run.final), sam2_from=str(classes_run.final),
+               vision_from=str(tokens_run.final))
     ft = build_model(cfg)
-    assert not hasattr(ft, "pixel_class_head")  # a pretraining head: the fine-tuned model takes SAM2 alone
+    # pretraining heads: the fine-tuned model takes the backbones alone
+    assert not hasattr(ft, "pixel_class_head") and not hasattr(ft, "token_class_head")
+    visual = MomentSegModel.from_pretrained(tokens_run.final).qwen.model.visual.state_dict()
+    assert all(torch.equal(v, visual[k]) for k, v in ft.qwen.model.visual.state_dict().items())
     sam2 = MomentSegModel.from_pretrained(classes_run.final).sam2.state_dict()
     vlm = MomentSegModel.from_pretrained(vlm_run.final)
     assert all(torch.equal(v, sam2[k]) for k, v in ft.sam2.state_dict().items())
-    assert all(torch.equal(v, vlm.qwen.state_dict()[k]) for k, v in ft.qwen.state_dict().items())
+    assert all(torch.equal(v, vlm.qwen.state_dict()[k]) for k, v in ft.qwen.state_dict().items()
+               if not k.startswith("model.visual."))
     assert ft.tokenizer.get_vocab() == vlm.tokenizer.get_vocab()
 
 
-def test_sam2_from_refuses_another_sam2_size(tmp_path):
+def test_sam2_from_and_vision_from_refuse_another_backbone_size(tmp_path):
     MomentSegModel.tiny(caption_vocabulary(), sam2_image_size=64).save_pretrained(tmp_path / "small")
     with pytest.raises(ValueError, match="SAM2 config differs"):
         MomentSegModel.tiny(caption_vocabulary()).load_sam2_from(tmp_path / "small")
+    other = MomentSegModel.tiny(caption_vocabulary(), sam2_image_size=64)
+    other.config.qwen["vision_config"]["depth"] = 1
+    with pytest.raises(ValueError, match="vision-tower config differs"):
+        other.load_vision_from(tmp_path / "small")
 
 
 def test_the_shipped_fine_tuning_config_loads_the_shipped_tiny_sam2(monkeypatch):

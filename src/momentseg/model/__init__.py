@@ -14,10 +14,18 @@ from momentseg.model.momentseg import (
     ClassesSample,
     MomentSegModel,
     RefVOSSample,
+    TokensSample,
     TrackSample,
     TSGSample,
 )
-from momentseg.model.outputs import CaptionOutput, ClassesOutput, RefVOSOutput, TrackOutput, TSGOutput
+from momentseg.model.outputs import (
+    CaptionOutput,
+    ClassesOutput,
+    RefVOSOutput,
+    TokensOutput,
+    TrackOutput,
+    TSGOutput,
+)
 from momentseg.model.processing import MomentSegBatch, MomentSegProcessor
 from momentseg.model.tokenizer import build_word_tokenizer
 
@@ -34,6 +42,8 @@ __all__ = [
     "CaptionSample",
     "ClassesOutput",
     "ClassesSample",
+    "TokensOutput",
+    "TokensSample",
     "TSGOutput",
     "TSGSample",
     "build_word_tokenizer",

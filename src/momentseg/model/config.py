@@ -92,6 +92,9 @@ class MomentSegConfig:
     # Class counts of the per-pixel class heads the image-encoder pretraining task trains (the synthetic
     # world's shapes and colours, background included; train config model.pixel_class_head); empty = no head.
     pixel_classes: list[int] = field(default_factory=list)
+    # Class counts of the per-token heads over the Qwen vision tower's output (pretraining only: the synthetic
+    # world's shapes, colours and motions; train config model.token_class_head); empty = no head.
+    token_classes: list[int] = field(default_factory=list)
     # This project's addition for an LLM trained from scratch (tiny preset): the [FIND] / [SEG] heads read the
     # special token's hidden state plus a learned bag-of-words embedding (mean) of the query's tokens. The
     # last-layer states of a from-scratch 2-layer LLM share one dominant direction: measured after 250 steps,

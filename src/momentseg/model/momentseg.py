@@ -26,7 +26,14 @@ from torch import nn
 from momentseg.model.base import build_from_base
 from momentseg.model.checkpoint import load_checkpoint, read_folder_config, released_source, save_checkpoint
 from momentseg.model.config import MomentSegConfig, preset_config
-from momentseg.model.outputs import CaptionOutput, ClassesOutput, RefVOSOutput, TrackOutput, TSGOutput
+from momentseg.model.outputs import (
+    CaptionOutput,
+    ClassesOutput,
+    RefVOSOutput,
+    TokensOutput,
+    TrackOutput,
+    TSGOutput,
+)
 from momentseg.model.preprocess import VisionLayout
 from momentseg.model.processing import (
     VIDEO,
@@ -34,6 +41,7 @@ from momentseg.model.processing import (
     MomentSegProcessor,
     PrefixedQueries,
     Sequence,
+    VisionInputs,
     as_uint8,
 )
 from momentseg.model.release import import_checkpoint
@@ -101,6 +109,18 @@ class ClassesSample:
 
 
 @dataclass
+class TokensSample:
+    """One vision-tower pretraining sample: low-res frames (T,h,w,3) uint8 sampled at ``config.fps`` and the
+    per-pixel shape, colour and motion classes of those frames at any resolution (T,H,W) int, the same field of
+    view (:meth:`MomentSegModel.forward_tokens` pools them to the token grid)."""
+
+    frames: np.ndarray
+    shapes: np.ndarray
+    colours: np.ndarray
+    motions: np.ndarray
+
+
+@dataclass
 class CaptionSample:
     """One vision–language pretraining sample: low-res frames (T,h,w,3) uint8 sampled at ``config.fps``, a
     question and its answer (next-token loss on the answer)."""
@@ -158,6 +178,8 @@ class MomentSegModel(nn.Module):
             nn.init.normal_(self.query_bag.weight, std=QUERY_BAG_INIT_STD)
         if config.pixel_classes:  # per-pixel class heads over the coarse pixel-query map (forward_classes)
             self.pixel_class_head = nn.Conv2d(config.coarse_pixel_channels, sum(config.pixel_classes), 1)
+        if config.token_classes:  # per-token class heads over the vision tower's output (forward_tokens)
+            self.token_class_head = nn.Linear(config.hidden_size, sum(config.token_classes))
         if config.seg_pixel_query and not separate:  # the pixel query starts at zero: no change to SAM2's masks
             with torch.no_grad():
                 self.seg_head[2].weight[config.prompt_dim :].zero_()
@@ -208,16 +230,17 @@ class MomentSegModel(nn.Module):
         return model
 
     @classmethod
-    def tiny(cls, words: Iterable[str], sam2_image_size: int = 128,
-             pixel_classes: Iterable[int] = ()) -> MomentSegModel:
+    def tiny(cls, words: Iterable[str], sam2_image_size: int = 128, pixel_classes: Iterable[int] = (),
+             token_classes: Iterable[int] = ()) -> MomentSegModel:
         """A random tiny-preset model with a word tokenizer over ``words`` (the embedded model's are the synthetic
-        world's: ``momentseg.data.synthetic.caption_vocabulary()``); ``pixel_classes``: class counts of the
-        per-pixel class heads (``forward_classes``), none by default."""
-        return cls.random("tiny", words, sam2_image_size, pixel_classes)
+        world's: ``momentseg.data.synthetic.caption_vocabulary()``); ``pixel_classes`` / ``token_classes``: class
+        counts of the per-pixel (``forward_classes``) / per-token (``forward_tokens``) class heads, none by
+        default."""
+        return cls.random("tiny", words, sam2_image_size, pixel_classes, token_classes)
 
     @classmethod
     def random(cls, preset: str, words: Iterable[str], sam2_image_size: int | None = None,
-               pixel_classes: Iterable[int] = ()) -> MomentSegModel:
+               pixel_classes: Iterable[int] = (), token_classes: Iterable[int] = ()) -> MomentSegModel:
         """A randomly initialised model of ``preset`` (``tiny`` / ``3b`` / ``7b``) with a word tokenizer over
         ``words`` and the prompt templates — no tokenizer files needed, e.g.
         to measure the cost of a real-size model (build it under ``with torch.device("cuda"):`` to initialise it
@@ -227,6 +250,7 @@ class MomentSegModel(nn.Module):
         tokenizer = build_word_tokenizer(words, _template_texts(probe))
         config = preset_config(preset, tokenizer, sam2_image_size=sam2_image_size)
         config.pixel_classes = [int(n) for n in pixel_classes]
+        config.token_classes = [int(n) for n in token_classes]
         return cls.build(config, tokenizer)
 
     @classmethod
@@ -256,6 +280,15 @@ class MomentSegModel(nn.Module):
         if source.config.sam2 != self.config.sam2:
             raise ValueError(f"{path}: its SAM2 config differs from this model's; cannot take its SAM2 weights")
         self.sam2.load_state_dict(source.sam2.state_dict(), strict=True)
+
+    def load_vision_from(self, path: str | Path) -> None:
+        """Replace the weights of this model's Qwen2.5-VL vision tower by those of the checkpoint folder ``path``
+        (e.g. the tiny vision tower pretrained on per-token classes); its vision config must equal this model's
+        (CheckpointError / ValueError otherwise)."""
+        source = type(self).from_pretrained(path)
+        if source.config.qwen["vision_config"] != self.config.qwen["vision_config"]:
+            raise ValueError(f"{path}: its vision-tower config differs from this model's; cannot take its weights")
+        self.qwen.model.visual.load_state_dict(source.qwen.model.visual.state_dict(), strict=True)
 
     @classmethod
     def from_base(cls, qwen_dir: str | Path, sam2_dir: str | Path, preset: str = "3b") -> MomentSegModel:
@@ -549,6 +582,44 @@ class MomentSegModel(nn.Module):
             losses.append(F.cross_entropy(part, labels, weight=weight, ignore_index=-1))
         return ClassesOutput(*losses)
 
+    def forward_tokens(self, samples: list[TokensSample]) -> TokensOutput:
+        """Vision-tower pretraining loss: the share of each shape, colour and motion class among the pixels each
+        merged vision token covers (both frames of its temporal patch; area-pooled from the per-pixel labels),
+        predicted from the tower's output token by ``token_class_head`` (a linear layer). Per label kind: the soft
+        cross-entropy over all classes (mean over tokens) plus that over the object classes alone against the
+        shares among the token's object pixels (mean over tokens weighted by their object share) — most tokens
+        are mostly background, and the second term keeps *which* object class from drowning in it. Colour labels
+        -1 (an object blending between colours) are left out."""
+        c, lay = self.config, self.layout
+        if not c.token_classes:
+            raise ValueError("this model has no per-token class head (train config: model.token_class_head: true)")
+        videos = [self.processor.video(s.frames, c.find_frame_size) for s in samples]
+        vision = VisionInputs(torch.cat([v.pixel_values for v in videos]), torch.cat([v.grid_thw for v in videos]))
+        tokens = self.qwen.model.get_video_features(vision.pixel_values.to(self.device),
+                                                    vision.grid_thw.to(self.device)).pooler_output
+        kinds = ("shapes", "colours", "motions")
+        targets: list[list[torch.Tensor]] = [[] for _ in kinds]
+        logits: list[list[torch.Tensor]] = [[] for _ in kinds]
+        for s, v, tok in zip(samples, videos, tokens, strict=True):
+            t, gh, gw = (int(x) for x in v.grid_thw[0])
+            side = (gh // lay.merge_size, gw // lay.merge_size)
+            out = self.token_class_head(tok.to(self.token_class_head.weight.dtype)).float()
+            for k, (kind, part) in enumerate(zip(kinds, out.split(c.token_classes, dim=1), strict=True)):
+                share = _token_shares(np.asarray(getattr(s, kind)), part.shape[1], t, lay.temporal_patch_size, side)
+                targets[k].append(share.to(part.device))
+                logits[k].append(part)
+        losses = []
+        for target, part in zip(targets, logits, strict=True):
+            target, part = torch.cat(target), torch.cat(part)
+            valid = target.sum(1) > 0.5  # tokens whose pixels are mostly labelled (colour: not blending)
+            target, part = target[valid] / target[valid].sum(1, keepdim=True), part[valid]
+            overall = -(target * part.log_softmax(1)).sum(1).mean()
+            objects = target[:, 1:].sum(1)
+            among = target[:, 1:] / objects.clamp(min=1e-6)[:, None]
+            which = -(among * part[:, 1:].log_softmax(1)).sum(1)
+            losses.append(overall + (objects * which).sum() / objects.sum().clamp(min=1e-6))
+        return TokensOutput(*losses)
+
     def forward_caption(self, samples: list[CaptionSample]) -> CaptionOutput:
         """Vision–language pretraining loss (one padded LLM pass): next-token cross-entropy over the answer
         tokens of each (video, question, answer), mean over all answer tokens."""
@@ -575,6 +646,18 @@ class MomentSegModel(nn.Module):
                 break
             out.append(nxt)
         return self.tokenizer.decode(out)
+
+
+def _token_shares(labels: np.ndarray, n_classes: int, t: int, tps: int, side: tuple[int, int]) -> torch.Tensor:
+    """Per merged vision token (t·h·w, n_classes): the share of each class among the pixels it covers, from
+    per-pixel labels (T,H,W) int of the video's frames (-1 = unlabelled; a frame count short of t·tps is padded
+    with the last frame, as the frames are); each token covers the ``tps`` frames of its temporal patch."""
+    x = torch.as_tensor(labels, dtype=torch.long)
+    n = t * tps
+    x = torch.cat([x, x[-1:].expand(n - len(x), -1, -1)]) if len(x) < n else x[:n]
+    one_hot = F.one_hot(x.clamp(min=0), n_classes).float() * (x >= 0)[..., None]  # (n, H, W, C)
+    shares = F.adaptive_avg_pool2d(one_hot.permute(0, 3, 1, 2), side)  # (n, C, h, w)
+    return shares.reshape(t, tps, n_classes, *side).mean(1).permute(0, 2, 3, 1).reshape(-1, n_classes)
 
 
 def _template_texts(config: MomentSegConfig) -> list[str]:

@@ -74,6 +74,16 @@ class ClassesOutput(_LossOutput):
 
 
 @dataclass
+class TokensOutput(_LossOutput):
+    """``forward_tokens`` (vision-tower pretraining): per-token shape, colour and motion soft cross-entropies."""
+
+    COMPONENTS: ClassVar[tuple[str, ...]] = ("token_shape_ce", "token_colour_ce", "token_motion_ce")
+    token_shape_ce: torch.Tensor
+    token_colour_ce: torch.Tensor
+    token_motion_ce: torch.Tensor
+
+
+@dataclass
 class CaptionOutput(_LossOutput):
     """``forward_caption`` (vision–language pretraining): lm_loss."""
 

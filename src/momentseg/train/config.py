@@ -18,10 +18,11 @@ import yaml
 
 from momentseg.errors import InputError
 
-TASKS = ("tsg", "refvos", "track", "caption", "classes")
-#: Backbone pretraining tasks: SAM2's own task (prompted tracking), vision–language captions / QA and SAM2's image
-#: encoder on per-pixel shape and colour classes. A stream of one of them holds nothing else.
-PRETRAIN_TASKS = ("track", "caption", "classes")
+TASKS = ("tsg", "refvos", "track", "caption", "classes", "tokens")
+#: Backbone pretraining tasks: SAM2's own task (prompted tracking), vision–language captions / QA, SAM2's image
+#: encoder on per-pixel shape and colour classes and Qwen's vision tower on per-token shape, colour and motion
+#: classes. A stream of one of them holds nothing else.
+PRETRAIN_TASKS = ("track", "caption", "classes", "tokens")
 SOURCE_TYPES = ("synthetic", "mask_dict", "charades", "activitynet")
 PRECISIONS = ("auto", "bf16", "fp32")
 PRESETS = ("tiny", "3b", "7b")
@@ -57,6 +58,9 @@ class ModelConfig:
     #: a folder written by ``save_pretrained`` whose SAM2 weights replace the model's before training (the
     #: world-pretrained tiny SAM2 of ``configs/tiny-sam2.yaml``)
     sam2_from: str | None = None
+    #: a folder written by ``save_pretrained`` whose Qwen2.5-VL vision-tower weights replace the model's before
+    #: training (the tiny vision tower pretrained by ``configs/tiny-vision.yaml``)
+    vision_from: str | None = None
     qwen_dir: str | None = None
     sam2_dir: str | None = None
     lora: LoraConfig | None = None
@@ -65,6 +69,8 @@ class ModelConfig:
     gradient_checkpointing: bool = False
     #: add the per-pixel shape / colour class heads the ``classes`` task trains (a fresh ``tiny`` model only)
     pixel_class_head: bool = False
+    #: add the per-token shape / colour / motion class heads the ``tokens`` task trains (a fresh ``tiny`` model)
+    token_class_head: bool = False
 
 
 @dataclass
@@ -126,11 +132,16 @@ class LossConfig:
     object_score: float = 1.0
     pixel_shape: float = 1.0
     pixel_colour: float = 1.0
+    token_shape: float = 1.0
+    token_colour: float = 1.0
+    token_motion: float = 1.0
 
     def by_component(self) -> dict[str, float]:
         """The weights by the name of the component each weighs (the typed outputs' ``COMPONENTS``)."""
         return {"find_loss": self.find, "lm_loss": self.lm, "mask_bce": self.mask_bce, "mask_dice": self.mask_dice,
-                "object_bce": self.object_score, "shape_ce": self.pixel_shape, "colour_ce": self.pixel_colour}
+                "object_bce": self.object_score, "shape_ce": self.pixel_shape, "colour_ce": self.pixel_colour,
+                "token_shape_ce": self.token_shape, "token_colour_ce": self.token_colour,
+                "token_motion_ce": self.token_motion}
 
 
 @dataclass
@@ -261,8 +272,9 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
         raise bad("model.preset", f"must be one of {', '.join(PRESETS)}, got {m.preset!r}")
     if m.preset in ("3b", "7b") and not (m.qwen_dir and m.sam2_dir):
         raise bad("model", f"preset {m.preset} needs 'qwen_dir' and 'sam2_dir' (local base-model folders)")
-    if m.pixel_class_head and m.preset != "tiny":
-        raise bad("model.pixel_class_head", "adds a fresh head to a new tiny model: needs preset: tiny")
+    for key in ("pixel_class_head", "token_class_head"):
+        if getattr(m, key) and m.preset != "tiny":
+            raise bad(f"model.{key}", "adds a fresh head to a new tiny model: needs preset: tiny")
     if m.lora is not None:
         if m.lora.r < 1 or m.lora.alpha <= 0 or not 0 <= m.lora.dropout < 1:
             raise bad("model.lora", "needs r ≥ 1, alpha > 0 and 0 ≤ dropout < 1")
@@ -287,6 +299,8 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
             raise bad(key, f"task {s.task} (backbone pretraining) needs type: synthetic")
         if s.task == "classes" and m.preset == "tiny" and not m.pixel_class_head:
             raise bad(key, "task classes needs the per-pixel class head: model.pixel_class_head: true")
+        if s.task == "tokens" and m.preset == "tiny" and not m.token_class_head:
+            raise bad(key, "task tokens needs the per-token class head: model.token_class_head: true")
         if s.type == "synthetic" and s.split not in ("train", "val", "test"):
             raise bad(f"{key}.split", f"must be train, val or test, got {s.split!r}")
     if not 0.0 <= d.tsg_ratio <= 1.0:

@@ -26,7 +26,7 @@ from momentseg.data import synthetic
 from momentseg.data.synthetic import caption_pairs
 from momentseg.errors import InputError
 from momentseg.grounding.sampling import dense_frame_indices, uniform_frames
-from momentseg.model import CaptionSample, ClassesSample, RefVOSSample, TrackSample, TSGSample
+from momentseg.model import CaptionSample, ClassesSample, RefVOSSample, TokensSample, TrackSample, TSGSample
 from momentseg.train import real_data
 from momentseg.train.config import PRETRAIN_TASKS, TASKS
 from momentseg.train.shapes import (
@@ -82,6 +82,8 @@ class SyntheticSource:
             return caption_sample(self.video(item), rng, shape)
         if self.task == "classes":
             return classes_sample(self.video(item), rng, shape)
+        if self.task == "tokens":
+            return tokens_sample(self.video(item), rng, shape)
         video = self.video(item)
         if self.task == "tsg":
             # A generated video whose expressions are all no-target has nothing to ground: the stream takes
@@ -175,6 +177,24 @@ def classes_sample(video, rng: np.random.Generator, shape: SampleShape):
     idx = np.sort(rng.choice(video.num_frames, size=count, replace=False))
     shapes, colours = video.pixel_classes(idx)
     return ClassesSample(frames=video.frames[idx], shapes=shapes, colours=colours)
+
+
+def tokens_sample(video, rng: np.random.Generator, shape: SampleShape):
+    """Vision-tower pretraining on a synthetic video: a random run of ``tokens_frames`` consecutive frames of the
+    ``[FIND]`` pass's sampling (``tsg_fps``), low-res as TSG frames, with the per-pixel shape and colour classes
+    of each frame and the motion class of its frame pair (the two frames one temporal patch covers:
+    :meth:`~momentseg.data.synthetic.SynthVideo.pixel_motion`)."""
+    t, hw = video.num_frames, video.frames.shape[1:3]
+    dense = dense_frame_indices(np.arange(t) / video.fps, shape.tsg_fps, shape.tsg_max_frames)
+    count = min(shape.tokens_frames, len(dense)) // 2 * 2
+    if count < 2:
+        raise ValueError(f"synthetic video {video.video_id}: {len(dense)} frame(s) at {shape.tsg_fps} fps, need 2")
+    start = 2 * int(rng.integers((len(dense) - count) // 2 + 1))
+    idx = dense[start : start + count]
+    shapes, colours = video.pixel_classes(idx)
+    motions = video.pixel_motion(idx[0::2], idx[1::2]).reshape(count, *hw)
+    return TokensSample(frames=resize_frames(video.frames[idx], area_fit(hw, shape.tsg_side)), shapes=shapes,
+                        colours=colours, motions=motions)
 
 
 def caption_sample(video, rng: np.random.Generator, shape: SampleShape):

@@ -30,11 +30,18 @@ from accelerate import Accelerator, PartialState
 from accelerate.utils import DistributedDataParallelKwargs
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from momentseg.data.synthetic import PIXEL_CLASS_COUNTS, caption_vocabulary
+from momentseg.data.synthetic import PIXEL_CLASS_COUNTS, TOKEN_CLASS_COUNTS, caption_vocabulary
 from momentseg.errors import InputError
 from momentseg.io.atomic import atomic_dir, atomic_write_text
 from momentseg.model import MomentSegModel
-from momentseg.model.outputs import CaptionOutput, ClassesOutput, RefVOSOutput, TrackOutput, TSGOutput
+from momentseg.model.outputs import (
+    CaptionOutput,
+    ClassesOutput,
+    RefVOSOutput,
+    TokensOutput,
+    TrackOutput,
+    TSGOutput,
+)
 from momentseg.train import checkpoint as ckpt
 from momentseg.train.config import LossConfig, TrainConfig
 from momentseg.train.data import SampleStream, batch_positions, build_sources
@@ -48,9 +55,11 @@ TASK_COMPONENTS = {
     "track": TrackOutput.COMPONENTS,
     "caption": CaptionOutput.COMPONENTS,
     "classes": ClassesOutput.COMPONENTS,
+    "tokens": TokensOutput.COMPONENTS,
 }
-"""The components ``forward_<task>`` returns next to ``loss`` (``track`` / ``caption`` / ``classes``: the backbone
-pretraining stages, :func:`momentseg.train.data.track_sample` / ``caption_sample`` / ``classes_sample``)."""
+"""The components ``forward_<task>`` returns next to ``loss`` (``track`` / ``caption`` / ``classes`` / ``tokens``:
+the backbone pretraining stages, :func:`momentseg.train.data.track_sample` / ``caption_sample`` /
+``classes_sample`` / ``tokens_sample``)."""
 
 
 class JointLoss(torch.nn.Module):
@@ -68,8 +77,9 @@ class JointLoss(torch.nn.Module):
         self.weights = weights.by_component()
 
     def forward(self, tsg: list = (), refvos: list = (), track: list = (), caption: list = (),
-                classes: list = ()) -> dict[str, torch.Tensor]:
-        batch = {"tsg": tsg, "refvos": refvos, "track": track, "caption": caption, "classes": classes}
+                classes: list = (), tokens: list = ()) -> dict[str, torch.Tensor]:
+        batch = {"tsg": tsg, "refvos": refvos, "track": track, "caption": caption, "classes": classes,
+                 "tokens": tokens}
         n = sum(len(v) for v in batch.values())
         if n == 0:
             raise ValueError("empty micro-batch")
@@ -442,11 +452,14 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
         model = MomentSegModel.from_pretrained(m.pretrained)
     elif m.preset == "tiny":
         model = MomentSegModel.tiny(caption_vocabulary(),
-                                    pixel_classes=PIXEL_CLASS_COUNTS if m.pixel_class_head else ())
+                                    pixel_classes=PIXEL_CLASS_COUNTS if m.pixel_class_head else (),
+                                    token_classes=TOKEN_CLASS_COUNTS if m.token_class_head else ())
     else:
         model = MomentSegModel.from_base(m.qwen_dir, m.sam2_dir, preset=m.preset)
     if m.sam2_from is not None:
         model.load_sam2_from(m.sam2_from)
+    if m.vision_from is not None:
+        model.load_vision_from(m.vision_from)
     return model
 
 

@@ -34,6 +34,7 @@ class SampleShape:
     track_max_stride: int = 3
     track_max_objects: int = 5
     classes_frames: int = 4
+    tokens_frames: int = 8
 
 
 def area_fit(hw: tuple[int, int], side: int) -> tuple[int, int]:

@@ -29,11 +29,13 @@ from momentseg.data.synthetic.captions import (
 from momentseg.data.synthetic.config import (
     COLOURS,
     EXPRESSION_KINDS,
+    MOTION_CLASSES,
     PALETTE,
     PIXEL_CLASS_COUNTS,
     SHAPES,
     SIZES,
     SPLIT_SEEDS,
+    TOKEN_CLASS_COUNTS,
     WorldConfig,
 )
 from momentseg.data.synthetic.language import VOCABULARY, tokenize
@@ -53,7 +55,9 @@ __all__ = [
     "time_error",
     "where_answer",
     "COLOURS",
+    "MOTION_CLASSES",
     "PIXEL_CLASS_COUNTS",
+    "TOKEN_CLASS_COUNTS",
     "EXPRESSION_KINDS",
     "PALETTE",
     "SHAPES",

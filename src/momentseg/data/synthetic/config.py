@@ -38,6 +38,11 @@ PIXEL_CLASS_COUNTS: tuple[int, int] = (1 + len(SHAPES), 1 + len(COLOURS))
 SIZES: dict[str, int] = {"small": 7, "medium": 10, "large": 14}
 #: Axis-aligned motion directions (image coordinates: "up" is decreasing y).
 DIRECTIONS: dict[str, tuple[int, int]] = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+#: Per-pixel motion classes of :meth:`SynthVideo.pixel_motion`: background, an object at rest, an object moving
+#: along one of :data:`DIRECTIONS`.
+MOTION_CLASSES: tuple[str, ...] = ("background", "still", *DIRECTIONS)
+#: Class counts of the vision tower's per-token heads (``tokens`` pretraining task): shapes, colours, motions.
+TOKEN_CLASS_COUNTS: tuple[int, int, int] = (*PIXEL_CLASS_COUNTS, len(MOTION_CLASSES))
 #: Frame sides (where objects enter / which wall they bounce off).
 SIDES: tuple[str, ...] = ("left", "right", "top", "bottom")
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from momentseg.data.synthetic.config import SHAPES
+from momentseg.data.synthetic.config import DIRECTIONS, MOTION_CLASSES, SHAPES
 
 #: Event kinds of an object's timeline (frame indices, both ends inclusive):
 #:   enter (param: side it enters from; first visible frame .. first frame fully inside),
@@ -129,6 +129,27 @@ class SynthVideo:
             colour[mask] = np.broadcast_to((1 + tr.colour[idx].astype(np.int64))[:, None, None], mask.shape)[mask]
         colour[(shape > 0) & (colour == 0)] = -1  # colour index -1 (blending) + 1
         return shape, colour
+
+    def pixel_motion(self, first, second, min_shift: float = 1.0) -> np.ndarray:
+        """Per-pixel motion classes (indices into ``MOTION_CLASSES``) of the pairs of frames ``first[i]`` →
+        ``second[i]``: each object visible in either frame of a pair labels its pixels there by its shift between
+        the two (``still`` when its centre moved < ``min_shift`` pixels, else the axis direction of the larger
+        displacement); 0 = background. (n,2,H,W) int64: index 0 the first frame, 1 the second."""
+        a, b = np.asarray(first, dtype=np.int64), np.asarray(second, dtype=np.int64)
+        if a.shape != b.shape or a.ndim != 1:
+            raise ValueError(f"first and second must be 1-D of one length, got {a.shape} and {b.shape}")
+        out = np.zeros((len(a), 2, *self.frames.shape[1:3]), np.int64)
+        still, axes = MOTION_CLASSES.index("still"), {v: MOTION_CLASSES.index(k) for k, v in DIRECTIONS.items()}
+        for tr in self.objects:
+            d = tr.centre[b] - tr.centre[a]  # (n, 2) x, y
+            major = np.abs(d).argmax(1)
+            step = np.sign(d[np.arange(len(a)), major]).astype(int)
+            label = np.array([axes[(s, 0) if m == 0 else (0, s)] if s else still for m, s in zip(major, step, strict=True)])
+            label[np.abs(d).max(1) < min_shift] = still
+            for j, idx in enumerate((a, b)):
+                mask = self.object_masks[tr.obj_id][idx]  # (n, H, W)
+                out[:, j][mask] = np.broadcast_to(label[:, None, None], mask.shape)[mask]
+        return out
 
     def moment_frames(self, exp: SynthExpression) -> np.ndarray:
         """(T,) bool: frame t (timestamp t/fps seconds) lies inside one of ``exp``'s moments.
