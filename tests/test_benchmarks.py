@@ -10,7 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from momentseg.data.synthetic import PIXEL_CLASS_COUNTS, WorldConfig, caption_vocabulary, generate_video
+from momentseg.data.synthetic import (
+    PIXEL_CLASS_COUNTS,
+    TOKEN_CLASS_COUNTS,
+    WorldConfig,
+    caption_vocabulary,
+    generate_video,
+)
 from momentseg.grounding.sampling import select_keyframes
 from momentseg.io.video import open_video
 from momentseg.model.momentseg import MomentSegModel
@@ -435,6 +441,36 @@ def test_shape_probe_scores_and_runs(model_dir, tmp_path):
     assert 0.0 <= json.loads(out.read_text())["val_shape_miou"] <= 1.0
     with pytest.raises(SystemExit):
         probe.main(["--encoder", str(model_dir), "--own-head", "--val-items", "2"])  # no head to score
+
+
+def test_find_probe_scores_the_curve_and_splits_position_from_content(model_dir, tmp_path):
+    probe = _load("find_probe")
+    assert probe.auc(np.array([3.0, 1.0, 2.0, 2.0]), np.array([True, False, True, False])) == pytest.approx(
+        (1 + 1 + 1 + 0.5) / 4)
+    assert probe.auc(np.array([1.0, 2.0]), np.array([True, True])) is None  # no negative frame
+    feats = np.zeros((2, 3, 2))
+    feats[:, :, 0] = 5.0  # grand mean (5, 0)
+    feats[:, 0, 1], feats[:, 2, 1] = 1.0, -1.0  # the same time course in both videos: position only
+    d = probe._decompose(feats)
+    assert d == pytest.approx({"grand": 5.0, "position": 2 / 3, "content": 0.0})
+    feats[0, :, 1] += 0.5
+    feats[1, :, 1] -= 0.5  # a per-video offset: content
+    assert probe._decompose(feats)["content"] == pytest.approx(0.5)
+    out = probe.main(["--model", str(model_dir), "--videos", "1", "--json", str(tmp_path / "f.json")])
+    assert out["expressions"] == sum(v["n"] for v in out["auc_by_kind"].values()) > 0 and 0 <= out["auc"] <= 1
+    assert set(out["frame_features"]) == {"after_llm", "vision_tower"}
+
+
+def test_token_probe_scores_a_token_head(tmp_path):
+    probe = _load("token_probe")
+    headed = tmp_path / "headed"
+    MomentSegModel.tiny(caption_vocabulary(), token_classes=TOKEN_CLASS_COUNTS).save_pretrained(headed)
+    out = probe.main(["--model", str(headed), "--videos", "2", "--json", str(tmp_path / "t.json")])
+    assert set(out) - {"args"} == set(probe.KINDS)
+    assert all(0 <= v["accuracy"] <= 1 and v["tokens"] > 0 for k, v in out.items() if k != "args")
+    MomentSegModel.tiny(caption_vocabulary()).save_pretrained(tmp_path / "plain")
+    with pytest.raises(SystemExit):
+        probe.main(["--model", str(tmp_path / "plain"), "--videos", "1"])
 
 
 def test_pixel_query_probe_scores_iou_and_runs(model_dir, tmp_path):

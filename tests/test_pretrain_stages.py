@@ -330,8 +330,9 @@ def test_sam2_from_and_vision_from_refuse_another_backbone_size(tmp_path):
 
 
 def test_the_shipped_fine_tuning_config_loads_the_shipped_tiny_sam2(monkeypatch):
-    """configs/tiny-synthetic.yaml (the embedded model's recipe) starts from pretrained/tiny-sam2-classes as
-    committed, which configs/tiny-sam2-classes.yaml starts from pretrained/tiny-sam2."""
+    """configs/tiny-synthetic.yaml (the embedded model's recipe) starts from pretrained/tiny-sam2-classes and
+    pretrained/tiny-vision as committed (both encoders frozen); configs/tiny-sam2-classes.yaml starts from
+    pretrained/tiny-sam2."""
     from pathlib import Path
 
     from momentseg.train.config import load_config, validate
@@ -348,6 +349,14 @@ def test_the_shipped_fine_tuning_config_loads_the_shipped_tiny_sam2(monkeypatch)
     assert frozen and not any(frozen)
     assert all(p.requires_grad for n, p in model.named_parameters() if n.startswith("sam2.mask_decoder."))
     assert not hasattr(model, "pixel_class_head") and model.config.pixel_query_coarse
+    tower = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-vision").qwen.model.visual.state_dict()
+    assert all(torch.equal(v, tower[k]) for k, v in model.qwen.model.visual.state_dict().items())
+    assert not any(p.requires_grad for p in model.qwen.model.visual.parameters())
+    assert all(p.requires_grad for p in model.qwen.model.language_model.parameters())
+    assert not hasattr(model, "token_class_head")
     stage = load_config(root / "configs" / "tiny-sam2-classes.yaml")
     validate(stage)
     assert stage.model.sam2_from == "pretrained/tiny-sam2" and stage.model.pixel_class_head
+    vision = load_config(root / "configs" / "tiny-vision.yaml")
+    validate(vision)
+    assert vision.model.token_class_head and vision.data.sources[0].task == "tokens"

@@ -1,0 +1,104 @@
+"""What the dense ``[FIND]`` pass's frame features carry, and how well its curve ranks frames.
+
+- **Ranking**: for every expression with a moment on videos ``0..N-1`` of a synthetic split, the AUC of its
+  per-frame ``[FIND]`` logits (frames inside the ground-truth moment against the others; 0.5 = no information),
+  overall and by expression kind. Unlike R1@IoU this scores the curve itself, before thresholding.
+- **Position vs content**: the per-frame features the curve is the cosine of (``find_head`` on the video tokens,
+  pooled per frame) on the first 20 dense frames of each video, split into their mean over videos and frames
+  (*grand*), the mean over videos at each frame minus the grand mean (*position*: the same for every video)
+  and each video's deviation from that (*content*); mean vector norms. Measured on the video tokens after the
+  language model (what the method reads) and straight out of the vision tower (what the language model is
+  given). A curve built on features with no content can only encode a prior over time.
+
+    python benchmarks/find_probe.py --model src/momentseg/embedded --videos 10 --json benchmarks/results/find_probe.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+from momentseg.data import synthetic as syn
+from momentseg.io.atomic import atomic_write_text
+from momentseg.io.video import open_video
+from momentseg.model.processing import VIDEO
+from momentseg.pipeline import MomentSeg
+
+FEATURE_FRAMES = 20
+
+
+def auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
+    """P(score of a positive frame > score of a negative one), ties counted half; None without both kinds."""
+    pos, neg = scores[positive], scores[~positive]
+    if len(pos) == 0 or len(neg) == 0:
+        return None
+    return float((pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean())
+
+
+def _decompose(feats: np.ndarray) -> dict:
+    grand = feats.mean((0, 1))
+    position = feats.mean(0) - grand
+    content = feats - feats.mean(0)
+    return {"grand": float(np.linalg.norm(grand)), "position": float(np.linalg.norm(position, axis=1).mean()),
+            "content": float(np.linalg.norm(content, axis=2).mean())}
+
+
+@torch.no_grad()
+def measure(pipe: MomentSeg, videos: int, split: str) -> dict:
+    model = pipe.model
+    by_kind: dict[str, list[float]] = {}
+    feats: dict[str, list[np.ndarray]] = {"after_llm": [], "vision_tower": []}
+    for i in range(videos):
+        v = syn.generate_video(syn.video_seed(syn.SPLIT_SEEDS[split], i), syn.video_id(i), syn.WorldConfig())
+        video = open_video(v.frames, fps=v.fps)
+        dense = pipe.dense_frames(video)
+        lowres = pipe._lowres(video, dense)
+        logits = model.find_logits_many(lowres, [e.text for e in v.expressions]).numpy()
+        t = video.timestamps[dense]
+        for e, row in zip(v.expressions, logits, strict=True):
+            if e.moments:
+                inside = np.zeros(len(t), bool)
+                for start, end in e.moments:
+                    inside |= (t >= start) & (t <= end)
+                a = auc(row, inside)
+                if a is not None:
+                    by_kind.setdefault(e.kind, []).append(a)
+        first = lowres[:FEATURE_FRAMES]
+        batch = model.processor.tsg([first], [v.expressions[0].text])
+        n_t = int(batch.videos.grid_thw[0, 0])
+        hidden = model.llm_hidden(batch)[0][batch.mm_token_type_ids[0] == VIDEO]
+        inputs = batch.model_inputs(model.device)
+        tower = model.qwen.model.get_video_features(inputs["pixel_values_videos"],
+                                                    inputs["video_grid_thw"]).pooler_output[0]
+        feats["after_llm"].append(model._frame_features(hidden, n_t, len(first)).numpy())
+        feats["vision_tower"].append(model._frame_features(tower, n_t, len(first)).numpy())
+    every = [a for v in by_kind.values() for a in v]
+    return {
+        "auc": float(np.mean(every)), "expressions": len(every),
+        "auc_by_kind": {k: {"auc": float(np.mean(v)), "n": len(v)} for k, v in sorted(by_kind.items())},
+        "frame_features": {k: _decompose(np.stack(v)) for k, v in feats.items()},
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="src/momentseg/embedded", help="a model folder")
+    ap.add_argument("--videos", type=int, default=10, help="videos 0..N-1 of the split")
+    ap.add_argument("--split", default="val", choices=("train", "val", "test"))
+    ap.add_argument("--json", help="write the result here")
+    args = ap.parse_args(argv)
+    if args.videos < 1:
+        ap.error("--videos must be ≥ 1")
+    result = measure(MomentSeg.from_pretrained(args.model, device="cpu"), args.videos, args.split)
+    result["args"] = vars(args)
+    print(json.dumps(result))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(result, indent=1) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
