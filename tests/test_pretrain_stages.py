@@ -360,3 +360,4 @@ def test_the_shipped_fine_tuning_config_loads_the_shipped_tiny_sam2(monkeypatch)
     vision = load_config(root / "configs" / "tiny-vision.yaml")
     validate(vision)
     assert vision.model.token_class_head and vision.data.sources[0].task == "tokens"
+    validate(load_config(root / "configs" / "tsg-only-probe.yaml"))  # BENCHMARKS' [FIND]-only control
