@@ -18,7 +18,7 @@ import torch
 from momentseg.data import synthetic as syn
 from momentseg.io.atomic import atomic_write_text
 from momentseg.model import MomentSegModel
-from momentseg.model.momentseg import _token_shares
+from momentseg.model.momentseg import token_shares
 from momentseg.train.data import tokens_sample
 from momentseg.train.shapes import SampleShape
 
@@ -41,7 +41,7 @@ def measure(model: MomentSegModel, videos: int, split: str) -> dict:
         t, gh, gw = (int(x) for x in vision.grid_thw[0])
         side = (gh // lay.merge_size, gw // lay.merge_size)
         for kind, part in zip(KINDS, model.token_class_head(tokens).split(c.token_classes, dim=1), strict=True):
-            target = _token_shares(getattr(s, kind), part.shape[1], t, lay.temporal_patch_size, side)
+            target = token_shares(getattr(s, kind), part.shape[1], t, lay.temporal_patch_size, side)
             chosen = target[:, 1:].max(1).values >= 0.25
             right = part[chosen][:, 1:].argmax(1) == target[chosen][:, 1:].argmax(1)
             hits[kind][0] += int(right.sum())

@@ -605,7 +605,7 @@ class MomentSegModel(nn.Module):
             side = (gh // lay.merge_size, gw // lay.merge_size)
             out = self.token_class_head(tok.to(self.token_class_head.weight.dtype)).float()
             for k, (kind, part) in enumerate(zip(kinds, out.split(c.token_classes, dim=1), strict=True)):
-                share = _token_shares(np.asarray(getattr(s, kind)), part.shape[1], t, lay.temporal_patch_size, side)
+                share = token_shares(np.asarray(getattr(s, kind)), part.shape[1], t, lay.temporal_patch_size, side)
                 targets[k].append(share.to(part.device))
                 logits[k].append(part)
         losses = []
@@ -648,7 +648,7 @@ class MomentSegModel(nn.Module):
         return self.tokenizer.decode(out)
 
 
-def _token_shares(labels: np.ndarray, n_classes: int, t: int, tps: int, side: tuple[int, int]) -> torch.Tensor:
+def token_shares(labels: np.ndarray, n_classes: int, t: int, tps: int, side: tuple[int, int]) -> torch.Tensor:
     """Per merged vision token (t·h·w, n_classes): the share of each class among the pixels it covers, from
     per-pixel labels (T,H,W) int of the video's frames (-1 = unlabelled; a frame count short of t·tps is padded
     with the last frame, as the frames are); each token covers the ``tps`` frames of its temporal patch."""
