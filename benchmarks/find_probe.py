@@ -70,9 +70,7 @@ def measure(pipe: MomentSeg, videos: int, split: str) -> dict:
         batch = model.processor.tsg([first], [v.expressions[0].text])
         n_t = int(batch.videos.grid_thw[0, 0])
         hidden = model.llm_hidden(batch)[0][batch.mm_token_type_ids[0] == VIDEO]
-        inputs = batch.model_inputs(model.device)
-        tower = model.qwen.model.get_video_features(inputs["pixel_values_videos"],
-                                                    inputs["video_grid_thw"]).pooler_output[0]
+        tower = model.video_tokens([model.processor.video(first, model.config.find_frame_size)])[0]
         feats["after_llm"].append(model._frame_features(hidden, n_t, len(first)).numpy())
         feats["vision_tower"].append(model._frame_features(tower, n_t, len(first)).numpy())
     every = [a for v in by_kind.values() for a in v]

@@ -37,7 +37,7 @@ def measure(model: MomentSegModel, videos: int, split: str) -> dict:
         v = syn.generate_video(syn.video_seed(syn.SPLIT_SEEDS[split], i), syn.video_id(i), syn.WorldConfig())
         s = tokens_sample(v, np.random.default_rng(i), shape)
         vision = model.processor.video(s.frames, c.find_frame_size)
-        tokens = model.qwen.model.get_video_features(vision.pixel_values, vision.grid_thw).pooler_output[0]
+        tokens = model.video_tokens([vision])[0]
         t, gh, gw = (int(x) for x in vision.grid_thw[0])
         side = (gh // lay.merge_size, gw // lay.merge_size)
         for kind, part in zip(KINDS, model.token_class_head(tokens).split(c.token_classes, dim=1), strict=True):

@@ -246,7 +246,7 @@ def test_tokens_loss_reads_label_shares_per_token_and_trains_the_vision_tower(vi
         opt.step()
     with torch.no_grad():
         vis = m.processor.video(frames, m.config.find_frame_size)
-        tok = m.qwen.model.get_video_features(vis.pixel_values, vis.grid_thw).pooler_output[0]
+        tok = m.video_tokens([vis])[0]
         colour = m.token_class_head(tok)[:, 7:14].softmax(1)  # shapes 0..6, colours 7..13
     assert tok.shape[0] == 8 and colour[5, 3] > 0.8 and (colour[[0, 1, 2, 3, 4, 6, 7], 0] > 0.8).all()
     with pytest.raises(ValueError, match="token_class_head"):

@@ -43,6 +43,7 @@ from momentseg.model.processing import (
     Sequence,
     VisionInputs,
     as_uint8,
+    concat_vision,
 )
 from momentseg.model.release import import_checkpoint
 from momentseg.model.tokenizer import IM_END, build_word_tokenizer
@@ -582,6 +583,12 @@ class MomentSegModel(nn.Module):
             losses.append(F.cross_entropy(part, labels, weight=weight, ignore_index=-1))
         return ClassesOutput(*losses)
 
+    def video_tokens(self, videos: list[VisionInputs]) -> tuple[torch.Tensor, ...]:
+        """The vision tower's output tokens (n_i, d) of each processed video (``processor.video``), in one pass."""
+        vision = concat_vision(videos)
+        return self.qwen.model.get_video_features(vision.pixel_values.to(self.device),
+                                                  vision.grid_thw.to(self.device)).pooler_output
+
     def forward_tokens(self, samples: list[TokensSample]) -> TokensOutput:
         """Vision-tower pretraining loss: the share of each shape, colour and motion class among the pixels each
         merged vision token covers (both frames of its temporal patch; area-pooled from the per-pixel labels),
@@ -594,9 +601,7 @@ class MomentSegModel(nn.Module):
         if not c.token_classes:
             raise ValueError("this model has no per-token class head (train config: model.token_class_head: true)")
         videos = [self.processor.video(s.frames, c.find_frame_size) for s in samples]
-        vision = VisionInputs(torch.cat([v.pixel_values for v in videos]), torch.cat([v.grid_thw for v in videos]))
-        tokens = self.qwen.model.get_video_features(vision.pixel_values.to(self.device),
-                                                    vision.grid_thw.to(self.device)).pooler_output
+        tokens = self.video_tokens(videos)
         kinds = ("shapes", "colours", "motions")
         targets: list[list[torch.Tensor]] = [[] for _ in kinds]
         logits: list[list[torch.Tensor]] = [[] for _ in kinds]

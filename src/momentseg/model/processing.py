@@ -128,7 +128,8 @@ def vision_kwargs(images: VisionInputs | None, videos: VisionInputs | None, seco
     return kwargs
 
 
-def _cat(parts: list[VisionInputs]) -> VisionInputs | None:
+def concat_vision(parts: list[VisionInputs]) -> VisionInputs | None:
+    """Several images' or videos' inputs as one (their patches and grid rows in order); None for none."""
     if not parts:
         return None
     return VisionInputs(torch.cat([p.pixel_values for p in parts]), torch.cat([p.grid_thw for p in parts]))
@@ -328,8 +329,8 @@ class MomentSegProcessor:
             answer_starts=torch.tensor([s.answer_start for s in seqs], dtype=torch.long),
             query_spans=torch.tensor([s.query_span for s in seqs], dtype=torch.long),
             token_positions=torch.tensor(positions, dtype=torch.long),
-            images=_cat([x for x in images if x is not None]),
-            videos=_cat([x for x in videos if x is not None]),
+            images=concat_vision([x for x in images if x is not None]),
+            videos=concat_vision([x for x in videos if x is not None]),
             sample_videos=tuple(sample_videos),
             second_per_grid=self.second_per_grid,
         )
