@@ -9,6 +9,8 @@
   and each video's deviation from that (*content*); mean vector norms. Measured on the video tokens after the
   language model (what the method reads) and straight out of the vision tower (what the language model is
   given). A curve built on features with no content can only encode a prior over time.
+- **Peak placement**: for expressions with one moment, where the curve's peak (the mean time of its
+  ``PEAK_FRAMES`` highest frames) falls: before, inside or after the moment, by kind.
 
     python benchmarks/find_probe.py --model src/momentseg/embedded --videos 10 --json benchmarks/results/find_probe.json
 """
@@ -28,6 +30,8 @@ from momentseg.model.processing import VIDEO
 from momentseg.pipeline import MomentSeg
 
 FEATURE_FRAMES = 20
+PEAK_FRAMES = 3
+PLACES = ("before", "inside", "after")
 
 
 def auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
@@ -50,6 +54,7 @@ def _decompose(feats: np.ndarray) -> dict:
 def measure(pipe: MomentSeg, videos: int, split: str) -> dict:
     model = pipe.model
     by_kind: dict[str, list[float]] = {}
+    peaks: dict[str, list[str]] = {}
     feats: dict[str, list[np.ndarray]] = {"after_llm": [], "vision_tower": []}
     for i in range(videos):
         v = syn.generate_video(syn.video_seed(syn.SPLIT_SEEDS[split], i), syn.video_id(i), syn.WorldConfig())
@@ -66,6 +71,10 @@ def measure(pipe: MomentSeg, videos: int, split: str) -> dict:
                 a = auc(row, inside)
                 if a is not None:
                     by_kind.setdefault(e.kind, []).append(a)
+                if len(e.moments) == 1:
+                    (start, end), peak = e.moments[0], float(t[np.argsort(row)[-PEAK_FRAMES:]].mean())
+                    place = "before" if peak < start else "after" if peak > end else "inside"
+                    peaks.setdefault(e.kind, []).append(place)
         first = lowres[:FEATURE_FRAMES]
         batch = model.processor.tsg([first], [v.expressions[0].text])
         n_t = int(batch.videos.grid_thw[0, 0])
@@ -78,6 +87,7 @@ def measure(pipe: MomentSeg, videos: int, split: str) -> dict:
         "auc": float(np.mean(every)), "expressions": len(every),
         "auc_by_kind": {k: {"auc": float(np.mean(v)), "n": len(v)} for k, v in sorted(by_kind.items())},
         "frame_features": {k: _decompose(np.stack(v)) for k, v in feats.items()},
+        "peak_placement": {k: {p: v.count(p) / len(v) for p in PLACES} | {"n": len(v)} for k, v in sorted(peaks.items())},
     }
 
 

@@ -459,6 +459,26 @@ def test_find_probe_scores_the_curve_and_splits_position_from_content(model_dir,
     out = probe.main(["--model", str(model_dir), "--videos", "1", "--json", str(tmp_path / "f.json")])
     assert out["expressions"] == sum(v["n"] for v in out["auc_by_kind"].values()) > 0 and 0 <= out["auc"] <= 1
     assert set(out["frame_features"]) == {"after_llm", "vision_tower"}
+    assert all(sum(v[p] for p in probe.PLACES) == pytest.approx(1.0) and v["n"] > 0
+               for v in out["peak_placement"].values())
+
+
+def test_prompt_probe_scores_clicks_and_trains_a_fresh_decoder(model_dir, tmp_path):
+    probe = _load("prompt_probe")
+    target = torch.zeros(2, 4, 4)
+    target[0, :2], target[1, 2:] = 1.0, 1.0
+    own, others, sens = probe.scores(torch.where(target[[0, 0]] > 0, 5.0, -5.0), target)
+    assert own == [1.0, 0.0] and others == [0.0, 1.0] and sens == 0.0  # both clicks gave object 0's mask
+    own, others, sens = probe.scores(torch.where(target > 0, 5.0, -5.0), target)
+    assert own == [1.0, 1.0] and others == [0.0, 0.0] and sens == pytest.approx(2.0)
+    masks = torch.zeros(2, 8, 8, dtype=torch.bool)
+    masks[0, 1:3, 1:3], masks[1, 5:7, 4:6] = True, True
+    pts = probe.clicks(masks, np.random.default_rng(0))
+    assert all(masks[k, int(y), int(x)] for k, (x, y) in enumerate(pts.tolist()))
+    out = probe.main(["--model", str(model_dir), "--videos", "1", "--train-steps", "2", "--train-videos", "1",
+                      "--every", "1", "--json", str(tmp_path / "p.json")])
+    assert [c["step"] for c in out["curve"]] == [0, 1, 2] and out["frames"] > 0
+    assert 0.0 <= out["measured"]["own_iou"] <= 1.0 and json.loads((tmp_path / "p.json").read_text())["curve"]
 
 
 def test_token_probe_scores_a_token_head(tmp_path):

@@ -14,9 +14,9 @@ from momentseg.errors import InputError
 from momentseg.grounding.sampling import dense_frame_indices
 from momentseg.model import CaptionSample, ClassesSample, MomentSegModel, TokensSample, TrackSample
 from momentseg.sam2.config import preprocess_for_sam2
-from momentseg.train.config import LossConfig, config_from_dict
+from momentseg.train.config import LossConfig, config_from_dict, load_config
 from momentseg.train.data import SampleStream, SyntheticSource, classes_sample, tokens_sample, track_sample
-from momentseg.train.loop import build_model, train
+from momentseg.train.loop import build_model, build_stream, train
 from momentseg.train.shapes import SampleShape, resize_frames
 
 SHAPE = SampleShape(tsg_side=56, context_side=56, keyframe_side=64, tsg_max_frames=8, tsg_fps=5.0,
@@ -67,6 +67,19 @@ def test_a_track_stream_holds_only_its_task():
     assert list(batch) == ["track"] and all(isinstance(s, TrackSample) for s in batch["track"])
     with pytest.raises(InputError, match="cannot mix"):
         SampleStream([SyntheticSource("track"), SyntheticSource("tsg")], SHAPE)
+
+
+def test_data_track_frames_sets_the_clip_length_of_sams_own_task(model, tmp_path):
+    cfg = _cfg("track", tmp_path)
+    assert {len(s.frames) for s in build_stream(cfg, model).batch(range(3))["track"]} == {8}  # SampleShape's
+    cfg.data.track_frames = 2
+    clips = build_stream(cfg, model).batch(range(6))["track"]
+    assert {len(s.frames) for s in clips} == {2} and {s.masks.shape[1] for s in clips} == {2}
+    assert all(p["frame"] in (0, 1) for s in clips for p in s.prompts)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {preset: tiny}\ndata: {track_frames: 0, sources: [{type: synthetic, task: track}]}\n")
+    with pytest.raises(InputError, match="data.track_frames"):
+        load_config(bad)
 
 
 # ------------------------------------------------------------------------------------------ track model

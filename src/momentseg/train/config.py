@@ -113,6 +113,9 @@ class DataConfig:
     tsg_max_frames: int | None = None  # model config: find_max_frames
     tsg_fps: float | None = None  # model config: fps
     context_frames: int | None = None  # model config: context_frames
+    #: frames per clip of SAM2's own task (``track``); None: :class:`~momentseg.train.shapes.SampleShape`'s 8.
+    #: 1 = every prompt decoded on its frame alone (the mask decoder learning to follow prompts, cheaply)
+    track_frames: int | None = None
     keyframes: int = 5
     keyframe_window: int = 10
 
@@ -305,7 +308,7 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
             raise bad(f"{key}.split", f"must be train, val or test, got {s.split!r}")
     if not 0.0 <= d.tsg_ratio <= 1.0:
         raise bad("data.tsg_ratio", "must be within [0, 1]")
-    for key in ("tsg_max_frames", "context_frames", "keyframes"):
+    for key in ("tsg_max_frames", "context_frames", "keyframes", "track_frames"):
         if getattr(d, key) is not None and getattr(d, key) < 1:
             raise bad(f"data.{key}", "must be ≥ 1")
     if d.keyframe_window < 0 or (d.tsg_fps is not None and d.tsg_fps <= 0):

@@ -15,6 +15,7 @@ sampler/RNG state is needed).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -485,5 +486,7 @@ def build_stream(cfg: TrainConfig, model: torch.nn.Module) -> SampleStream:
         keyframes=d.keyframes,
         keyframe_window=d.keyframe_window,
     )
+    if d.track_frames is not None:
+        shape = dataclasses.replace(shape, track_frames=int(d.track_frames))
     sources, weights = build_sources(d, shape)
     return SampleStream(sources, shape, tsg_ratio=d.tsg_ratio, seed=cfg.seed, weights=weights)
