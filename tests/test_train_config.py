@@ -65,7 +65,8 @@ def test_missing_file_is_an_input_error(tmp_path):
         load_config(tmp_path / "nope.yaml")
 
 
-@pytest.mark.parametrize("name", ["tiny-sam2.yaml", "tiny-sam2-tracking.yaml", "tiny-vlm.yaml", "tiny-synthetic.yaml", "3b.yaml"])
+@pytest.mark.parametrize("name", ["tiny-sam2.yaml", "tiny-sam2-tracking.yaml", "tiny-sam2-memory.yaml", "tiny-vlm.yaml",
+                                  "tiny-synthetic.yaml", "3b.yaml"])
 def test_shipped_configs_are_valid(name):
     cfg = load_config(CONFIGS / name)
     assert cfg.data.sources
