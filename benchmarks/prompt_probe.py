@@ -120,8 +120,7 @@ class CachedDecoder:
             sam2 = self.sam2
             with torch.no_grad():
                 fpn = sam2.get_image_features(px, return_dict=True).fpn_hidden_states  # (HW, 1, C) each
-            maps = [f.permute(1, 2, 0).reshape(1, f.shape[2], *size)
-                    for f, size in zip(fpn, sam2.backbone_feature_sizes, strict=True)]
+            maps = sam2.feature_maps(fpn)
             maps[-1] = maps[-1] + sam2.no_memory_embedding.detach().view(1, -1, 1, 1)
             self.cache[key] = maps
         return self.cache[key]

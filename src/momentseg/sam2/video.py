@@ -276,14 +276,10 @@ class MomentSegSam2(Sam2VideoModel):
         vision_feats, vision_pos = self._prepare_vision_features(inference_session, frame_idx, batch_size)
         if point_inputs is not None and mask_inputs is not None:
             raise ValueError("a frame cannot have both point and mask inputs for one object")
-        high_res = None
-        if len(vision_feats) > 1:  # (HW)BC -> BCHW
-            high_res = [
-                x.permute(1, 2, 0).view(x.size(1), x.size(2), *size)
-                for x, size in zip(vision_feats[:-1], self.backbone_feature_sizes[:-1], strict=True)
-            ]
+        maps = self.feature_maps(vision_feats)
+        high_res = maps[:-1] or None
         # the frame's S/16 map before memory: a mask prompt's features, and what a coarse pixel query reads
-        raw = vision_feats[-1].permute(1, 2, 0).view(-1, self.hidden_dim, *self.backbone_feature_sizes[-1])
+        raw = maps[-1]
         if mask_inputs is not None:
             out = self._mask_as_output(raw, high_res, mask_inputs, language)
         else:
@@ -309,6 +305,12 @@ class MomentSegSam2(Sam2VideoModel):
         return out
 
     # ------------------------------------------------------------------------------------------------ decoder
+    def feature_maps(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Image features as transformers' video model holds them, (HW, B, C) per level (the last levels of
+        ``backbone_feature_sizes``, S/16 last), as maps (B, C, H, W)."""
+        sizes = self.backbone_feature_sizes[len(self.backbone_feature_sizes) - len(feats):]
+        return [f.permute(1, 2, 0).reshape(f.shape[1], f.shape[2], *size) for f, size in zip(feats, sizes, strict=True)]
+
     def _prompts(self, features: torch.Tensor, point_inputs: dict | None, mask_inputs: torch.Tensor | None,
                  language: torch.Tensor | None):
         """The prompt encoder's (sparse, dense) embeddings for points (else one padding point) and a dense mask
@@ -433,12 +435,8 @@ class MomentSegSam2(Sam2VideoModel):
         """The map a coarse pixel query reads (:func:`pixel_query_features` of the S/4 features and the S/16 image
         embedding) for preprocessed frames (B,3,S,S), with autograd as the caller has it: (B, C0 + C, S/4, S/4).
         The image-encoder pretraining task (per-pixel classes) trains it."""
-        fpn = self.get_image_features(pixel_values, return_dict=True).fpn_hidden_states
-        b = pixel_values.shape[0]
-        fine, coarse = fpn[0], fpn[-1]  # (HW, B, C): S/4 after conv_s0, and S/16
-        s4, s16 = self.backbone_feature_sizes[0], self.backbone_feature_sizes[-1]
-        return pixel_query_features(fine.permute(1, 2, 0).reshape(b, -1, *s4),
-                                    coarse.permute(1, 2, 0).reshape(b, -1, *s16))
+        maps = self.feature_maps(self.get_image_features(pixel_values, return_dict=True).fpn_hidden_states)
+        return pixel_query_features(maps[0], maps[-1])  # S/4 after conv_s0, and S/16
 
     def _clip_session(self, pixel_values: torch.Tensor) -> LanguageSession:
         """A session over a short clip (K,3,S,S) whose frames' image features are computed in one batch (with
