@@ -391,6 +391,34 @@ def test_tracking_ceiling_with_a_perfect_tracker_scores_100(model_dir, monkeypat
     assert real["objects"] == perfect["objects"] and 0.0 <= real["J&F"] <= 100.0
 
 
+def test_memory_probe_scores_distance_areas_and_memory_sensitivity(model_dir, monkeypatch, tmp_path):
+    """The memory probe: a tracker that returns the truth has J 1 at every distance, the true area and empty
+    absent frames; the memory encoder of a random SAM2 sees the mask (its memories of two objects differ), and a
+    training checkpoint's weights replace the folder's."""
+    probe = _load("memory_probe")
+    monkeypatch.setattr(probe, "track_object", lambda sam2, px, masks: masks.copy())
+    perfect = probe.main(["--model", str(model_dir), "--videos", "1"])
+    assert all(j == pytest.approx(1.0) for j in perfect["J_by_distance"].values() if j is not None)
+    assert perfect["frames_by_distance"]["0"] >= 3 and perfect["pred_area"] == pytest.approx(perfect["true_area"])
+    assert perfect["absent_frames_empty"] in (None, pytest.approx(1.0))
+    assert perfect["memory_pairs"] > 0 and perfect["memory_relative_difference"] > 0
+    monkeypatch.undo()
+
+    model = MomentSegModel.from_pretrained(model_dir)
+    ckpt = tmp_path / "step-1"
+    ckpt.mkdir()
+    with torch.no_grad():
+        for p in model.sam2.memory_encoder.parameters():
+            p.zero_()
+    from safetensors.torch import save_file
+    save_file({f"sam2.memory_encoder.{k}": v.contiguous() for k, v in model.sam2.memory_encoder.state_dict().items()},
+              str(ckpt / "trainable.safetensors"))
+    zeroed = probe.main(["--model", str(model_dir), "--checkpoint", str(ckpt), "--videos", "1",
+                         "--json", str(tmp_path / "probe.json")])
+    assert zeroed["memory_relative_difference"] == 0.0
+    assert json.loads((tmp_path / "probe.json").read_text())["args"]["checkpoint"] == str(ckpt)
+    assert 0.0 <= zeroed["J_by_distance"]["0"] <= 1.0
+
 def test_vlm_probe_scores_answers_and_runs(model_dir, tmp_path):
     rows = [("objects", "small red star and large blue circle", "large blue circle and small red star"),
             ("where", "top left", "top left"), ("where", "top left", "bottom left"),
