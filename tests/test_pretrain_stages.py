@@ -65,8 +65,10 @@ def test_a_track_stream_holds_only_its_task():
     stream = SampleStream([SyntheticSource("track")], SHAPE, seed=1)
     batch = stream.batch(range(3))
     assert list(batch) == ["track"] and all(isinstance(s, TrackSample) for s in batch["track"])
-    with pytest.raises(InputError, match="cannot mix"):
+    with pytest.raises(InputError, match="track_ratio"):  # a fine-tuning mix needs its share (data.track_ratio)
         SampleStream([SyntheticSource("track"), SyntheticSource("tsg")], SHAPE)
+    with pytest.raises(InputError, match="cannot mix"):
+        SampleStream([SyntheticSource("track"), SyntheticSource("caption")], SHAPE)
 
 
 def test_data_track_frames_sets_the_clip_length_of_sams_own_task(model, tmp_path):
@@ -330,6 +332,23 @@ def test_pretraining_stages_run_and_fine_tuning_loads_both_backbones(tmp_path):
     assert all(torch.equal(v, vlm.qwen.state_dict()[k]) for k, v in ft.qwen.state_dict().items()
                if not k.startswith("model.visual."))
     assert ft.tokenizer.get_vocab() == vlm.tokenizer.get_vocab()
+
+
+def test_fine_tuning_with_a_share_of_sams_own_task_trains_all_three(tmp_path):
+    """data.track_ratio: a TSG + RefVOS fine-tuning that keeps SAM2's own task in its mix — every step's
+    batch holds the three tasks in the exact shares, and each task's loss components are logged."""
+    cfg = config_from_dict({
+        "seed": 0, "out": str(tmp_path / "mix"), "model": {"preset": "tiny"},
+        "data": {"track_ratio": 1 / 3, "track_frames": 2, "sources": [
+            {"type": "synthetic", "task": "tsg"}, {"type": "synthetic", "task": "refvos"},
+            {"type": "synthetic", "task": "track"}]},
+        "run": {"steps": 2, "batch_size": 3, "grad_accum": 1, "checkpoint_every": 2, "progress": False},
+    })
+    run = train(cfg)
+    for r in run.history:
+        assert (r["tsg_samples"], r["refvos_samples"], r["track_samples"]) == (1, 1, 1)
+        assert {"tsg/find_loss", "refvos/mask_dice", "track/mask_dice"} <= set(r)
+        assert np.isfinite(r["loss"]) and r["track/mask_dice"] > 0
 
 
 def test_sam2_from_and_vision_from_refuse_another_backbone_size(tmp_path):

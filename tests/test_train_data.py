@@ -48,6 +48,28 @@ def test_task_mix_is_exact_and_indices_are_consecutive(ratio):
         assert [j for t, j in tasks if t == task] == list(range(sum(t == task for t, _ in tasks)))
 
 
+@pytest.mark.parametrize("track", [0.25, 1 / 3])
+def test_a_share_of_sams_own_task_mixes_exactly_into_fine_tuning(track):
+    stream = SampleStream([Items("a", "tsg", 5), Items("b", "refvos", 5), Items("c", "track", 4)], SHAPE,
+                          tsg_ratio=0.5, track_ratio=track)
+    tasks = [stream.task_of(q) for q in range(600)]
+    n_track = sum(t == "track" for t, _ in tasks)
+    assert abs(n_track - 600 * track) <= 1
+    assert abs(sum(t == "tsg" for t, _ in tasks) - (600 - n_track) * 0.5) <= 1
+    for task in ("tsg", "refvos", "track"):
+        assert [j for t, j in tasks if t == task] == list(range(sum(t == task for t, _ in tasks)))
+    batch = stream.batch(range(8))
+    assert set(batch) == {"tsg", "refvos", "track"} and all(x[0] == "c" for x in batch["track"])
+    assert sum(map(len, batch.values())) == 8
+    with pytest.raises(InputError, match="track_ratio"):
+        SampleStream([Items("a", "tsg", 5), Items("c", "track", 4)], SHAPE)  # a track source, no share
+    with pytest.raises(InputError, match="track_ratio"):
+        SampleStream([Items("a", "tsg", 5)], SHAPE, track_ratio=0.2)  # a share, no track source
+    with pytest.raises(InputError, match="cannot mix"):
+        SampleStream([Items("a", "tsg", 5), Items("c", "track", 4), Items("d", "caption", 3)], SHAPE,
+                     track_ratio=0.2)
+
+
 def test_samples_are_a_pure_function_of_seed_and_position():
     def make(seed):
         return SampleStream([Items("a", "tsg", 7), Items("b", "refvos", 3)], SHAPE, tsg_ratio=0.5, seed=seed)

@@ -100,7 +100,9 @@ class DataConfig:
     """How samples are drawn and shaped.
 
     ``tsg_ratio`` is the fraction of samples that are TSG (the rest are RefVOS); it is ignored (forced to 0 or
-    1) when only one task has sources. TSG samples hold ≤ ``tsg_max_frames`` low-res frames at ``tsg_fps``
+    1) when only one task has sources. ``track_ratio`` > 0 mixes SAM2's own task (a ``track`` source) into a
+    TSG / RefVOS fine-tuning at that share of all samples (``tsg_ratio`` then splits the rest), so that the
+    fine-tuning keeps the mask decoder's prompt and memory paths trained. TSG samples hold ≤ ``tsg_max_frames`` low-res frames at ``tsg_fps``
     (defaults: the model config's ``find_max_frames`` / ``fps``; uniform over the video when longer); RefVOS samples hold ≤ ``context_frames`` uniform low-res frames and
     ``keyframes`` consecutive-in-time high-res frames: one where the target is visible plus the others drawn
     within ±``keyframe_window`` frames of it.
@@ -108,6 +110,7 @@ class DataConfig:
 
     sources: list[SourceConfig] = field(default_factory=list)
     tsg_ratio: float = 0.5
+    track_ratio: float = 0.0
     # None: the model config's value. A value given here is written into the model's config, so the saved
     # model's inference (dense [FIND] pass, [SEG] context) samples frames exactly as it was trained.
     tsg_max_frames: int | None = None  # model config: find_max_frames
@@ -308,6 +311,12 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
             raise bad(f"{key}.split", f"must be train, val or test, got {s.split!r}")
     if not 0.0 <= d.tsg_ratio <= 1.0:
         raise bad("data.tsg_ratio", "must be within [0, 1]")
+    tasks = {s.task for s in d.sources}
+    if not 0.0 <= d.track_ratio < 1.0:
+        raise bad("data.track_ratio", "must be within [0, 1)")
+    if (d.track_ratio > 0) != ("track" in tasks and bool(tasks & {"tsg", "refvos"})):
+        raise bad("data.track_ratio", "> 0 needs a 'track' source among tsg / refvos sources (and such a mix "
+                                      "needs track_ratio > 0)")
     for key in ("tsg_max_frames", "context_frames", "keyframes", "track_frames"):
         if getattr(d, key) is not None and getattr(d, key) < 1:
             raise bad(f"data.{key}", "must be ≥ 1")

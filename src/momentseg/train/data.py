@@ -9,7 +9,9 @@ task, source, item and frame choices) is a pure function of ``(seed, q)``, so
 
 Task mix: position ``q`` is TSG when ``⌊(q+1)·r⌋ > ⌊q·r⌋`` for the TSG ratio ``r`` (as an exact fraction), so
 over any window the TSG share is ``r`` to within one sample, and the ``j``-th TSG sample is number
-``⌊q·r⌋``. Within a task, finite sources form one pool in which each source's items appear ``weight`` times
+``⌊q·r⌋``. A fine-tuning mix may also hold SAM2's own task (``track``, share ``t``): position ``q`` is then a
+``track`` sample when ``⌊(q+1)·t⌋ > ⌊q·t⌋`` (number ``⌊q·t⌋``), and the other positions, renumbered
+``q − ⌊q·t⌋``, split into TSG and RefVOS as above. The other pretraining tasks are trained alone. Within a task, finite sources form one pool in which each source's items appear ``weight`` times
 (the paper's dataset repeats), visited in a fresh random order every pass; the streamed synthetic world is
 infinite and must be the task's only source (its ``j``-th sample is built from the ``j``-th video).
 """
@@ -254,7 +256,8 @@ class _TaskPool:
 
 
 class SampleStream:
-    """Deterministic, stateless mixture of TSG and RefVOS sources (see the module docstring)."""
+    """Deterministic, stateless mixture of TSG and RefVOS sources, optionally with SAM2's own task (see the module
+    docstring)."""
 
     def __init__(
         self,
@@ -263,6 +266,7 @@ class SampleStream:
         tsg_ratio: float = 0.5,
         seed: int = 0,
         weights: list[float] | None = None,
+        track_ratio: float = 0.0,
     ):
         weights = weights or [1.0] * len(sources)
         by_task: dict[str, tuple[list, list]] = {t: ([], []) for t in _TASK_ID}
@@ -272,10 +276,17 @@ class SampleStream:
         self.pools = {t: _TaskPool(t, ss, ws, seed) for t, (ss, ws) in by_task.items() if ss}
         if not self.pools:
             raise InputError("no data sources given")
-        alone = [t for t in PRETRAIN_TASKS if t in self.pools]
+        finetune = [t for t in ("tsg", "refvos") if t in self.pools]
+        mixed_track = "track" in self.pools and bool(finetune)
+        if mixed_track != (track_ratio > 0):
+            raise InputError("a share of SAM2's own task in a fine-tuning mix needs both a 'track' source among "
+                             f"tsg / refvos sources and data.track_ratio > 0 (sources: {sorted(self.pools)}, "
+                             f"track_ratio {track_ratio})")
+        alone = [t for t in PRETRAIN_TASKS if t in self.pools and not (t == "track" and mixed_track)]
         if alone and len(self.pools) > 1:
             raise InputError(f"a '{alone[0]}' (pretraining) stream cannot mix other tasks: {sorted(self.pools)}")
         self.single = alone[0] if alone else None
+        self.track_ratio = Fraction(track_ratio).limit_denominator(1000)
         if "tsg" not in self.pools:
             tsg_ratio = 0.0
         elif "refvos" not in self.pools:
@@ -291,22 +302,29 @@ class SampleStream:
         """The task of global position ``q`` and the index of that sample within its task."""
         if self.single is not None:
             return self.single, q
+        if self.track_ratio:
+            t = self.track_ratio
+            n = q * t.numerator // t.denominator
+            if (q + 1) * t.numerator // t.denominator > n:
+                return "track", n
+            q -= n
         n = self._tsg_before(q)
         if self._tsg_before(q + 1) > n:
             return "tsg", n
         return "refvos", q - n
 
     def sample(self, q: int):
-        """The sample at global position ``q`` (a ``TSGSample`` or ``RefVOSSample``)."""
+        """The sample at global position ``q`` (a ``TSGSample``, ``RefVOSSample``, or a pretraining task's sample)."""
         task, j = self.task_of(q)
         source, item = self.pools[task].locate(j)
         rng = np.random.default_rng([self.seed, _TASK_ID[task], j, 1])
         return source.sample(item, rng, self.shape)
 
     def batch(self, positions: Sequence[int]) -> dict[str, list]:
-        """Samples at ``positions`` grouped by task (``{"tsg": [...], "refvos": [...]}``; a pretraining stream
-        gives its one task)."""
-        out: dict[str, list] = {t: [] for t in ((self.single,) if self.single else ("tsg", "refvos"))}
+        """Samples at ``positions`` grouped by task (``{"tsg": [...], "refvos": [...]}``, plus ``"track"`` in a mix
+        with SAM2's own task; a pretraining stream gives its one task)."""
+        tasks = ("tsg", "refvos") + (("track",) if self.track_ratio else ())
+        out: dict[str, list] = {t: [] for t in ((self.single,) if self.single else tasks)}
         for q in positions:
             out[self.task_of(int(q))[0]].append(self.sample(int(q)))
         return out

@@ -489,4 +489,5 @@ def build_stream(cfg: TrainConfig, model: torch.nn.Module) -> SampleStream:
     if d.track_frames is not None:
         shape = dataclasses.replace(shape, track_frames=int(d.track_frames))
     sources, weights = build_sources(d, shape)
-    return SampleStream(sources, shape, tsg_ratio=d.tsg_ratio, seed=cfg.seed, weights=weights)
+    return SampleStream(sources, shape, tsg_ratio=d.tsg_ratio, seed=cfg.seed, weights=weights,
+                        track_ratio=d.track_ratio)
