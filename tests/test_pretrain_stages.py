@@ -351,6 +351,28 @@ def test_fine_tuning_with_a_share_of_sams_own_task_trains_all_three(tmp_path):
         assert np.isfinite(r["loss"]) and r["track/mask_dice"] > 0
 
 
+def test_sam2_fresh_keeps_the_fresh_init_of_named_modules_and_takes_the_rest(tmp_path):
+    """model.sam2_fresh (stage 1g): the named SAM2 modules keep the run's own seeded initialisation, every other
+    SAM2 weight is sam2_from's; a prefix naming nothing and a fresh list without sam2_from are errors."""
+    torch.manual_seed(5)
+    MomentSegModel.tiny(caption_vocabulary()).save_pretrained(tmp_path / "source")
+    source = MomentSegModel.from_pretrained(tmp_path / "source").sam2.state_dict()
+    cfg = _cfg("track", tmp_path / "run", preset="tiny", sam2_from=str(tmp_path / "source"),
+               sam2_fresh=["memory_encoder"])
+    torch.manual_seed(cfg.seed)
+    fresh = build_model(_cfg("track", tmp_path / "plain")).sam2.state_dict()  # the same seed, no sam2_from
+    torch.manual_seed(cfg.seed)
+    got = build_model(cfg).sam2.state_dict()
+    mem = [k for k in got if k.startswith("memory_encoder.")]
+    assert mem and all(torch.equal(got[k], fresh[k]) and not torch.equal(got[k], source[k]) for k in mem
+                       if fresh[k].numel() > 1 and fresh[k].std() > 0)
+    assert all(torch.equal(got[k], source[k]) for k in got if not k.startswith("memory_encoder."))
+    with pytest.raises(ValueError, match="names no SAM2 module"):
+        MomentSegModel.tiny(caption_vocabulary()).load_sam2_from(tmp_path / "source", keep_fresh=["memory_enc"])
+    with pytest.raises(InputError, match="model.sam2_fresh"):
+        _cfg("track", tmp_path / "x", preset="tiny", sam2_fresh=["memory_encoder"])
+
+
 def test_sam2_from_and_vision_from_refuse_another_backbone_size(tmp_path):
     MomentSegModel.tiny(caption_vocabulary(), sam2_image_size=64).save_pretrained(tmp_path / "small")
     with pytest.raises(ValueError, match="SAM2 config differs"):

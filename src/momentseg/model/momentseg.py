@@ -274,13 +274,22 @@ class MomentSegModel(nn.Module):
         """Write config.json, model.safetensors and the tokenizer files to folder ``path`` (atomically)."""
         save_checkpoint(self, path)
 
-    def load_sam2_from(self, path: str | Path) -> None:
+    def load_sam2_from(self, path: str | Path, keep_fresh: Iterable[str] = ()) -> None:
         """Replace this model's SAM2 weights by those of the checkpoint folder ``path`` (e.g. the world-pretrained
-        tiny SAM2); its SAM2 config must equal this model's (CheckpointError / ValueError otherwise)."""
+        tiny SAM2), except the modules under the name prefixes ``keep_fresh`` (e.g. ``memory_encoder``), which
+        keep this model's own weights; its SAM2 config must equal this model's (CheckpointError / ValueError
+        otherwise, also for a prefix that names no SAM2 parameter)."""
         source = type(self).from_pretrained(path)
         if source.config.sam2 != self.config.sam2:
             raise ValueError(f"{path}: its SAM2 config differs from this model's; cannot take its SAM2 weights")
-        self.sam2.load_state_dict(source.sam2.state_dict(), strict=True)
+        state = source.sam2.state_dict()
+        for prefix in keep_fresh:
+            kept = [k for k in state if k == prefix or k.startswith(prefix + ".")]
+            if not kept:
+                raise ValueError(f"model.sam2_fresh: {prefix!r} names no SAM2 module")
+            for k in kept:
+                state[k] = self.sam2.state_dict()[k]
+        self.sam2.load_state_dict(state, strict=True)
 
     def load_vision_from(self, path: str | Path) -> None:
         """Replace the weights of this model's Qwen2.5-VL vision tower by those of the checkpoint folder ``path``

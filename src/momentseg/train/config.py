@@ -58,6 +58,9 @@ class ModelConfig:
     #: a folder written by ``save_pretrained`` whose SAM2 weights replace the model's before training (the
     #: world-pretrained tiny SAM2 of ``configs/tiny-sam2.yaml``)
     sam2_from: str | None = None
+    #: SAM2 module-name prefixes (e.g. ``memory_encoder``) that keep the fresh model's initialisation instead of
+    #: taking ``sam2_from``'s weights: a module whose pretraining collapsed, learned again
+    sam2_fresh: list[str] = field(default_factory=list)
     #: a folder written by ``save_pretrained`` whose Qwen2.5-VL vision-tower weights replace the model's before
     #: training (the tiny vision tower pretrained by ``configs/tiny-vision.yaml``)
     vision_from: str | None = None
@@ -276,6 +279,8 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
         raise bad("model", "needs exactly one of 'preset' or 'pretrained'")
     if m.preset is not None and m.preset not in PRESETS:
         raise bad("model.preset", f"must be one of {', '.join(PRESETS)}, got {m.preset!r}")
+    if m.sam2_fresh and m.sam2_from is None:
+        raise bad("model.sam2_fresh", "needs model.sam2_from (the weights the other SAM2 modules take)")
     if m.preset in ("3b", "7b") and not (m.qwen_dir and m.sam2_dir):
         raise bad("model", f"preset {m.preset} needs 'qwen_dir' and 'sam2_dir' (local base-model folders)")
     for key in ("pixel_class_head", "token_class_head"):

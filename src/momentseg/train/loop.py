@@ -458,7 +458,7 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
     else:
         model = MomentSegModel.from_base(m.qwen_dir, m.sam2_dir, preset=m.preset)
     if m.sam2_from is not None:
-        model.load_sam2_from(m.sam2_from)
+        model.load_sam2_from(m.sam2_from, keep_fresh=m.sam2_fresh)
     if m.vision_from is not None:
         model.load_vision_from(m.vision_from)
     return model
