@@ -282,13 +282,12 @@ class MomentSegModel(nn.Module):
         source = type(self).from_pretrained(path)
         if source.config.sam2 != self.config.sam2:
             raise ValueError(f"{path}: its SAM2 config differs from this model's; cannot take its SAM2 weights")
-        state = source.sam2.state_dict()
+        state, own = source.sam2.state_dict(), self.sam2.state_dict()
         for prefix in keep_fresh:
             kept = [k for k in state if k == prefix or k.startswith(prefix + ".")]
             if not kept:
                 raise ValueError(f"model.sam2_fresh: {prefix!r} names no SAM2 module")
-            for k in kept:
-                state[k] = self.sam2.state_dict()[k]
+            state.update({k: own[k] for k in kept})
         self.sam2.load_state_dict(state, strict=True)
 
     def load_vision_from(self, path: str | Path) -> None:

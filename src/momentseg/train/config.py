@@ -105,8 +105,8 @@ class DataConfig:
     ``tsg_ratio`` is the fraction of samples that are TSG (the rest are RefVOS); it is ignored (forced to 0 or
     1) when only one task has sources. ``track_ratio`` > 0 mixes SAM2's own task (a ``track`` source) into a
     TSG / RefVOS fine-tuning at that share of all samples (``tsg_ratio`` then splits the rest), so that the
-    fine-tuning keeps the mask decoder's prompt and memory paths trained. TSG samples hold ≤ ``tsg_max_frames`` low-res frames at ``tsg_fps``
-    (defaults: the model config's ``find_max_frames`` / ``fps``; uniform over the video when longer); RefVOS samples hold ≤ ``context_frames`` uniform low-res frames and
+    fine-tuning keeps the mask decoder's prompt and memory paths trained. TSG samples hold ≤ ``tsg_max_frames``
+    low-res frames at ``tsg_fps`` (defaults: the model config's ``find_max_frames`` / ``fps``; uniform over the video when longer); RefVOS samples hold ≤ ``context_frames`` uniform low-res frames and
     ``keyframes`` consecutive-in-time high-res frames: one where the target is visible plus the others drawn
     within ±``keyframe_window`` frames of it.
     """

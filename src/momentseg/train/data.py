@@ -11,8 +11,10 @@ Task mix: position ``q`` is TSG when ``⌊(q+1)·r⌋ > ⌊q·r⌋`` for the TSG
 over any window the TSG share is ``r`` to within one sample, and the ``j``-th TSG sample is number
 ``⌊q·r⌋``. A fine-tuning mix may also hold SAM2's own task (``track``, share ``t``): position ``q`` is then a
 ``track`` sample when ``⌊(q+1)·t⌋ > ⌊q·t⌋`` (number ``⌊q·t⌋``), and the other positions, renumbered
-``q − ⌊q·t⌋``, split into TSG and RefVOS as above. The other pretraining tasks are trained alone. Within a task, finite sources form one pool in which each source's items appear ``weight`` times
-(the paper's dataset repeats), visited in a fresh random order every pass; the streamed synthetic world is
+``q − ⌊q·t⌋``, split into TSG and RefVOS as above. The other pretraining tasks are trained alone.
+
+Within a task, finite sources form one pool in which each source's items appear ``weight`` times (the paper's
+dataset repeats), visited in a fresh random order every pass; the streamed synthetic world is
 infinite and must be the task's only source (its ``j``-th sample is built from the ``j``-th video).
 """
 
