@@ -37,6 +37,7 @@ from momentseg.data import synthetic as syn
 from momentseg.eval.metrics import j_measure
 from momentseg.model import MomentSegModel
 from momentseg.sam2.config import preprocess_for_sam2
+from momentseg.sam2.video import _MASK_BIAS, _MASK_SCALE  # a mask prompt's logits, as SAM2 makes them
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sam2_tracking import track_object  # noqa: E402  (the tracking ceiling's own propagation of one object)
@@ -59,7 +60,7 @@ def memory_of(sam2, feats: torch.Tensor, mask: np.ndarray) -> torch.Tensor:
     size = sam2.prompt_encoder.mask_input_size[0] * 4
     m = torch.as_tensor(mask, dtype=torch.float32)[None, None]
     m = F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    logits = m * 20.0 - 10.0
+    logits = m * _MASK_SCALE + _MASK_BIAS
     x = torch.sigmoid(logits) * sam2.config.sigmoid_scale_for_mem_enc + sam2.config.sigmoid_bias_for_mem_enc
     out, _ = sam2.memory_encoder(feats, x)
     return out[0].float()
