@@ -11,6 +11,10 @@
   given). A curve built on features with no content can only encode a prior over time.
 - **Peak placement**: for expressions with one moment, where the curve's peak (the mean time of its
   ``PEAK_FRAMES`` highest frames) falls: before, inside or after the moment, by kind.
+- **Event head** (a model with one, ``config.event_classes``): on the same first frames, per event kind, the AUC of
+  ``event_head`` on the video tokens that show an object (object share ≥ ``EVENT_MIN_SHARE``: a token covers
+  ≈ 40 × 40 video pixels, a shape at most ≈ 12 % of that), positives those whose object pixels are mostly inside
+  an event of that kind: whether the video tokens say what happens to the object they show.
 
     python benchmarks/find_probe.py --model src/momentseg/embedded --videos 10 --json benchmarks/results/find_probe.json
 """
@@ -26,11 +30,13 @@ import torch
 from momentseg.data import synthetic as syn
 from momentseg.io.atomic import atomic_write_text
 from momentseg.io.video import open_video
+from momentseg.model.momentseg import event_token_targets
 from momentseg.model.processing import VIDEO
 from momentseg.pipeline import MomentSeg
 
 FEATURE_FRAMES = 20
 PEAK_FRAMES = 3
+EVENT_MIN_SHARE = 0.04
 PLACES = ("before", "inside", "after")
 
 
@@ -56,6 +62,7 @@ def measure(pipe: MomentSeg, videos: int, split: str) -> dict:
     by_kind: dict[str, list[float]] = {}
     peaks: dict[str, list[str]] = {}
     feats: dict[str, list[np.ndarray]] = {"after_llm": [], "vision_tower": []}
+    events: dict[str, list[np.ndarray]] = {"scores": [], "inside": []}
     for i in range(videos):
         v = syn.generate_video(syn.video_seed(syn.SPLIT_SEEDS[split], i), syn.video_id(i), syn.WorldConfig())
         video = open_video(v.frames, fps=v.fps)
@@ -81,14 +88,27 @@ def measure(pipe: MomentSeg, videos: int, split: str) -> dict:
         hidden = model.llm_hidden(batch)[0][batch.mm_token_type_ids[0] == VIDEO]
         tower = model.video_tokens([model.processor.video(first, model.config.find_frame_size)])[0]
         feats["after_llm"].append(model._frame_features(hidden, n_t, len(first)).numpy())
+        if model.config.event_classes:
+            lay, grid = model.layout, batch.videos.grid_thw[0]
+            share, among = event_token_targets(v.pixel_events(dense[:FEATURE_FRAMES]), model.config.event_classes,
+                                               n_t, lay.temporal_patch_size,
+                                               (int(grid[1]) // lay.merge_size, int(grid[2]) // lay.merge_size))
+            keep = (share >= EVENT_MIN_SHARE).numpy()
+            events["scores"].append(model.event_head(hidden).numpy()[keep])
+            events["inside"].append(among.numpy()[keep] >= 0.5)
         feats["vision_tower"].append(model._frame_features(tower, n_t, len(first)).numpy())
     every = [a for v in by_kind.values() for a in v]
-    return {
+    result = {
         "auc": float(np.mean(every)), "expressions": len(every),
         "auc_by_kind": {k: {"auc": float(np.mean(v)), "n": len(v)} for k, v in sorted(by_kind.items())},
         "frame_features": {k: _decompose(np.stack(v)) for k, v in feats.items()},
         "peak_placement": {k: {p: v.count(p) / len(v) for p in PLACES} | {"n": len(v)} for k, v in sorted(peaks.items())},
     }
+    if events["scores"]:
+        scores, inside = np.concatenate(events["scores"]), np.concatenate(events["inside"])
+        result["event_head"] = {kind: {"auc": auc(scores[:, j], inside[:, j]), "positives": int(inside[:, j].sum()),
+                                       "tokens": len(inside)} for j, kind in enumerate(syn.EVENT_KINDS)}
+    return result
 
 
 def main(argv: list[str] | None = None) -> dict:

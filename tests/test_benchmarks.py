@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from momentseg.data.synthetic import (
+    EVENT_KINDS,
     PIXEL_CLASS_COUNTS,
     TOKEN_CLASS_COUNTS,
     WorldConfig,
@@ -489,6 +490,12 @@ def test_find_probe_scores_the_curve_and_splits_position_from_content(model_dir,
     assert set(out["frame_features"]) == {"after_llm", "vision_tower"}
     assert all(sum(v[p] for p in probe.PLACES) == pytest.approx(1.0) and v["n"] > 0
                for v in out["peak_placement"].values())
+    assert "event_head" not in out  # the model has none
+    headed = tmp_path / "events"
+    MomentSegModel.tiny(caption_vocabulary(), event_classes=len(EVENT_KINDS)).save_pretrained(headed)
+    out = probe.main(["--model", str(headed), "--videos", "1"])
+    assert list(out["event_head"]) == list(EVENT_KINDS)
+    assert all(r["tokens"] > 0 and (r["auc"] is None or 0 <= r["auc"] <= 1) for r in out["event_head"].values())
 
 
 def test_prompt_probe_scores_clicks_and_trains_a_fresh_decoder(model_dir, tmp_path):

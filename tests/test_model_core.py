@@ -35,7 +35,7 @@ def test_tsg_forward_backward_reaches_find_head(model):
     pos = np.zeros(12, bool)
     pos[3:7] = True
     out = model.forward_tsg([TSGSample(_video(12), "the red ball moves left", pos)])
-    assert set(out.components()) == {"find_loss", "lm_loss"}
+    assert set(out.components()) == {"find_loss", "lm_loss", "event_bce"} and float(out.event_bce) == 0.0  # no event head
     assert all(torch.isfinite(v) for v in out.components().values())
     out.weighted(WEIGHTS).backward()
     assert _grad_sum(model.find_head[0]) > 0 and _grad_sum(model.find_head[2]) > 0

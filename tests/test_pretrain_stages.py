@@ -12,7 +12,7 @@ from momentseg.data import synthetic as syn
 from momentseg.data.synthetic import caption_vocabulary
 from momentseg.errors import InputError
 from momentseg.grounding.sampling import dense_frame_indices
-from momentseg.model import CaptionSample, ClassesSample, MomentSegModel, TokensSample, TrackSample
+from momentseg.model import CaptionSample, ClassesSample, MomentSegModel, TokensSample, TrackSample, TSGSample
 from momentseg.sam2.config import preprocess_for_sam2
 from momentseg.train.config import LossConfig, config_from_dict, load_config
 from momentseg.train.data import SampleStream, SyntheticSource, classes_sample, tokens_sample, track_sample
@@ -268,6 +268,74 @@ def test_tokens_loss_reads_label_shares_per_token_and_trains_the_vision_tower(vi
         MomentSegModel.tiny(caption_vocabulary(), sam2_image_size=64).forward_tokens([sample])
 
 
+# ------------------------------------------------------------------------------------------ event head
+def test_pixel_events_flag_each_visible_object_by_the_events_it_is_in(video):
+    flags = video.pixel_events(np.arange(video.num_frames))
+    assert flags.shape == video.frames.shape[:3]
+    anywhere = np.zeros(flags.shape, bool)
+    seen = set()
+    for tr in video.objects:
+        mask = video.object_masks[tr.obj_id]
+        anywhere |= mask
+        for k, kind in enumerate(syn.EVENT_KINDS):
+            inside = np.zeros(video.num_frames, bool)
+            for e in tr.events:
+                if e.kind == kind:
+                    inside[e.start : e.end + 1] = True
+            for f in np.flatnonzero(mask.any(axis=(1, 2))):
+                bit = (flags[f][mask[f]] >> k) & 1
+                assert (bit == inside[f]).all(), (tr.obj_id, kind, f)
+                seen |= {kind} if inside[f] else set()
+    assert (flags[~anywhere] == -1).all() and (flags[anywhere] >= 0).all()
+    assert len(seen) >= 3  # the video has several kinds of event on screen
+
+
+def test_synthetic_tsg_samples_carry_the_event_flags_of_their_frames():
+    src = SyntheticSource("tsg")
+    s = src.sample(0, np.random.default_rng(0), SHAPE)
+    video = src.video(0)
+    idx = dense_frame_indices(np.arange(video.num_frames) / video.fps, SHAPE.tsg_fps, SHAPE.tsg_max_frames)
+    assert np.array_equal(s.events, video.pixel_events(idx))
+    assert np.array_equal(s.frames, resize_frames(video.frames[idx], s.frames.shape[1:3]))
+
+
+def test_event_loss_reads_object_pixels_per_token_and_trains_the_language_model():
+    torch.manual_seed(0)
+    m = MomentSegModel.tiny(caption_vocabulary(), sam2_image_size=64, event_classes=len(syn.EVENT_KINDS))
+    # 4 frames of 56 × 56 = 2 temporal patches × 2 × 2 tokens; token (patch 1, row 0, col 1) half covered by an
+    # object inside a "stop" event (in both frames), everything else background
+    frames = np.zeros((4, 56, 56, 3), np.uint8)
+    events = np.full((4, 56, 56), -1, np.int64)
+    stop = syn.EVENT_KINDS.index("stop")
+    events[2:4, :14, 28:] = 1 << stop
+    frames[2:4, :14, 28:] = syn.PALETTE["red"]
+    sample = TSGSample(frames, "the shape that stops", np.array([0, 0, 1, 1], bool), events)
+    out = m.forward_tsg([sample])
+    assert set(out.components()) == {"find_loss", "lm_loss", "event_bce"} and float(out.event_bce.detach()) > 0
+    # background tokens weigh nothing: a sample without objects adds nothing to the loss
+    empty = TSGSample(np.zeros_like(frames), "the shape that stops", np.zeros(4, bool), np.full_like(events, -1))
+    assert torch.allclose(m.forward_tsg([sample, empty]).event_bce, out.event_bce, atol=1e-5)
+    out.event_bce.backward()
+    for name in ("qwen.model.language_model", "event_head"):
+        grads = [p.grad for n, p in m.named_parameters() if n.startswith(name) and p.grad is not None]
+        assert grads and any(g.abs().sum() > 0 for g in grads), name
+    opt = torch.optim.Adam([p for n, p in m.named_parameters() if n.startswith(("qwen.model.language_model",
+                                                                                 "event_head"))], lr=3e-3)
+    for _ in range(40):
+        opt.zero_grad()
+        m.forward_tsg([sample]).event_bce.backward()
+        opt.step()
+    with torch.no_grad():
+        batch = m.processor.tsg([frames], [sample.query])
+        hidden = m.llm_hidden(batch)[0][batch.mm_token_type_ids[0] == 2]
+        prob = m.event_head(hidden).sigmoid()
+    assert hidden.shape[0] == 8 and prob[5, stop] > 0.8 and (prob[5, [k for k in range(10) if k != stop]] < 0.2).all()
+    with pytest.raises(ValueError, match="per-pixel events"):
+        m.forward_tsg([TSGSample(frames, sample.query, sample.positive)])
+    plain = MomentSegModel.tiny(caption_vocabulary(), sam2_image_size=64)
+    assert not hasattr(plain, "event_head") and float(plain.forward_tsg([sample]).event_bce) == 0.0
+
+
 # ------------------------------------------------------------------------------------------ captions
 def test_caption_samples_are_in_the_model_vocabulary(model):
     stream = SampleStream([SyntheticSource("caption")], SHAPE, seed=0)
@@ -316,6 +384,12 @@ def test_pretraining_stages_run_and_fine_tuning_loads_both_backbones(tmp_path):
     assert all({"tokens/token_shape_ce", "tokens/token_motion_ce"} <= set(r) for r in tokens_run.history)
     with pytest.raises(InputError, match="token_class_head"):
         train(_cfg("tokens", tmp_path / "no-token-head"))
+    events_run = train(_cfg("tsg", tmp_path / "events", preset="tiny", event_head=True))
+    assert all(r["tsg/event_bce"] > 0 for r in events_run.history)
+    assert MomentSegModel.from_pretrained(events_run.final).config.event_classes == len(syn.EVENT_KINDS)
+    with pytest.raises(InputError, match="event_head"):
+        train(_cfg("tsg", tmp_path / "no-fresh-head", pretrained=str(events_run.final), event_head=True))
+    assert hasattr(build_model(_cfg("tsg", tmp_path / "kept", pretrained=str(events_run.final))), "event_head")
     vlm_run = train(_cfg("caption", tmp_path / "vlm"))
     assert [set(r) >= {"track/mask_dice", "track_samples"} for r in sam2_run.history] == [True, True]
     assert all("caption/lm_loss" in r for r in vlm_run.history)

@@ -81,7 +81,7 @@ class StandIn(torch.nn.Module):
             target = torch.from_numpy(s.positive).float()
             find.append(torch.nn.functional.binary_cross_entropy_with_logits(logit, target, pos_weight=torch.tensor(2.0)))
             lm.append(lm_loss)
-        return TSGOutput(torch.stack(find).mean(), torch.stack(lm).mean())
+        return TSGOutput(torch.stack(find).mean(), torch.stack(lm).mean(), torch.zeros(()))
 
     def forward_refvos(self, samples):
         bce, dice, obj, lm = [], [], [], []

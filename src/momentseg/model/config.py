@@ -95,6 +95,10 @@ class MomentSegConfig:
     # Class counts of the per-token heads over the Qwen vision tower's output (pretraining only: the synthetic
     # world's shapes, colours and motions; train config model.token_class_head); empty = no head.
     token_classes: list[int] = field(default_factory=list)
+    # Event kinds of the per-token head over the language model's video tokens (the synthetic world's
+    # EVENT_KINDS; train config model.event_head): a TSG sample's per-pixel event flags supervise it, so the video
+    # tokens the [FIND] head pools come to say *what happens* to the object they show; 0 = no head.
+    event_classes: int = 0
     # This project's addition for an LLM trained from scratch (tiny preset): the [FIND] / [SEG] heads read the
     # special token's hidden state plus a learned bag-of-words embedding (mean) of the query's tokens. The
     # last-layer states of a from-scratch 2-layer LLM share one dominant direction: measured after 250 steps,

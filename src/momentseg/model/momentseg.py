@@ -69,11 +69,15 @@ PIXEL_BACKGROUND_WEIGHT = 0.2
 
 @dataclass
 class TSGSample:
-    """One temporal-grounding training sample: low-res frames (T,h,w,3) uint8, a query, GT frames (T,) bool."""
+    """One temporal-grounding training sample: low-res frames (T,h,w,3) uint8, a query, GT frames (T,) bool;
+    synthetic samples also carry the frames' per-pixel event flags (T,H,W) int (bit k: an event of kind k of the
+    object there, -1: background; :meth:`~momentseg.data.synthetic.SynthVideo.pixel_events`), which a model with
+    an event head (``config.event_classes``) learns from."""
 
     frames: np.ndarray
     query: str
     positive: np.ndarray
+    events: np.ndarray | None = None
 
 
 @dataclass
@@ -181,6 +185,8 @@ class MomentSegModel(nn.Module):
             self.pixel_class_head = nn.Conv2d(config.coarse_pixel_channels, sum(config.pixel_classes), 1)
         if config.token_classes:  # per-token class heads over the vision tower's output (forward_tokens)
             self.token_class_head = nn.Linear(config.hidden_size, sum(config.token_classes))
+        if config.event_classes:  # per-video-token event flags over the language model's output (forward_tsg)
+            self.event_head = nn.Linear(config.hidden_size, config.event_classes)
         if config.seg_pixel_query and not separate:  # the pixel query starts at zero: no change to SAM2's masks
             with torch.no_grad():
                 self.seg_head[2].weight[config.prompt_dim :].zero_()
@@ -232,16 +238,18 @@ class MomentSegModel(nn.Module):
 
     @classmethod
     def tiny(cls, words: Iterable[str], sam2_image_size: int = 128, pixel_classes: Iterable[int] = (),
-             token_classes: Iterable[int] = ()) -> MomentSegModel:
+             token_classes: Iterable[int] = (), event_classes: int = 0) -> MomentSegModel:
         """A random tiny-preset model with a word tokenizer over ``words`` (the embedded model's are the synthetic
         world's: ``momentseg.data.synthetic.caption_vocabulary()``); ``pixel_classes`` / ``token_classes``: class
-        counts of the per-pixel (``forward_classes``) / per-token (``forward_tokens``) class heads, none by
-        default."""
-        return cls.random("tiny", words, sam2_image_size, pixel_classes, token_classes)
+        counts of the per-pixel (``forward_classes``) / per-token (``forward_tokens``) class heads,
+        ``event_classes``: event kinds of the language model's per-video-token event head (``forward_tsg``); none
+        by default."""
+        return cls.random("tiny", words, sam2_image_size, pixel_classes, token_classes, event_classes)
 
     @classmethod
     def random(cls, preset: str, words: Iterable[str], sam2_image_size: int | None = None,
-               pixel_classes: Iterable[int] = (), token_classes: Iterable[int] = ()) -> MomentSegModel:
+               pixel_classes: Iterable[int] = (), token_classes: Iterable[int] = (),
+               event_classes: int = 0) -> MomentSegModel:
         """A randomly initialised model of ``preset`` (``tiny`` / ``3b`` / ``7b``) with a word tokenizer over
         ``words`` and the prompt templates — no tokenizer files needed, e.g.
         to measure the cost of a real-size model (build it under ``with torch.device("cuda"):`` to initialise it
@@ -252,6 +260,7 @@ class MomentSegModel(nn.Module):
         config = preset_config(preset, tokenizer, sam2_image_size=sam2_image_size)
         config.pixel_classes = [int(n) for n in pixel_classes]
         config.token_classes = [int(n) for n in token_classes]
+        config.event_classes = int(event_classes)
         return cls.build(config, tokenizer)
 
     @classmethod
@@ -451,7 +460,35 @@ class MomentSegModel(nn.Module):
         lm_sum, lm_n = self._lm_loss_terms(hidden, batch)
         find_loss = torch.stack(find_losses).mean()
         lm_loss = lm_sum / max(lm_n, 1)
-        return TSGOutput(find_loss, lm_loss, tuple(x.detach() for x in curves))
+        return TSGOutput(find_loss, lm_loss, self._event_loss(hidden, batch, samples),
+                         tuple(x.detach() for x in curves))
+
+    def _event_loss(self, hidden: torch.Tensor, batch: MomentSegBatch, samples: list[TSGSample]) -> torch.Tensor:
+        """The event head's loss (0 without the head or labels). Per video token and event kind, the share of its
+        object pixels (both frames of its temporal patch) inside an event of that kind is the soft target of a
+        BCE on ``event_head(last hidden state)``, each token weighted by its object share (background tokens weigh
+        nothing). Events are rare (1–7 % of object pixels per kind on the train split), so each kind's BCE is
+        balanced: the mean of its positive and its negative part, each normalised by its own weight."""
+        c, lay = self.config, self.layout
+        if not c.event_classes:
+            return hidden.new_zeros((), dtype=torch.float32)
+        if any(s.events is None for s in samples):
+            raise ValueError("the model has an event head: every TSG sample needs its per-pixel events")
+        is_video = (batch.mm_token_type_ids == VIDEO).to(hidden.device)
+        k = c.event_classes
+        logits, targets, weights = [], [], []
+        for i, s in enumerate(samples):
+            t, gh, gw = (int(x) for x in batch.videos.grid_thw[batch.sample_videos[i]])
+            share, among = event_token_targets(s.events, k, t, lay.temporal_patch_size,
+                                               (gh // lay.merge_size, gw // lay.merge_size))
+            weights.append(share)
+            targets.append(among)
+            logits.append(self.event_head(hidden[i][is_video[i]].to(self.event_head.weight.dtype)).float())
+        x, y = torch.cat(logits), torch.cat(targets).to(hidden.device)
+        w = torch.cat(weights).to(hidden.device)[:, None]
+        pos = (w * y * -F.logsigmoid(x)).sum(0) / (w * y).sum(0).clamp(min=1e-6)
+        neg = (w * (1 - y) * -F.logsigmoid(-x)).sum(0) / (w * (1 - y)).sum(0).clamp(min=1e-6)
+        return 0.5 * (pos + neg).mean()
 
     # ------------------------------------------------------------------ [SEG]
     def _seg_vectors(self, rows: torch.Tensor, query_ids: list[torch.Tensor]) -> torch.Tensor:
@@ -666,11 +703,30 @@ def token_shares(labels: np.ndarray, n_classes: int, t: int, tps: int, side: tup
     per-pixel labels (T,H,W) int of the video's frames (-1 = unlabelled; a frame count short of t·tps is padded
     with the last frame, as the frames are); each token covers the ``tps`` frames of its temporal patch."""
     x = torch.as_tensor(labels, dtype=torch.long)
-    n = t * tps
-    x = torch.cat([x, x[-1:].expand(n - len(x), -1, -1)]) if len(x) < n else x[:n]
-    one_hot = F.one_hot(x.clamp(min=0), n_classes).float() * (x >= 0)[..., None]  # (n, H, W, C)
-    shares = F.adaptive_avg_pool2d(one_hot.permute(0, 3, 1, 2), side)  # (n, C, h, w)
-    return shares.reshape(t, tps, n_classes, *side).mean(1).permute(0, 2, 3, 1).reshape(-1, n_classes)
+    one_hot = F.one_hot(x.clamp(min=0), n_classes).float() * (x >= 0)[..., None]  # (T, H, W, C)
+    return token_pool(one_hot.permute(0, 3, 1, 2), t, tps, side)
+
+
+def event_token_targets(events: np.ndarray, k: int, t: int, tps: int,
+                        side: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per merged vision token, from per-pixel event flags (T,H,W) int (bit j: event kind j, -1: background):
+    its object share (t·h·w,) and, among its object pixels, the share inside an event of each of the ``k`` kinds
+    (t·h·w, k)."""
+    flags = torch.as_tensor(np.asarray(events), dtype=torch.long)
+    obj = (flags >= 0).float()
+    bits = ((flags.clamp(min=0)[..., None] >> torch.arange(k)) & 1).float() * obj[..., None]
+    pooled = token_pool(torch.cat([obj[..., None], bits], -1).permute(0, 3, 1, 2), t, tps, side)
+    return pooled[:, 0], (pooled[:, 1:] / pooled[:, :1].clamp(min=1e-6)).clamp(max=1.0)
+
+
+def token_pool(maps: torch.Tensor, t: int, tps: int, side: tuple[int, int]) -> torch.Tensor:
+    """Per merged vision token (t·h·w, C): the mean of per-pixel maps (T,C,H,W) float over the pixels it covers
+    (a frame count short of t·tps is padded with the last frame, as the frames are); each token covers the
+    ``tps`` frames of its temporal patch."""
+    n, channels = t * tps, maps.shape[1]
+    maps = torch.cat([maps, maps[-1:].expand(n - len(maps), -1, -1, -1)]) if len(maps) < n else maps[:n]
+    pooled = F.adaptive_avg_pool2d(maps, side)  # (n, C, h, w)
+    return pooled.reshape(t, tps, channels, *side).mean(1).permute(0, 2, 3, 1).reshape(-1, channels)
 
 
 def _template_texts(config: MomentSegConfig) -> list[str]:

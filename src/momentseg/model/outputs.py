@@ -33,12 +33,13 @@ class _LossOutput:
 
 @dataclass
 class TSGOutput(_LossOutput):
-    """``forward_tsg``: find_loss and lm_loss; ``find_logits``: per sample (T_i,) frame logits
-    cos/τ (detached)."""
+    """``forward_tsg``: find_loss, lm_loss and event_bce (0 for a model without an event head); ``find_logits``:
+    per sample (T_i,) frame logits cos/τ (detached)."""
 
-    COMPONENTS: ClassVar[tuple[str, ...]] = ("find_loss", "lm_loss")
+    COMPONENTS: ClassVar[tuple[str, ...]] = ("find_loss", "lm_loss", "event_bce")
     find_loss: torch.Tensor
     lm_loss: torch.Tensor
+    event_bce: torch.Tensor
     find_logits: tuple[torch.Tensor, ...] = ()
 
 

@@ -74,6 +74,9 @@ class ModelConfig:
     pixel_class_head: bool = False
     #: add the per-token shape / colour / motion class heads the ``tokens`` task trains (a fresh ``tiny`` model)
     token_class_head: bool = False
+    #: add the language model's per-video-token event head, trained on synthetic TSG samples (a fresh ``tiny``
+    #: model; a ``pretrained`` one keeps the head it has)
+    event_head: bool = False
 
 
 @dataclass
@@ -144,13 +147,14 @@ class LossConfig:
     token_shape: float = 1.0
     token_colour: float = 1.0
     token_motion: float = 1.0
+    events: float = 1.0
 
     def by_component(self) -> dict[str, float]:
         """The weights by the name of the component each weighs (the typed outputs' ``COMPONENTS``)."""
         return {"find_loss": self.find, "lm_loss": self.lm, "mask_bce": self.mask_bce, "mask_dice": self.mask_dice,
                 "object_bce": self.object_score, "shape_ce": self.pixel_shape, "colour_ce": self.pixel_colour,
                 "token_shape_ce": self.token_shape, "token_colour_ce": self.token_colour,
-                "token_motion_ce": self.token_motion}
+                "token_motion_ce": self.token_motion, "event_bce": self.events}
 
 
 @dataclass
@@ -283,7 +287,7 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
         raise bad("model.sam2_fresh", "needs model.sam2_from (the weights the other SAM2 modules take)")
     if m.preset in ("3b", "7b") and not (m.qwen_dir and m.sam2_dir):
         raise bad("model", f"preset {m.preset} needs 'qwen_dir' and 'sam2_dir' (local base-model folders)")
-    for key in ("pixel_class_head", "token_class_head"):
+    for key in ("pixel_class_head", "token_class_head", "event_head"):
         if getattr(m, key) and m.preset != "tiny":
             raise bad(f"model.{key}", "adds a fresh head to a new tiny model: needs preset: tiny")
     if m.lora is not None:

@@ -106,6 +106,7 @@ class SyntheticSource:
                 frames=resize_frames(video.frames[idx], area_fit(hw, shape.tsg_side)),
                 query=exp.text,
                 positive=moment_positives(idx / video.fps, exp.moments),
+                events=video.pixel_events(idx),
             )
         exp = video.expressions[int(rng.integers(len(video.expressions)))]
         masks = video.expression_masks(exp)

@@ -31,7 +31,7 @@ from accelerate import Accelerator, PartialState
 from accelerate.utils import DistributedDataParallelKwargs
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from momentseg.data.synthetic import PIXEL_CLASS_COUNTS, TOKEN_CLASS_COUNTS, caption_vocabulary
+from momentseg.data.synthetic import EVENT_KINDS, PIXEL_CLASS_COUNTS, TOKEN_CLASS_COUNTS, caption_vocabulary
 from momentseg.errors import InputError
 from momentseg.io.atomic import atomic_dir, atomic_write_text
 from momentseg.model import MomentSegModel
@@ -454,7 +454,8 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
     elif m.preset == "tiny":
         model = MomentSegModel.tiny(caption_vocabulary(),
                                     pixel_classes=PIXEL_CLASS_COUNTS if m.pixel_class_head else (),
-                                    token_classes=TOKEN_CLASS_COUNTS if m.token_class_head else ())
+                                    token_classes=TOKEN_CLASS_COUNTS if m.token_class_head else (),
+                                    event_classes=len(EVENT_KINDS) if m.event_head else 0)
     else:
         model = MomentSegModel.from_base(m.qwen_dir, m.sam2_dir, preset=m.preset)
     if m.sam2_from is not None:

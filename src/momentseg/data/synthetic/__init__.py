@@ -39,7 +39,7 @@ from momentseg.data.synthetic.config import (
     WorldConfig,
 )
 from momentseg.data.synthetic.language import VOCABULARY, tokenize
-from momentseg.data.synthetic.records import Event, ObjectTrack, SynthExpression, SynthVideo
+from momentseg.data.synthetic.records import EVENT_KINDS, Event, ObjectTrack, SynthExpression, SynthVideo
 from momentseg.data.synthetic.split import expression_flags, split_stats, write_split
 from momentseg.data.synthetic.video import generate_video, iter_videos, video_id, video_seed
 
@@ -59,6 +59,7 @@ __all__ = [
     "PIXEL_CLASS_COUNTS",
     "TOKEN_CLASS_COUNTS",
     "EXPRESSION_KINDS",
+    "EVENT_KINDS",
     "PALETTE",
     "SHAPES",
     "SIZES",

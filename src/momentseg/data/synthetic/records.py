@@ -151,6 +151,20 @@ class SynthVideo:
                 out[:, j][mask] = np.broadcast_to(label[:, None, None], mask.shape)[mask]
         return out
 
+    def pixel_events(self, frames) -> np.ndarray:
+        """Per-pixel event flags of ``frames`` (indices): bit ``k`` is set where the visible object is inside an
+        event of kind ``EVENT_KINDS[k]`` of its timeline at that frame; -1 = background (no object). (n,H,W)
+        int64. The labels of the language model's per-token event head (``model.event_head``)."""
+        idx = np.asarray(frames, dtype=np.int64)
+        out = np.full((len(idx), *self.frames.shape[1:3]), -1, np.int64)
+        for tr in self.objects:  # visible masks do not overlap: the order does not matter
+            bits = np.zeros(len(idx), np.int64)
+            for e in tr.events:
+                bits[(idx >= e.start) & (idx <= e.end)] |= 1 << EVENT_KINDS.index(e.kind)
+            mask = self.object_masks[tr.obj_id][idx]
+            out[mask] = np.broadcast_to(bits[:, None, None], mask.shape)[mask]
+        return out
+
     def moment_frames(self, exp: SynthExpression) -> np.ndarray:
         """(T,) bool: frame t (timestamp t/fps seconds) lies inside one of ``exp``'s moments.
 
