@@ -464,22 +464,22 @@ class MomentSegModel(nn.Module):
                          tuple(x.detach() for x in curves))
 
     def _event_loss(self, hidden: torch.Tensor, batch: MomentSegBatch, samples: list[TSGSample]) -> torch.Tensor:
-        """The event head's loss (0 without the head or labels). Per video token and event kind, the share of its
+        """The event head's loss over the samples that carry event flags (synthetic ones; 0 without the head or
+        such samples, so real TSG data can be mixed in). Per video token and event kind, the share of its
         object pixels (both frames of its temporal patch) inside an event of that kind is the soft target of a
         BCE on ``event_head(last hidden state)``, each token weighted by its object share (background tokens weigh
-        nothing). Events are rare (1–7 % of object pixels per kind on the train split), so each kind's BCE is
+        nothing). Events are rare (0.3–7 % of object pixels per kind on the train split), so each kind's BCE is
         balanced: the mean of its positive and its negative part, each normalised by its own weight."""
         c, lay = self.config, self.layout
-        if not c.event_classes:
+        labelled = [i for i, s in enumerate(samples) if s.events is not None]
+        if not c.event_classes or not labelled:
             return hidden.new_zeros((), dtype=torch.float32)
-        if any(s.events is None for s in samples):
-            raise ValueError("the model has an event head: every TSG sample needs its per-pixel events")
         is_video = (batch.mm_token_type_ids == VIDEO).to(hidden.device)
         k = c.event_classes
         logits, targets, weights = [], [], []
-        for i, s in enumerate(samples):
+        for i in labelled:
             t, gh, gw = (int(x) for x in batch.videos.grid_thw[batch.sample_videos[i]])
-            share, among = event_token_targets(s.events, k, t, lay.temporal_patch_size,
+            share, among = event_token_targets(samples[i].events, k, t, lay.temporal_patch_size,
                                                (gh // lay.merge_size, gw // lay.merge_size))
             weights.append(share)
             targets.append(among)
