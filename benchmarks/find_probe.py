@@ -11,6 +11,10 @@
   given). A curve built on features with no content can only encode a prior over time.
 - **Peak placement**: for expressions with one moment, where the curve's peak (the mean time of its
   ``PEAK_FRAMES`` highest frames) falls: before, inside or after the moment, by kind.
+- **Top-1 windows**: the window ``MomentSeg.ground`` answers first, by kind: how often some frame passes the
+  threshold (*confident*), its mean length as a share of the video against the ground truth's, its mean tIoU
+  with the best-matching ground-truth window and R1@0.5 — whether a weak curve gives too long or misplaced
+  windows.
 - **Event head** (a model with one, ``config.event_classes``): on the same first frames, per event kind, the AUC of
   ``event_head`` on the video tokens that show an object (object share ≥ ``EVENT_MIN_SHARE``: a token covers
   ≈ 40 × 40 video pixels, a shape at most ≈ 12 % of that), positives those whose object pixels are mostly inside
@@ -28,6 +32,7 @@ import numpy as np
 import torch
 
 from momentseg.data import synthetic as syn
+from momentseg.eval.tsg import temporal_iou
 from momentseg.io.atomic import atomic_write_text
 from momentseg.io.video import open_video
 from momentseg.model.momentseg import event_token_targets
@@ -56,11 +61,19 @@ def _decompose(feats: np.ndarray) -> dict:
             "content": float(np.linalg.norm(content, axis=2).mean())}
 
 
+def _windows(rows: np.ndarray) -> dict:
+    """Means over (confident, predicted share, true share, tIoU) rows, and R1@0.5."""
+    return {"confident": float(rows[:, 0].mean()), "predicted_share": float(rows[:, 1].mean()),
+            "true_share": float(rows[:, 2].mean()), "tiou": float(rows[:, 3].mean()),
+            "R1@0.5": float((rows[:, 3] >= 0.5).mean()), "n": len(rows)}
+
+
 @torch.no_grad()
 def measure(pipe: MomentSeg, videos: int, split: str) -> dict:
     model = pipe.model
     by_kind: dict[str, list[float]] = {}
     peaks: dict[str, list[str]] = {}
+    windows: dict[str, list[tuple[float, ...]]] = {}
     feats: dict[str, list[np.ndarray]] = {"after_llm": [], "vision_tower": []}
     events: dict[str, list[np.ndarray]] = {"scores": [], "inside": []}
     for i in range(videos):
@@ -70,6 +83,13 @@ def measure(pipe: MomentSeg, videos: int, split: str) -> dict:
         lowres = pipe._lowres(video, dense)
         logits = model.find_logits_many(lowres, [e.text for e in v.expressions]).numpy()
         t = video.timestamps[dense]
+        grounded = [e for e in v.expressions if e.moments]
+        duration = v.num_frames / v.fps
+        for e, g in zip(grounded, pipe.ground_many(video, [e.text for e in grounded]), strict=True):
+            top = g.moments[0][:2]
+            windows.setdefault(e.kind, []).append((
+                float(g.confident), (top[1] - top[0]) / duration, sum(b - a for a, b in e.moments) / duration,
+                float(temporal_iou([top], e.moments).max())))
         for e, row in zip(v.expressions, logits, strict=True):
             if e.moments:
                 inside = np.zeros(len(t), bool)
@@ -103,6 +123,7 @@ def measure(pipe: MomentSeg, videos: int, split: str) -> dict:
         "auc_by_kind": {k: {"auc": float(np.mean(v)), "n": len(v)} for k, v in sorted(by_kind.items())},
         "frame_features": {k: _decompose(np.stack(v)) for k, v in feats.items()},
         "peak_placement": {k: {p: v.count(p) / len(v) for p in PLACES} | {"n": len(v)} for k, v in sorted(peaks.items())},
+        "top1_windows": {k: _windows(np.array(v)) for k, v in sorted(windows.items())},
     }
     if events["scores"]:
         scores, inside = np.concatenate(events["scores"]), np.concatenate(events["inside"])

@@ -491,6 +491,12 @@ def test_find_probe_scores_the_curve_and_splits_position_from_content(model_dir,
     assert all(sum(v[p] for p in probe.PLACES) == pytest.approx(1.0) and v["n"] > 0
                for v in out["peak_placement"].values())
     assert "event_head" not in out  # the model has none
+    wins = out["top1_windows"]
+    assert sum(w["n"] for w in wins.values()) >= out["expressions"]  # every expression with a moment; AUC needs both
+    assert all(0 <= w[k] <= 1 for w in wins.values() for k in ("confident", "predicted_share", "true_share", "tiou"))
+    rows = np.array([[1.0, 0.5, 0.25, 0.6], [0.0, 1.0, 0.25, 0.25]])
+    assert probe._windows(rows) == pytest.approx({"confident": 0.5, "predicted_share": 0.75, "true_share": 0.25,
+                                                   "tiou": 0.425, "R1@0.5": 0.5, "n": 2})
     headed = tmp_path / "events"
     MomentSegModel.tiny(caption_vocabulary(), event_classes=len(EVENT_KINDS)).save_pretrained(headed)
     out = probe.main(["--model", str(headed), "--videos", "1"])
