@@ -51,9 +51,10 @@ def evaluate(pipe: MomentSeg, first: int, count: int, split: str = "test") -> di
             preds.append(pred)
             rows.append({"video": v.video_id, "text": exp.text, "kind": exp.kind,
                          "J": float(np.mean(j_measure(gt, pred))), "F": float(np.mean(f_measure(gt, pred))),
-                         "empty": not pred.any()})
+                         "empty": not pred.any(), "tiou": None})
             if exp.moments:
                 tsg.append(score_query(r.grounding.moments, exp.moments))
+                rows[-1]["tiou"] = float(tsg[-1]["iou"])
         for (ea, pa), (eb, pb) in combinations(zip(v.expressions, preds, strict=True), 2):
             if ea.obj_ids and eb.obj_ids and not set(ea.obj_ids) & set(eb.obj_ids):
                 iou = pair_iou(pa, pb)

@@ -441,6 +441,8 @@ def test_embedded_eval_reports_what_issue_14_asks(model_dir):
     out = embedded_eval.main(["--model", str(model_dir), "--videos", "1"])
     assert set(out) >= {"refvos", "by_kind", "tsg", "no_target_empty_rate", "disjoint_pair_mask_iou"}
     assert sum(v["n"] for v in out["by_kind"].values()) == out["refvos"]["n"] == len(out["rows"])
+    ious = [r["tiou"] for r in out["rows"] if r["tiou"] is not None]  # per expression with a moment: paired TSG
+    assert len(ious) == out["tsg"]["n"] and np.mean(ious) * 100 == pytest.approx(out["tsg"]["mIoU"])
 
 
 def test_training_curves_plot_every_component(tmp_path):

@@ -114,4 +114,7 @@ def load_tokenizer(path: str | Path):
     """A tokenizer saved with ``save_pretrained`` (tokenizer.json + tokenizer_config.json), from a local folder."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    for key in ("local_files_only", "is_local"):  # how it was loaded, not what it is: a re-save must not record it
+        tokenizer.init_kwargs.pop(key, None)
+    return tokenizer
