@@ -64,7 +64,7 @@ def training_samples(batch: int, dry: bool) -> tuple[MomentSegModel, dict[str, l
     q = 0
     while min(len(v) for v in got.values()) < batch:
         task = stream.task_of(q)[0]
-        if len(got[task]) < batch:
+        if task in got and len(got[task]) < batch:  # the stream's SAM2 track samples are not timed here
             got[task].append(stream.sample(q))
         q += 1
     return model.train(), got
