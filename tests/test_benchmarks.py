@@ -590,3 +590,39 @@ def test_head_activity_counts_live_units_and_text_spread(model_dir, tmp_path):
         assert 0.2 < result[head]["active"] < 0.8 and result[head]["units_ever_active"] > 0.8
     spread = result["seg"]["std_across_expressions"]
     assert spread["token"] > 0 and spread["pixel_query"] == 0.0  # the pixel query starts at zero
+
+
+def test_seg_state_probe_finds_presence_and_pointing_signals_when_they_exist(model_dir, tmp_path):
+    probe = _load("seg_state_probe")
+    rng = torch.Generator().manual_seed(0)
+
+    def items(n: int) -> list[dict]:
+        out = []
+        for i in range(n):
+            q = torch.randn(8, generator=rng)
+            none = i % 4 == 0
+            q[0] = -3.0 if none else 3.0  # presence is written in one feature of the [SEG] state
+            it = {"q": q, "kind": "event", "flags": {"none": none, "lookalike": i % 2 == 1}}
+            if not none:
+                tokens = torch.randn(2, 6, 8, generator=rng)
+                target, objects = torch.zeros(2, 6), torch.zeros(2, 6)
+                objects[:, :3] = 0.5
+                for k in range(2):
+                    j = int(torch.randint(3, (1,), generator=rng))
+                    tokens[k, j, 1:] += 2 * q[1:]  # the target's token echoes the query: only a query probe can point
+                    target[k, j] = 0.5
+                it.update(tokens=tokens, target=target, objects=objects)
+            out.append(it)
+        return out
+
+    train, val = items(120), items(60)
+    pres = probe.presence(train, val)
+    assert pres["auc"] == pytest.approx(1.0) and pres["target_kept_at_aim"] == pytest.approx(1.0)
+    point = probe.pointing(train, val)
+    assert point["query"]["all"]["chance"] == pytest.approx(1 / 3)
+    assert point["query"]["all"]["hit"] > 0.8 > 0.6 > point["objectness"]["all"]["hit"]
+    assert point["query"]["lookalike"]["keyframes"] + point["query"]["event"]["keyframes"] > 0
+    out = probe.main(["--model", str(model_dir), "--train-videos", "2", "--val-videos", "1",
+                      "--json", str(tmp_path / "s.json")])
+    assert out["expressions"]["train"] > 0 and json.loads((tmp_path / "s.json").read_text())["args"]["val_videos"] == 1
+    assert all(0 <= r["hit"] <= 1 and 0 < r["chance"] <= 1 for p in out["pointing"].values() for r in p.values())
