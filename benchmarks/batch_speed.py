@@ -6,6 +6,8 @@
   batched call (one padded LLM pass) and once one sample per call with the losses summed before one backward
   (the previous code's loop), at each ``--threads``. Reported: samples/s (median over ``--repeats`` after one
   warm-up) and the ratio.
+  ``tsg_shared_video``: ``batch`` queries of one video (``data.tsg_queries_per_video``), which the batched call
+  runs on one shared video prefix (vision tower and video tokens once, each query's suffix against the KV cache).
 * ``inference``: ``MomentSeg.ground_many`` and ``MomentSeg.segment`` (K = 8, MCS, BAP) on one synthetic video
   with 1, 4 and 16 expressions (``--expressions``), with the video prefix shared (``share_prefix=True``: one
   dense-pass prefix for all expressions, one [SEG] prefix per set of equal keyframes) and without (one full
@@ -67,6 +69,15 @@ def training_samples(batch: int, dry: bool) -> tuple[MomentSegModel, dict[str, l
         if task in got and len(got[task]) < batch:  # the stream's SAM2 track samples are not timed here
             got[task].append(stream.sample(q))
         q += 1
+    # the same stream with data.tsg_queries_per_video = batch: its TSG positions hold queries of one video
+    cfg.data.tsg_queries_per_video = batch
+    grouped_stream, grouped = build_stream(cfg, model), []
+    q = 0
+    while len(grouped) < batch:
+        if grouped_stream.task_of(q)[0] == "tsg":
+            grouped += grouped_stream.sample(q) if batch > 1 else [grouped_stream.sample(q)]
+        q += 1
+    got["tsg_shared_video"] = grouped[:batch]
     return model.train(), got
 
 
@@ -75,7 +86,7 @@ def measure_training(model, samples: dict[str, list], threads: list[int], repeat
     for n_threads in threads:
         torch.set_num_threads(n_threads)
         for task, batch in samples.items():
-            forward = getattr(model, f"forward_{task}")
+            forward = getattr(model, f"forward_{task.split('_')[0]}")
 
             def batched(forward=forward, batch=batch):
                 model.zero_grad(set_to_none=True)

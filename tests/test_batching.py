@@ -119,6 +119,51 @@ def test_tsg_batch_equals_samples_one_by_one(model):
     model.zero_grad()
 
 
+def test_tsg_queries_of_one_video_share_its_prefix_with_the_padded_pass_losses_and_gradients(monkeypatch):
+    """Several queries of one video (data.tsg_queries_per_video) run the vision tower and the video prefix once,
+    their suffixes against its KV cache, with gradients through both: the same losses, curves and gradients
+    as the padded pass over the same samples (event loss included: a video stands for all its queries)."""
+    torch.manual_seed(0)
+    model = MomentSegModel.tiny(words=WORDS, sam2_image_size=64, event_classes=2).eval()
+    rng = np.random.default_rng(3)
+    videos = [(_video(12, 56, 70, seed=1), rng.integers(-1, 4, size=(12, 56, 70))),
+              (_video(7, 84, 56, seed=2), rng.integers(-1, 4, size=(7, 84, 56)))]
+    samples = []
+    for i, (v, q) in enumerate([(0, QUERIES[0]), (1, QUERIES[1]), (0, QUERIES[2]), (0, QUERIES[4])]):
+        frames, events = videos[v]
+        pos = np.zeros(len(frames), bool)
+        pos[i : i + 3] = True
+        samples.append(TSGSample(frames.copy(), q, pos, events.copy()))  # equal arrays, not the same objects
+    assert modeling.shared_frame_groups(samples) == [[0, 2, 3], [1]]
+    passes = []
+    prefix_pass = MomentSegModel._prefix_pass
+
+    def counted(self, pq):
+        passes.append(len(pq))
+        return prefix_pass(self, pq)
+
+    monkeypatch.setattr(MomentSegModel, "_prefix_pass", counted)
+    model.zero_grad()
+    shared = model.forward_tsg(samples)
+    shared.weighted(WEIGHTS).backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert passes == [3, 1]  # one prefix per video
+    monkeypatch.setattr(modeling, "shared_frame_groups", lambda ss: [[i] for i in range(len(ss))])
+    model.zero_grad()
+    padded = model.forward_tsg(samples)
+    padded.weighted(WEIGHTS).backward()
+    assert passes == [3, 1]  # the padded pass uses no prefix
+    assert float(padded.event_bce.detach()) > 0
+    for name in ("find_loss", "lm_loss", "event_bce"):
+        _close(getattr(shared, name), getattr(padded, name))
+    for a, b in zip(shared.find_logits, padded.find_logits, strict=True):
+        _close(a, b)
+    assert "event_head.weight" in grads and any(n.startswith("qwen.model.language_model") for n in grads)
+    for name, p in model.named_parameters():
+        if name in grads:
+            _close(grads[name], p.grad, tol=1e-4)
+
+
 def test_refvos_batch_equals_samples_one_by_one(model):
     samples = _refvos_samples()
     with torch.no_grad():

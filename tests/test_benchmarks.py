@@ -570,7 +570,7 @@ def test_batch_speed_dry_run_times_every_row(tmp_path):
     assert json.loads(out.read_text()) == json.loads(json.dumps(report))
     dry = batch_speed.DRY
     assert [(r["threads"], r["task"], r["batch"]) for r in report["train"]] == [
-        (t, task, dry["batch"]) for t in dry["threads"] for task in ("tsg", "refvos")]
+        (t, task, dry["batch"]) for t in dry["threads"] for task in ("tsg", "refvos", "tsg_shared_video")]
     for r in report["train"]:
         assert r["batched_samples_per_s"] > 0 and r["one_by_one_samples_per_s"] > 0
         assert r["speedup"] == pytest.approx(r["batched_samples_per_s"] / r["one_by_one_samples_per_s"], rel=0.02)

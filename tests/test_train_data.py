@@ -221,3 +221,35 @@ def test_refvos_anchor_is_drawn_inside_the_moment_where_the_target_shows():
     # the moment shows no target (or there is none): any visible frame
     assert anchor_candidates(visible, ~visible).tolist() == visible.tolist()
     assert anchor_candidates(visible, np.zeros(8, bool)).tolist() == visible.tolist()
+
+
+def test_tsg_queries_per_video_group_distinct_queries_on_shared_frames(tmp_path):
+    """data.tsg_queries_per_video: a TSG position holds several queries of one video on the same frames (the
+    model's TSG forward shares their video prefix); one query per position is the stream as before."""
+    import dataclasses
+
+    grouped = dataclasses.replace(SHAPE, tsg_queries=3)
+    source = SyntheticSource("tsg", "train")
+    single = source.sample(0, np.random.default_rng(0), SHAPE)
+    group = source.sample(0, np.random.default_rng(0), grouped)
+    with_moment = [e for e in source.video(0).expressions if e.moments]
+    assert isinstance(single, TSGSample) and len(group) == min(3, len(with_moment)) >= 2
+    assert len({s.query for s in group}) == len(group) and {s.query for s in group} <= {e.text for e in with_moment}
+    assert all(s.frames is group[0].frames and np.array_equal(s.frames, single.frames) for s in group)
+    truth = {e.text: e.moments for e in with_moment}
+    times = dense_frame_indices(np.arange(source.video(0).num_frames) / source.video(0).fps, SHAPE.tsg_fps,
+                                SHAPE.tsg_max_frames) / source.video(0).fps
+    assert all(np.array_equal(s.positive, moment_positives(times, truth[s.query])) for s in group)
+    stream = SampleStream([SyntheticSource("tsg", "train"), SyntheticSource("refvos", "train")], grouped)
+    batch = stream.batch(range(4))
+    assert len(batch["tsg"]) > 2 and len(batch["refvos"]) == 2  # 2 TSG positions, each a group
+    # a real TSG source groups the other queries of the same video
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "ABC12.mp4", list(np.zeros((20, 32, 48, 3), dtype=np.uint8)), fps=10)
+    write_video(videos / "XYZ99.mp4", list(np.zeros((20, 32, 48, 3), dtype=np.uint8)), fps=10)
+    ann = tmp_path / "charades_sta_train.txt"
+    ann.write_text("ABC12 0.0 1.0##one.\nXYZ99 0.0 1.0##other video.\nABC12 1.0 2.0##two.\n")
+    real = TSGVideoSource("charades", ann, videos).sample(2, np.random.default_rng(0), grouped)
+    assert [s.query for s in real] == ["two.", "one."] and real[0].frames is real[1].frames
+    assert np.flatnonzero(real[1].positive).tolist() == list(range(6))  # 0.0 … 1.0 s at 5 fps

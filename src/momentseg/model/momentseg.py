@@ -14,6 +14,7 @@ against it, up to :data:`QUERIES_PER_PASS` at a time.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -338,14 +339,19 @@ class MomentSegModel(nn.Module):
         """hidden (B, L, d) at one position per row → (B, d)."""
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), positions.to(hidden.device)]
 
-    def _lm_loss_terms(self, hidden: torch.Tensor, batch: MomentSegBatch) -> tuple[torch.Tensor, int]:
-        """Summed next-token cross-entropy over every sample's answer tokens, and their count."""
+    def _lm_loss_terms(self, hidden: torch.Tensor, batch: MomentSegBatch | PrefixedQueries) -> tuple[torch.Tensor, int]:
+        """Summed next-token cross-entropy over every sample's answer tokens, and their count (``hidden``: of a
+        padded batch, or of a :class:`PrefixedQueries`'s suffixes)."""
+        if isinstance(batch, PrefixedQueries):
+            ids, starts, lengths = batch.suffix_ids, batch.answer_starts, batch.suffix_lengths
+        else:
+            ids, starts, lengths = batch.input_ids, batch.answer_starts, batch.lengths
         rows, cols = [], []
-        for i, (start, length) in enumerate(zip(batch.answer_starts.tolist(), batch.lengths.tolist(), strict=True)):
+        for i, (start, length) in enumerate(zip(starts.tolist(), lengths.tolist(), strict=True)):
             cols.append(torch.arange(start - 1, length - 1))
             rows.append(torch.full((length - start,), i))
         r, c = torch.cat(rows), torch.cat(cols)
-        targets = batch.input_ids[r, c + 1].to(hidden.device)
+        targets = ids[r, c + 1].to(hidden.device)
         logits = self.qwen.lm_head(hidden[r.to(hidden.device), c.to(hidden.device)])
         return F.cross_entropy(logits.float(), targets, reduction="sum"), int(targets.numel())
 
@@ -439,9 +445,14 @@ class MomentSegModel(nn.Module):
         return torch.cat(out).float().cpu()
 
     def forward_tsg(self, samples: list[TSGSample]) -> TSGOutput:
-        """Training loss components for TSG samples, one padded LLM pass for the batch (the trainer weighs them).
-        find_loss = BCE-with-logits per frame (positives weighted
-        ``find_pos_weight``), mean over frames and samples; lm_loss = mean cross-entropy over all answer tokens."""
+        """Training loss components for TSG samples (the trainer weighs them). find_loss = BCE-with-logits per frame
+        (positives weighted ``find_pos_weight``), mean over frames and samples; lm_loss = mean cross-entropy over
+        all answer tokens; event_bce: :meth:`_event_loss`.
+
+        Samples with different frames run as one padded LLM pass. Samples that share their frames (several queries
+        of one video, ``data.tsg_queries_per_video``) share one video prefix: the vision tower and the prefix run
+        once per video, each query's suffix against its KV cache (with gradients through both), which gives the
+        same losses as the padded pass."""
         c = self.config
         positives = []
         for s in samples:
@@ -449,43 +460,78 @@ class MomentSegModel(nn.Module):
             if positive.shape != (s.frames.shape[0],):
                 raise ValueError(f"positive has shape {tuple(positive.shape)}, frames {s.frames.shape[0]}")
             positives.append(positive)
-        batch = self.processor.tsg([s.frames for s in samples], [s.query for s in samples])
-        hidden = self.llm_hidden(batch)
-        curves = self._find_curves(hidden, batch, [int(s.frames.shape[0]) for s in samples])
+        groups = shared_frame_groups(samples)
+        if all(len(g) == 1 for g in groups):
+            curves, lm_sum, lm_n, videos = self._tsg_padded(samples)
+        else:
+            curves, lm_sum, lm_n, videos = self._tsg_prefixed(samples, groups)
         find_losses = []
         for logits, positive in zip(curves, positives, strict=True):
             target = positive.to(logits.device, torch.float32)
             weight = 1.0 + (c.find_pos_weight - 1.0) * target
             find_losses.append(F.binary_cross_entropy_with_logits(logits, target, weight=weight))
-        lm_sum, lm_n = self._lm_loss_terms(hidden, batch)
         find_loss = torch.stack(find_losses).mean()
         lm_loss = lm_sum / max(lm_n, 1)
-        return TSGOutput(find_loss, lm_loss, self._event_loss(hidden, batch, samples),
-                         tuple(x.detach() for x in curves))
+        return TSGOutput(find_loss, lm_loss, self._event_loss(videos), tuple(x.detach() for x in curves))
 
-    def _event_loss(self, hidden: torch.Tensor, batch: MomentSegBatch, samples: list[TSGSample]) -> torch.Tensor:
-        """The event head's loss over the samples that carry event flags (synthetic ones; 0 without the head or
-        such samples, so real TSG data can be mixed in). Per video token and event kind, the share of its
-        object pixels (both frames of its temporal patch) inside an event of that kind is the soft target of a
-        BCE on ``event_head(last hidden state)``, each token weighted by its object share (background tokens weigh
-        nothing). Events are rare (0.3–7 % of object pixels per kind on the train split), so each kind's BCE is
-        balanced: the mean of its positive and its negative part, each normalised by its own weight."""
-        c, lay = self.config, self.layout
-        labelled = [i for i, s in enumerate(samples) if s.events is not None]
-        if not c.event_classes or not labelled:
-            return hidden.new_zeros((), dtype=torch.float32)
+    def _tsg_padded(self, samples: list[TSGSample]) -> tuple[list[torch.Tensor], torch.Tensor, int, list]:
+        """One padded pass: per-sample curves, the LM loss terms, and per sample (video token states, grid,
+        event flags, 1) for the event loss."""
+        batch = self.processor.tsg([s.frames for s in samples], [s.query for s in samples])
+        hidden = self.llm_hidden(batch)
+        curves = self._find_curves(hidden, batch, [int(s.frames.shape[0]) for s in samples])
+        lm_sum, lm_n = self._lm_loss_terms(hidden, batch)
         is_video = (batch.mm_token_type_ids == VIDEO).to(hidden.device)
+        videos = [(hidden[i][is_video[i]], batch.videos.grid_thw[batch.sample_videos[i]], s.events, 1)
+                  for i, s in enumerate(samples)]
+        return curves, lm_sum, lm_n, videos
+
+    def _tsg_prefixed(self, samples: list[TSGSample], groups: list[list[int]]):
+        """:meth:`_tsg_padded` with one video prefix per group of samples that share their frames."""
+        curves: list = [None] * len(samples)
+        lm_sum, lm_n, videos = 0.0, 0, []
+        for group in groups:
+            frames = samples[group[0]].frames
+            pq = self.processor.tsg_queries(frames, [samples[i].query for i in group])
+            hidden, layers, first = self._prefix_pass(pq)
+            is_video = (pq.prefix.mm_token_type_ids[0] == VIDEO).to(hidden.device)
+            grid = pq.prefix.videos.grid_thw[0]
+            per_frame = self._frame_features(hidden[is_video], int(grid[0]), int(frames.shape[0]))
+            suffix = self._suffix_pass(pq, list(range(len(group))), layers, first)
+            find = self._find_vectors(self._token_rows(suffix, pq.token_positions),
+                                      [pq.query_ids(j) for j in range(len(group))]).float()
+            for j, i in enumerate(group):
+                curves[i] = F.cosine_similarity(per_frame, find[j][None], dim=-1) / self.config.temperature
+            part_sum, part_n = self._lm_loss_terms(suffix, pq)
+            lm_sum, lm_n = lm_sum + part_sum, lm_n + part_n
+            videos.append((hidden[is_video], grid, samples[group[0]].events, len(group)))
+        return curves, lm_sum, lm_n, videos
+
+    def _event_loss(self, videos: list) -> torch.Tensor:
+        """The event head's loss over ``videos`` (video token states, grid (t, h, w), event flags or None, how
+        many samples it stands for) that carry event flags (synthetic ones; 0 without the head or such samples,
+        so real TSG data can be mixed in). Per video token and event kind, the share of its object pixels (both
+        frames of its temporal patch) inside an event of that kind is the soft target of a BCE on
+        ``event_head(last hidden state)``, each token weighted by its object share (background tokens weigh
+        nothing) and by its video's sample count. Events are rare (0.3–7 % of object pixels per kind on the
+        train split), so each kind's BCE is balanced: the mean of its positive and its negative part, each
+        normalised by its own weight."""
+        c, lay = self.config, self.layout
+        labelled = [v for v in videos if v[2] is not None]
+        if not c.event_classes or not labelled:
+            return torch.zeros((), dtype=torch.float32, device=self.device)
         k = c.event_classes
         logits, targets, weights = [], [], []
-        for i in labelled:
-            t, gh, gw = (int(x) for x in batch.videos.grid_thw[batch.sample_videos[i]])
-            share, among = event_token_targets(samples[i].events, k, t, lay.temporal_patch_size,
+        for hidden, grid, events, count in labelled:
+            t, gh, gw = (int(x) for x in grid)
+            share, among = event_token_targets(events, k, t, lay.temporal_patch_size,
                                                (gh // lay.merge_size, gw // lay.merge_size))
-            weights.append(share)
+            weights.append(share * count)
             targets.append(among)
-            logits.append(self.event_head(hidden[i][is_video[i]].to(self.event_head.weight.dtype)).float())
-        x, y = torch.cat(logits), torch.cat(targets).to(hidden.device)
-        w = torch.cat(weights).to(hidden.device)[:, None]
+            logits.append(self.event_head(hidden.to(self.event_head.weight.dtype)).float())
+        x = torch.cat(logits)
+        y = torch.cat(targets).to(x.device)
+        w = torch.cat(weights).to(x.device)[:, None]
         pos = (w * y * -F.logsigmoid(x)).sum(0) / (w * y).sum(0).clamp(min=1e-6)
         neg = (w * (1 - y) * -F.logsigmoid(-x)).sum(0) / (w * (1 - y)).sum(0).clamp(min=1e-6)
         return 0.5 * (pos + neg).mean()
@@ -696,6 +742,18 @@ class MomentSegModel(nn.Module):
                 break
             out.append(nxt)
         return self.tokenizer.decode(out)
+
+
+def shared_frame_groups(samples: list) -> list[list[int]]:
+    """Indices of ``samples`` grouped by equal ``frames`` (and equal ``events``), in order of first appearance."""
+    groups: dict[tuple, list[int]] = {}
+    for i, s in enumerate(samples):
+        frames = np.ascontiguousarray(s.frames)
+        events = None if getattr(s, "events", None) is None else np.ascontiguousarray(s.events)
+        key = (frames.shape, frames.dtype.str, hashlib.blake2b(frames.tobytes(), digest_size=16).digest(),
+               None if events is None else (events.shape, hashlib.blake2b(events.tobytes(), digest_size=16).digest()))
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
 
 
 def token_shares(labels: np.ndarray, n_classes: int, t: int, tps: int, side: tuple[int, int]) -> torch.Tensor:

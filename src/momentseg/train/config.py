@@ -111,11 +111,15 @@ class DataConfig:
     fine-tuning keeps the mask decoder's prompt and memory paths trained. TSG samples hold ≤ ``tsg_max_frames``
     low-res frames at ``tsg_fps`` (defaults: the model config's ``find_max_frames`` / ``fps``; uniform over the video when longer); RefVOS samples hold ≤ ``context_frames`` uniform low-res frames and
     ``keyframes`` consecutive-in-time high-res frames: one where the target is visible plus the others drawn
-    within ±``keyframe_window`` frames of it.
+    within ±``keyframe_window`` frames of it. ``tsg_queries_per_video`` > 1: each TSG sample holds that many
+    queries of one video (distinct, fewer when the video has fewer), which share one video prefix in the model's
+    TSG forward (the vision tower and the video tokens run once for all of them); the micro-batch loss is a mean
+    over samples, so TSG then weighs up to that many times more than with one query per position.
     """
 
     sources: list[SourceConfig] = field(default_factory=list)
     tsg_ratio: float = 0.5
+    tsg_queries_per_video: int = 1
     track_ratio: float = 0.0
     # None: the model config's value. A value given here is written into the model's config, so the saved
     # model's inference (dense [FIND] pass, [SEG] context) samples frames exactly as it was trained.
@@ -326,7 +330,7 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
     if (d.track_ratio > 0) != ("track" in tasks and bool(tasks & {"tsg", "refvos"})):
         raise bad("data.track_ratio", "> 0 needs a 'track' source among tsg / refvos sources (and such a mix "
                                       "needs track_ratio > 0)")
-    for key in ("tsg_max_frames", "context_frames", "keyframes", "track_frames"):
+    for key in ("tsg_max_frames", "context_frames", "keyframes", "track_frames", "tsg_queries_per_video"):
         if getattr(d, key) is not None and getattr(d, key) < 1:
             raise bad(f"data.{key}", "must be ≥ 1")
     if d.keyframe_window < 0 or (d.tsg_fps is not None and d.tsg_fps <= 0):

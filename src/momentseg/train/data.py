@@ -40,6 +40,7 @@ from momentseg.train.shapes import (
     keyframe_indices,
     long_side_fit,
     moment_positives,
+    one_or_group,
     resize_frames,
     resize_masks,
 )
@@ -100,14 +101,15 @@ class SyntheticSource:
         t, hw = len(video.frames), video.frames.shape[1:3]
         if self.task == "tsg":
             exps = [e for e in video.expressions if e.moments]
-            exp = exps[int(rng.integers(len(exps)))]
+            if shape.tsg_queries == 1:
+                chosen = [exps[int(rng.integers(len(exps)))]]
+            else:
+                chosen = [exps[int(k)] for k in rng.permutation(len(exps))[: shape.tsg_queries]]
             idx = dense_frame_indices(np.arange(t) / video.fps, shape.tsg_fps, shape.tsg_max_frames)
-            return TSGSample(
-                frames=resize_frames(video.frames[idx], area_fit(hw, shape.tsg_side)),
-                query=exp.text,
-                positive=moment_positives(idx / video.fps, exp.moments),
-                events=video.pixel_events(idx),
-            )
+            frames, events = resize_frames(video.frames[idx], area_fit(hw, shape.tsg_side)), video.pixel_events(idx)
+            return one_or_group([TSGSample(frames=frames, query=e.text, positive=moment_positives(idx / video.fps,
+                                                                                                  e.moments),
+                                            events=events) for e in chosen])
         exp = video.expressions[int(rng.integers(len(video.expressions)))]
         masks = video.expression_masks(exp)
         candidates = anchor_candidates(masks.any(axis=(1, 2)), video.moment_frames(exp))
@@ -317,7 +319,8 @@ class SampleStream:
         return "refvos", q - n
 
     def sample(self, q: int):
-        """The sample at global position ``q`` (a ``TSGSample``, ``RefVOSSample``, or a pretraining task's sample)."""
+        """The sample at global position ``q`` (a ``TSGSample`` — or a list of them, several queries of one video,
+        when ``shape.tsg_queries`` > 1 —, a ``RefVOSSample``, or a pretraining task's sample)."""
         task, j = self.task_of(q)
         source, item = self.pools[task].locate(j)
         rng = np.random.default_rng([self.seed, _TASK_ID[task], j, 1])
@@ -329,7 +332,8 @@ class SampleStream:
         tasks = ("tsg", "refvos") + (("track",) if self.track_ratio else ())
         out: dict[str, list] = {t: [] for t in ((self.single,) if self.single else tasks)}
         for q in positions:
-            out[self.task_of(int(q))[0]].append(self.sample(int(q)))
+            sample = self.sample(int(q))
+            out[self.task_of(int(q))[0]].extend(sample if isinstance(sample, list) else [sample])
         return out
 
 

@@ -483,6 +483,7 @@ def build_stream(cfg: TrainConfig, model: torch.nn.Module) -> SampleStream:
         keyframe_side=int(c.sam2_image_size),
         tsg_max_frames=int(c.find_max_frames),
         tsg_fps=float(c.fps),
+        tsg_queries=d.tsg_queries_per_video,
         context_frames=int(c.context_frames),
         keyframes=d.keyframes,
         keyframe_window=d.keyframe_window,

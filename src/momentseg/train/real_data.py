@@ -30,6 +30,7 @@ from momentseg.train.shapes import (
     keyframe_indices,
     long_side_fit,
     moment_positives,
+    one_or_group,
     resize_masks,
 )
 
@@ -102,21 +103,29 @@ class TSGVideoSource:
                 raise InputError(f"{annotations}: video '{q.vid}' (query {q.qid}) has no file in {folder} "
                                  f"(looked for {', '.join(VIDEO_SUFFIXES)})")
             self.paths[q.vid] = path
+        self.by_video: dict[str, list[int]] = {}
+        for j, q in enumerate(self.queries):
+            self.by_video.setdefault(q.vid, []).append(j)
         self.size = len(self.queries)
 
     def __repr__(self) -> str:
         return f"TSGVideoSource({len(self.paths)} videos, {self.size} queries)"
 
     def sample(self, item: int, rng: np.random.Generator, shape: SampleShape):
+        """Query ``item``; with ``shape.tsg_queries`` > 1 a list: it and up to ``tsg_queries - 1`` other queries of
+        its video (drawn by ``rng``), on the same frames."""
         q = self.queries[item]
         video = open_video(self.paths[q.vid])
         ts = video.timestamps
         idx = dense_frame_indices(ts, shape.tsg_fps, shape.tsg_max_frames)
-        return TSGSample(
-            frames=video.get_frames(idx.tolist(), area_fit((video.height, video.width), shape.tsg_side)),
-            query=q.query,
-            positive=moment_positives(ts[idx], [tuple(w) for w in q.windows]),
-        )
+        frames = video.get_frames(idx.tolist(), area_fit((video.height, video.width), shape.tsg_side))
+        chosen = [q]
+        if shape.tsg_queries > 1:
+            others = [j for j in self.by_video[q.vid] if j != item]
+            chosen += [self.queries[others[int(k)]] for k in rng.permutation(len(others))[: shape.tsg_queries - 1]]
+        return one_or_group([TSGSample(frames=frames, query=c.query,
+                                       positive=moment_positives(ts[idx], [tuple(w) for w in c.windows]))
+                             for c in chosen])
 
 
 def build_source(cfg):

@@ -19,7 +19,8 @@ class SampleShape:
     never enlarged (the model resizes to its own patch grid afterwards).
 
     ``tsg_side`` / ``context_side``: low-res frames are shrunk to an area ≤ side²; ``keyframe_side``: keyframes
-    and their masks are shrunk to a longer side ≤ this (the SAM2 input size).
+    and their masks are shrunk to a longer side ≤ this (the SAM2 input size). ``tsg_queries``: queries of one
+    video per TSG sample (> 1: a list of that many samples sharing their frames, fewer when the video has fewer).
     """
 
     tsg_side: int
@@ -27,6 +28,7 @@ class SampleShape:
     keyframe_side: int
     tsg_max_frames: int = 100
     tsg_fps: float = 1.0
+    tsg_queries: int = 1
     context_frames: int = 50
     keyframes: int = 5
     keyframe_window: int = 10
@@ -35,6 +37,12 @@ class SampleShape:
     track_max_objects: int = 5
     classes_frames: int = 4
     tokens_frames: int = 8
+
+
+def one_or_group(samples: list):
+    """A source's TSG answer: the one sample, or the list of samples of one video (``SampleShape.tsg_queries``
+    > 1)."""
+    return samples[0] if len(samples) == 1 else samples
 
 
 def area_fit(hw: tuple[int, int], side: int) -> tuple[int, int]:
