@@ -462,9 +462,9 @@ def test_sam2_from_and_vision_from_refuse_another_backbone_size(tmp_path):
 
 
 def test_the_shipped_fine_tuning_config_loads_the_shipped_backbones(monkeypatch):
-    """configs/tiny-synthetic.yaml (the embedded model's recipe) starts from pretrained/tiny-events (language model,
-    event head, stage-1d vision tower) and pretrained/tiny-sam2-long as committed, both encoders frozen;
-    configs/tiny-events.yaml starts from pretrained/tiny-vision, configs/tiny-sam2-classes.yaml from
+    """configs/tiny-synthetic.yaml (the embedded model's recipe) starts from pretrained/tiny-events-long (language
+    model, event head, stage-1d vision tower) and pretrained/tiny-sam2-long as committed, both encoders frozen;
+    configs/tiny-events(-long).yaml start from pretrained/tiny-vision, configs/tiny-sam2-classes.yaml from
     pretrained/tiny-sam2."""
     from pathlib import Path
 
@@ -482,7 +482,7 @@ def test_the_shipped_fine_tuning_config_loads_the_shipped_backbones(monkeypatch)
     assert frozen and not any(frozen)
     assert all(p.requires_grad for n, p in model.named_parameters() if n.startswith("sam2.mask_decoder."))
     assert not hasattr(model, "pixel_class_head") and model.config.pixel_query_coarse
-    events = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-events")
+    events = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-events-long")
     assert all(torch.equal(v, events.qwen.state_dict()[k]) for k, v in model.qwen.state_dict().items())
     tower = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-vision").qwen.model.visual.state_dict()
     assert all(torch.equal(v, tower[k]) for k, v in model.qwen.model.visual.state_dict().items())
@@ -490,9 +490,10 @@ def test_the_shipped_fine_tuning_config_loads_the_shipped_backbones(monkeypatch)
     assert all(p.requires_grad for p in model.qwen.model.language_model.parameters())
     assert model.event_head.weight.requires_grad and cfg.loss.events > 0 and cfg.data.track_ratio > 0
     assert not hasattr(model, "token_class_head")
-    stage = load_config(root / "configs" / "tiny-events.yaml")
-    validate(stage)
-    assert stage.model.vision_from == "pretrained/tiny-vision" and stage.model.event_head
+    for name in ("tiny-events.yaml", "tiny-events-long.yaml"):
+        stage = load_config(root / "configs" / name)
+        validate(stage)
+        assert stage.model.vision_from == "pretrained/tiny-vision" and stage.model.event_head
     stage = load_config(root / "configs" / "tiny-sam2-classes.yaml")
     validate(stage)
     assert stage.model.sam2_from == "pretrained/tiny-sam2" and stage.model.pixel_class_head
