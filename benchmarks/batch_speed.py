@@ -75,7 +75,8 @@ def training_samples(batch: int, dry: bool) -> tuple[MomentSegModel, dict[str, l
     q = 0
     while len(grouped) < batch:
         if grouped_stream.task_of(q)[0] == "tsg":
-            grouped += grouped_stream.sample(q) if batch > 1 else [grouped_stream.sample(q)]
+            sample = grouped_stream.sample(q)
+            grouped += sample if isinstance(sample, list) else [sample]
         q += 1
     got["tsg_shared_video"] = grouped[:batch]
     return model.train(), got
