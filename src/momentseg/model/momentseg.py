@@ -15,6 +15,7 @@ against it, up to :data:`QUERIES_PER_PASS` at a time.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -745,15 +746,31 @@ class MomentSegModel(nn.Module):
 
 
 def shared_frame_groups(samples: list) -> list[list[int]]:
-    """Indices of ``samples`` grouped by equal ``frames`` (and equal ``events``), in order of first appearance."""
-    groups: dict[tuple, list[int]] = {}
-    for i, s in enumerate(samples):
-        frames = np.ascontiguousarray(s.frames)
-        events = None if getattr(s, "events", None) is None else np.ascontiguousarray(s.events)
-        key = (frames.shape, frames.dtype.str, hashlib.blake2b(frames.tobytes(), digest_size=16).digest(),
-               None if events is None else (events.shape, hashlib.blake2b(events.tobytes(), digest_size=16).digest()))
-        groups.setdefault(key, []).append(i)
-    return list(groups.values())
+    """Indices of ``samples`` grouped by equal ``frames`` (and equal ``events``), in order of first appearance.
+    Only frames whose shape another sample shares are hashed, and events are compared only between samples with
+    equal frames, so a batch of different videos (the usual one) costs next to nothing."""
+    frames = [np.asarray(s.frames) for s in samples]
+    shapes = Counter((f.shape, f.dtype.str) for f in frames)
+    groups: list[tuple[tuple, list[int]]] = []
+    for i, (s, f) in enumerate(zip(samples, frames, strict=True)):
+        key = (f.shape, f.dtype.str)
+        if shapes[key] > 1:
+            key += (hashlib.blake2b(np.ascontiguousarray(f).tobytes(), digest_size=16).digest(),)
+        events = getattr(s, "events", None)
+        for group_key, members in groups:
+            if group_key == key and _same_array(events, getattr(samples[members[0]], "events", None)):
+                members.append(i)
+                break
+        else:
+            groups.append((key, [i]))
+    return [members for _, members in groups]
+
+
+def _same_array(a, b) -> bool:
+    """Both None, the same array, or equal arrays."""
+    if a is b:
+        return True
+    return a is not None and b is not None and np.shape(a) == np.shape(b) and bool(np.array_equal(a, b))
 
 
 def token_shares(labels: np.ndarray, n_classes: int, t: int, tps: int, side: tuple[int, int]) -> torch.Tensor:
