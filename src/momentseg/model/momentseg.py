@@ -410,6 +410,10 @@ class MomentSegModel(nn.Module):
         head_dtype = self.find_head[0].weight.dtype
         return self.find_head(self._head_inputs(rows, query_ids, head_dtype))  # (B, C)
 
+    def _similarity(self, per_frame: torch.Tensor, find: torch.Tensor) -> torch.Tensor:
+        """The [FIND] curve: cos(per-frame features (T, C), [FIND] vectors (b, C))/τ in float32, (b, T)."""
+        return F.cosine_similarity(per_frame.float()[None], find.float()[:, None], dim=-1) / self.config.temperature
+
     def _find_curves(self, hidden: torch.Tensor, batch: MomentSegBatch, n_frames: list[int]) -> list[torch.Tensor]:
         """Per sample: cos(find_head([FIND]), per-frame video features)/τ, (T_i,)."""
         find = self._find_vectors(self._token_rows(hidden, batch.token_positions),
@@ -419,7 +423,7 @@ class MomentSegModel(nn.Module):
         for i, n in enumerate(n_frames):
             t = int(batch.videos.grid_thw[batch.sample_videos[i], 0])
             per_frame = self._frame_features(hidden[i][is_video[i]], t, n)
-            curves.append(F.cosine_similarity(per_frame, find[i].float()[None], dim=-1) / self.config.temperature)
+            curves.append(self._similarity(per_frame, find[i:i + 1])[0])
         return curves
 
     @torch.no_grad()
@@ -441,8 +445,7 @@ class MomentSegModel(nn.Module):
         per_frame = self._frame_features(hidden[is_video], t, int(frames.shape[0]))  # (T, C)
         out = []
         for _, token_hidden, query_ids in self._suffix_chunks(pq, layers, first):
-            find = self._find_vectors(token_hidden, query_ids).float()  # (b, C)
-            out.append(F.cosine_similarity(per_frame[None], find[:, None], dim=-1) / self.config.temperature)
+            out.append(self._similarity(per_frame, self._find_vectors(token_hidden, query_ids)))
         return torch.cat(out).float().cpu()
 
     def forward_tsg(self, samples: list[TSGSample]) -> TSGOutput:
@@ -500,9 +503,9 @@ class MomentSegModel(nn.Module):
             per_frame = self._frame_features(hidden[is_video], int(grid[0]), int(frames.shape[0]))
             suffix = self._suffix_pass(pq, list(range(len(group))), layers, first)
             find = self._find_vectors(self._token_rows(suffix, pq.token_positions),
-                                      [pq.query_ids(j) for j in range(len(group))]).float()
-            for j, i in enumerate(group):
-                curves[i] = F.cosine_similarity(per_frame, find[j][None], dim=-1) / self.config.temperature
+                                      [pq.query_ids(j) for j in range(len(group))])
+            for i, curve in zip(group, self._similarity(per_frame, find), strict=True):
+                curves[i] = curve
             part_sum, part_n = self._lm_loss_terms(suffix, pq)
             lm_sum, lm_n = lm_sum + part_sum, lm_n + part_n
             videos.append((hidden[is_video], grid, samples[group[0]].events, len(group)))
