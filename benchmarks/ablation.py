@@ -47,7 +47,7 @@ Work shared across rows (results are identical to ``MomentSeg.segment`` with the
 
 * per video: the low-res dense frames, the ``[SEG]`` context frames and the SAM2-size frames are decoded once,
   and SAM2's image encoder runs once per frame (:func:`shared_image_features`);
-* per expression: one dense ``[FIND]`` pass (``table`` / ``anchor``); one ``[SEG]`` embedding per distinct set of
+* per expression: one dense ``[FIND]`` pass (``table`` / ``anchor``); one ``[SEG]`` prompt per distinct set of
   keyframes; one BAP run per (keyframes, anchor, update rule) that also gives ``anchor-forward`` (BAP's first
   pass *is* the anchor-forward pass; anchor-forward leaves the frames before the anchor empty); one ``forward``
   run per (keyframes, update rule), none when the anchor is the first keyframe (then it is the same pass).
@@ -235,10 +235,13 @@ def score_video(job: Job) -> dict:
             "seconds": time.perf_counter() - start, "expressions": expressions}
 
 
-def _masks(pipe, video, choice, embedding, sam_frames, mode: str, anchor_update: bool):
-    """SAM2 propagation as ``MomentSeg.segment`` runs it (:meth:`MomentSeg.propagate`): (T,H,W) bool masks at
-    the video's size and the (T,) object probabilities."""
-    masks, probs = pipe.propagate(video, choice, embedding, sam_frames, mode, anchor_update=anchor_update)
+def _masks(pipe, video, choice, prompt, sam_frames, mode: str, anchor_update: bool):
+    """SAM2 propagation as ``MomentSeg.segment`` runs it (:meth:`MomentSeg.propagate`) of a
+    :meth:`MomentSeg.seg_prompt` ``prompt``: (T,H,W) bool masks at the video's size and the (T,) object
+    probabilities."""
+    embedding, _, prior = prompt
+    masks, probs = pipe.propagate(video, choice, embedding, sam_frames, mode, anchor_update=anchor_update,
+                                  prior=prior)
     return masks.to_array(), probs
 
 
@@ -254,9 +257,9 @@ def _propagation_scores(pipe, video, text, choice, context, sam_frames, gt, *, a
     if key in cache:
         return cache[key]
     if ("seg", idx) not in cache:
-        cache[("seg", idx)] = pipe.seg_prompt(video, text, choice.indices, context)[0]
-    embedding, n = cache[("seg", idx)], len(video)
-    bap, probs = _masks(pipe, video, choice, embedding, sam_frames, "bap", anchor_update)
+        cache[("seg", idx)] = pipe.seg_prompt(video, text, choice.indices, context)
+    prompt, n = cache[("seg", idx)], len(video)
+    bap, probs = _masks(pipe, video, choice, prompt, sam_frames, "bap", anchor_update)
     fired = fired_updates(bap_plan(n, idx, anchor, "bap"), probs, enabled=anchor_update)
     anchor_forward = bap.copy()
     anchor_forward[:anchor] = False
@@ -266,7 +269,7 @@ def _propagation_scores(pipe, video, text, choice, context, sam_frames, gt, *, a
         if idx[0] == anchor:
             cache[("forward", idx, anchor_update)] = out["anchor-forward"]
         else:
-            fwd, fprobs = _masks(pipe, video, choice, embedding, sam_frames, "forward", anchor_update)
+            fwd, fprobs = _masks(pipe, video, choice, prompt, sam_frames, "forward", anchor_update)
             fired_fwd = fired_updates(bap_plan(n, idx, anchor, "forward"), fprobs, enabled=anchor_update)
             cache[("forward", idx, anchor_update)] = (*_scores(gt, fwd), len(fired_fwd))
     out["forward"] = cache[("forward", idx, anchor_update)]

@@ -57,11 +57,11 @@ def main() -> None:
             r = pipe.segment(video, [exp.text]).expressions[0]
             bap = float(np.mean(j_measure(gt, r.masks.to_array())))
             # the pipeline's [SEG] pass on its own keyframes, then on oracle ones
-            emb, _ = pipe.seg_prompt(video, exp.text, r.keyframes, context)
+            emb = pipe.seg_prompt(video, exp.text, r.keyframes, context)[0]
             independent = float(np.mean(j_measure(gt, frame_by_frame(m, px, emb, hw))))
             visible = np.flatnonzero(gt.reshape(len(gt), -1).any(1))
             keys = visible[np.linspace(0, len(visible) - 1, 8).round().astype(int)]
-            emb, _ = pipe.seg_prompt(video, exp.text, keys, context)
+            emb = pipe.seg_prompt(video, exp.text, keys, context)[0]
             oracle = float(np.mean(j_measure(gt, frame_by_frame(m, px, emb, hw))))
             rows.append((bap, independent, oracle))
             print(f"{v.video_id} {exp.text[:48]:48s} bap {bap:.3f}  independent {independent:.3f}  "

@@ -241,16 +241,17 @@ def test_embedded_segment_and_ground_unchanged_by_prefix_reuse(sampling):
     assert len(texts) == 3
     shared = MomentSeg.from_pretrained("embedded", device="cpu")
     calls = []
-    for name in ("find_logits_many", "seg_embedding_many"):
+    for name in ("find_logits_many", "seg_prompts"):  # recorded when they share a prefix
         method = getattr(shared.model, name)
-        setattr(shared.model, name, lambda *a, _m=method, _n=name, **k: calls.append(_n) or _m(*a, **k))
+        setattr(shared.model, name,
+                lambda *a, _m=method, _n=name, **k: (k.get("share_prefix", True) and calls.append(_n)) or _m(*a, **k))
     single = MomentSeg(shared.model, device="cpu", share_prefix=False)
     video = open_video(synth.frames, fps=synth.fps)
     got = shared.segment(video, texts, keyframes=3, sampling=sampling)
     want = single.segment(video, texts, keyframes=3, sampling=sampling)
     assert "find_logits_many" in calls
     if sampling == "uniform":  # every expression has the same keyframes: one [SEG] prefix for all
-        assert "seg_embedding_many" in calls
+        assert "seg_prompts" in calls
     for g, w in zip(got.expressions, want.expressions, strict=True):
         np.testing.assert_allclose(g.grounding.probabilities, w.grounding.probabilities, atol=1e-5)
         np.testing.assert_allclose(np.array(g.grounding.moments), np.array(w.grounding.moments), atol=1e-4)

@@ -77,10 +77,10 @@ def test_ablation_rows_equal_the_public_segment_api(model_dir):
         # the memory-clearing rule off: what propagate gives with anchor_update=False, no memory clears
         off = ablation._propagation_scores(pipe, video, exp.text, choice, pipe.context_frames(video), frames, gt,
                                            anchor_update=False, cache=cache)
-        embedding = cache[("seg", tuple(int(i) for i in choice.indices))]
+        embedding, _, prior = cache[("seg", tuple(int(i) for i in choice.indices))]
         masks = np.zeros_like(gt)
-        for out in propagate(sam2, frames, choice.indices, choice.anchor, embedding, num_frames=len(video),
-                             anchor_update=False):
+        for out in propagate(sam2, frames, choice.indices, choice.anchor, embedding, prompt_prior=prior,
+                             num_frames=len(video), anchor_update=False):
             masks[out.frame_idx] = upsample_mask(out.mask_logits, gt.shape[1:]).numpy()
         assert off["bap"] == (*ablation._scores(gt, masks), 0) and all(v[2] == 0 for v in off.values())
 
@@ -626,3 +626,31 @@ def test_seg_state_probe_finds_presence_and_pointing_signals_when_they_exist(mod
                       "--json", str(tmp_path / "s.json")])
     assert out["expressions"]["train"] > 0 and json.loads((tmp_path / "s.json").read_text())["args"]["val_videos"] == 1
     assert all(0 <= r["hit"] <= 1 and 0 < r["chance"] <= 1 for p in out["pointing"].values() for r in p.values())
+
+
+def test_pointing_eval_scores_hits_chance_and_presence(model_dir, tmp_path):
+    probe = _load("pointing_eval")
+    target, objects = torch.zeros(2, 2, 3), torch.zeros(2, 2, 3)
+    objects[:, 0, :] = 0.5  # three object tokens per patch, the target in the middle one
+    target[:, 0, 1] = 0.5
+    right = torch.zeros(2, 2, 3)
+    right[:, 0, 1] = 4.0
+    wrong = torch.zeros(2, 2, 3)
+    wrong[:, 0, 2] = 4.0
+    items = [{"kind": "event", "flags": {"lookalike": True}, "has_target": True, "maps": right, "target": target,
+              "objects": objects},
+             {"kind": "motion", "flags": {}, "has_target": True, "maps": wrong, "target": target, "objects": objects},
+             {"kind": "none", "flags": {}, "has_target": False, "maps": torch.full((2, 2, 3), -1.0)}]
+    point = probe.pointing(items)
+    assert point["event"] == {"hit": 1.0, "chance": pytest.approx(1 / 3), "n": 2}
+    assert point["motion"]["hit"] == 0.0 and point["all"]["hit"] == 0.5 and point["lookalike"]["n"] == 2
+    assert probe.presence(items)["auc"] == 1.0  # both target maps peak above the no-target one
+    with pytest.raises(SystemExit):
+        probe.main(["--model", str(model_dir), "--videos", "1"])  # no pointing head
+    pointing_dir = tmp_path / "pointing"
+    model = MomentSegModel.from_pretrained(model_dir)
+    model.add_pointing_head()
+    model.save_pretrained(pointing_dir)
+    out = probe.main(["--model", str(pointing_dir), "--videos", "1", "--json", str(tmp_path / "p.json")])
+    assert out["expressions"] > 0 and out["pointing"]["all"]["n"] > 0
+    assert json.loads((tmp_path / "p.json").read_text())["pointing"] == out["pointing"]

@@ -80,7 +80,8 @@ def test_refvos_forward_backward_reaches_seg_head_and_sam2(model):
     masks[2] = False  # object absent in the last keyframe
     sample = RefVOSSample(_video(6, seed=4), keyframes, "the blue cube", masks)
     out = model.forward_refvos([sample])
-    assert set(out.components()) == {"mask_bce", "mask_dice", "lm_loss", "object_bce"}
+    assert set(out.components()) == {"mask_bce", "mask_dice", "lm_loss", "object_bce", "point_bce"}
+    assert float(out.point_bce) == 0.0  # no pointing head
     assert all(torch.isfinite(v) for v in out.components().values())
     assert out.seg_embeddings.shape == (1, model.config.seg_dim)
     out.weighted(WEIGHTS).backward()

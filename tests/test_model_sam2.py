@@ -20,7 +20,7 @@ from momentseg.sam2.config import (
     preprocess_for_sam2,
     tiny_sam2_config,
 )
-from momentseg.sam2.video import LanguageSession, MomentSegSam2, build_sam2, new_session
+from momentseg.sam2.video import LanguageSession, MomentSegSam2, SpatialPrior, build_sam2, new_session
 
 S = 64
 
@@ -296,6 +296,50 @@ def test_gradient_reaches_the_pixel_query(sam2):
     low.float().sum().backward()
     assert emb.grad[128:].abs().sum() > 0
     sam2.zero_grad()
+
+
+def _track_with_prior(sam2, pixel_values, embedding, prior):
+    session = new_session(sam2, pixel_values, 40, 56)
+    sam2.set_language_embedding(session, 0, embedding, prior)
+    outs = {0: sam2(inference_session=session, frame_idx=0, condition=(0,)).pred_masks}
+    for o in sam2.propagate_in_video_iterator(session, start_frame_idx=0):
+        outs[o.frame_idx] = o.pred_masks
+    return torch.stack([outs[i][0, 0] for i in range(len(pixel_values))])
+
+
+def test_spatial_prior_is_added_upsampled_on_every_frame_from_its_patch(sam2):
+    px = preprocess_for_sam2(_frames(4), S)
+    emb = torch.randn(128)
+    plain = _track(sam2, px, emb)
+    # a constant prior on the conditioning frame (no memory yet) adds exactly that constant
+    maps = torch.stack([torch.full((2, 3), 2.5), torch.full((2, 3), -1.0)])
+    out = _track_with_prior(sam2, px, emb, SpatialPrior(maps, np.array([0, 1, 1, 0])))
+    assert torch.allclose(out[0], plain[0] + 2.5, atol=1e-4)
+    for t in range(1, 4):  # tracked frames get their patch's map too (and memory of the changed masks)
+        assert not torch.allclose(out[t], plain[t]), t
+    # a map that is high on the left only raises the left of the mask (bilinear upsampling, S/4 grid)
+    left = torch.tensor([[4.0, 0.0, 0.0], [4.0, 0.0, 0.0]])
+    out = _track_with_prior(sam2, px, emb, SpatialPrior(left[None], np.zeros(4, dtype=int)))
+    diff = out[0] - plain[0]
+    assert float(diff[:, :2].min()) > 3.5 and float(diff[:, -2:].abs().max()) < 1e-3
+    # the prior goes with the language prompt: removing the prompt removes it
+    session = new_session(sam2, px, 40, 56)
+    sam2.set_language_embedding(session, 0, emb, SpatialPrior(maps, np.zeros(4, dtype=int)))
+    sam2.set_language_embedding(session, 0, None)
+    assert session.language_priors == {}
+    with pytest.raises(ValueError, match="maps \\(J,h,w\\)"):
+        sam2.set_language_embedding(session, 0, emb, SpatialPrior(torch.zeros(2, 3), np.zeros(4, dtype=int)))
+
+
+def test_decode_clip_prior_reaches_every_frame_with_grad(sam2):
+    px = preprocess_for_sam2(_frames(3), S)
+    emb = torch.randn(128)
+    prior = torch.zeros(3, 2, 3, requires_grad=True)
+    low, _ = sam2.decode_clip(px, emb, prior=prior)
+    with torch.no_grad():
+        assert torch.allclose(low, sam2.decode_clip(px, emb)[0], atol=1e-5)  # a zero prior changes nothing
+    low.sum().backward()
+    assert all(float(prior.grad[k].abs().sum()) > 0 for k in range(3))
 
 
 # ---------------------------------------------------------------------------------------------- Sa2VA options

@@ -100,7 +100,7 @@ class StandIn(torch.nn.Module):
             lm.append(lm_loss)
         out = {k: torch.stack(v).mean() for k, v in
                (("mask_bce", bce), ("mask_dice", dice), ("object_bce", obj), ("lm_loss", lm))}
-        return RefVOSOutput(**out)
+        return RefVOSOutput(**out, point_bce=torch.zeros(()))
 
     def save_pretrained(self, path):
         path = Path(path)

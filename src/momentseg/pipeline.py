@@ -47,6 +47,7 @@ from momentseg.grounding.sampling import (
     METHODS,
     KeyframeChoice,
     dense_frame_indices,
+    nearest_patches,
     select_keyframes,
     uniform_frames,
 )
@@ -64,6 +65,7 @@ from momentseg.propagation.bap import propagate, upsample_mask
 from momentseg.propagation.policy import DEFAULT_MODE, MODES
 from momentseg.sam2.config import preprocess_for_sam2
 from momentseg.sam2.session import shared_image_features
+from momentseg.sam2.video import SpatialPrior
 
 #: Where the embedded (packaged) tiny model lives.
 EMBEDDED = "embedded"
@@ -280,7 +282,10 @@ class MomentSeg:
         """Stage 4's context: the low-res uniform frames shown with the ``[SEG]`` keyframes (as in RefVOS
         training), (N,h,w,3) uint8."""
         size = target_size(video.height, video.width, self.config.context_frame_size, self.model.layout)
-        return video.get_frames(uniform_frames(len(video), self.config.context_frames), size=size)
+        return video.get_frames(self._context_indices(video), size=size)
+
+    def _context_indices(self, video: Video) -> np.ndarray:
+        return uniform_frames(len(video), self.config.context_frames)
 
     def ground(self, video, query: str, *, fps: float | None = None) -> Grounding:
         """Temporal sentence grounding: ranked moments ``[[start_s, end_s, score], …]`` for ``query``.
@@ -380,21 +385,34 @@ class MomentSeg:
     @torch.no_grad()
     def _segment_one(self, video, text, grounding, choice, frames, prompt, propagation, i,
                      progress, mask_folder: Path | None = None) -> ExpressionResult:
-        embedding, answer = prompt
+        embedding, answer, prior = prompt
         writer = MaskWriter(video.height, video.width, video.frame_names, mask_folder)
         masks, probs = self.propagate(video, choice, embedding, frames, propagation, label=f"segment {i}",
-                                      progress=progress, writer=writer)
+                                      progress=progress, writer=writer, prior=prior)
         return ExpressionResult(text, grounding, choice.indices, choice.anchor, answer, masks, probs)
 
     @torch.no_grad()
     def seg_prompt(self, video: Video, text: str, keyframes: Sequence[int],
-                   context: np.ndarray | None = None) -> tuple[torch.Tensor, str]:
+                   context: np.ndarray | None = None) -> tuple[torch.Tensor, str, SpatialPrior | None]:
         """Stage 4, the ``[SEG]`` pass: the high-res ``keyframes`` (frame indices, e.g. a
         :meth:`keyframes` choice's ``indices``) + the low-res ``context`` (default: :meth:`context_frames`)
-        → the SAM2 prompt embedding (P,) and the model's answer text."""
+        → the SAM2 prompt embedding (P,), the model's answer text, and the spatial prior (a model with
+        ``seg_pointing``; else None)."""
+        return self._seg_prompt_group(video, [text], keyframes, context, share_prefix=False)[0]
+
+    def _seg_prompt_group(self, video: Video, texts: list[str], keyframes: Sequence[int], context: np.ndarray | None,
+                          share_prefix: bool) -> list[tuple[torch.Tensor, str, SpatialPrior | None]]:
+        """:meth:`seg_prompt` of ``texts`` on the same keyframes (``share_prefix``: one [SEG] prefix)."""
         if context is None:
             context = self.context_frames(video)
-        return self.model.seg_embedding(self._keyframe_images(video, keyframes), text, context=context)
+        out = self.model.seg_prompts(self._keyframe_images(video, keyframes), texts, context=context,
+                                     share_prefix=share_prefix)
+        frame_patch = None
+        if out.priors is not None:  # each frame reads the context patch nearest it
+            frame_patch = nearest_patches(np.arange(len(video)), self._context_indices(video),
+                                          self.model.layout.temporal_patch_size)
+        return [(emb, answer, None if out.priors is None else SpatialPrior(out.priors[j], frame_patch))
+                for j, (emb, answer) in enumerate(zip(out.embeddings, out.answers, strict=True))]
 
     def _keyframe_images(self, video: Video, keyframes: Sequence[int]) -> np.ndarray:
         """The frames ``keyframes`` at the ``[SEG]`` pass's size."""
@@ -410,24 +428,21 @@ class MomentSeg:
             groups.setdefault(tuple(int(k) for k in choice.indices), []).append(i)
         prompts: list = [None] * len(texts)
         for members in groups.values():
-            if not (self.share_prefix and len(members) > 1):
-                for i in members:
-                    prompts[i] = self.seg_prompt(video, texts[i], choices[i].indices, context)
-                continue
-            key = self._keyframe_images(video, choices[members[0]].indices)
-            embeddings, answers = self.model.seg_embedding_many(key, [texts[i] for i in members], context=context)
-            for i, embedding, answer in zip(members, embeddings, answers, strict=True):
-                prompts[i] = (embedding, answer)
+            group = self._seg_prompt_group(video, [texts[i] for i in members], choices[members[0]].indices,
+                                           context, share_prefix=self.share_prefix and len(members) > 1)
+            for i, prompt in zip(members, group, strict=True):
+                prompts[i] = prompt
         return prompts
 
     @torch.no_grad()
     def propagate(self, video: Video, choice: KeyframeChoice, embedding: torch.Tensor, frames,
                   propagation: str = DEFAULT_MODE, *, anchor_update: bool = True, label: str = "segment",
-                  progress: Progress | None = None,
-                  writer: MaskWriter | None = None) -> tuple[MaskSequence, np.ndarray]:
+                  progress: Progress | None = None, writer: MaskWriter | None = None,
+                  prior: SpatialPrior | None = None) -> tuple[MaskSequence, np.ndarray]:
         """Stage 5: SAM2 propagation of ``embedding`` from ``choice``'s keyframes over every frame
         (:func:`momentseg.propagation.bap.propagate`; ``propagation``: bap | forward | anchor-forward;
-        ``anchor_update``: BAP's memory-clearing rule on or off).
+        ``anchor_update``: BAP's memory-clearing rule on or off; ``prior``: the embedding's spatial prior,
+        from :meth:`seg_prompt`).
 
         ``frames``: SAM2 inputs, a callable ``idx -> (3,S,S)`` (e.g. :class:`_SamFrames`) or a (T,3,S,S) tensor.
         Each mask, upsampled to the original size, goes to ``writer`` as it is produced (default: kept as RLE).
@@ -443,6 +458,7 @@ class MomentSeg:
             choice.indices,
             choice.anchor,
             embedding.to(self.device),
+            prompt_prior=prior,
             mode=propagation,
             num_frames=T,
             anchor_update=anchor_update,

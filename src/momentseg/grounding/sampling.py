@@ -171,6 +171,21 @@ def uniform_frames(num_frames: int, count: int) -> np.ndarray:
     return np.floor(np.linspace(0, num_frames - 1, count) + 0.5).astype(np.int64)
 
 
+def nearest_patches(frames, context, patch_size: int) -> np.ndarray:
+    """For each video frame index in ``frames``, the temporal patch of the context video (frame indices
+    ``context``, increasing; each patch covers ``patch_size`` consecutive context frames, a short last one
+    padded with its last frame, as the processor pads) whose frames' mean index is nearest (the earlier patch
+    on a tie). Where the ``[SEG]`` pass's context map is read for a frame it did not see."""
+    ctx = np.asarray(context, dtype=np.float64).reshape(-1)
+    if len(ctx) == 0 or patch_size < 1:
+        raise InputError(f"need context frames and a patch size ≥ 1, got {len(ctx)} frames, {patch_size}")
+    n = -(-len(ctx) // patch_size) * patch_size
+    padded = np.concatenate([ctx, np.full(n - len(ctx), ctx[-1])])
+    centres = padded.reshape(-1, patch_size).mean(1)
+    f = np.asarray(frames, dtype=np.float64).reshape(-1)
+    return np.abs(f[:, None] - centres[None]).argmin(1).astype(np.int64)
+
+
 def dense_frame_indices(timestamps, fps: float = 1.0, max_frames: int | None = 100) -> np.ndarray:
     """Frames for the dense (low-res) `[FIND]` pass: one frame per 1/``fps`` seconds, at most ``max_frames``.
 

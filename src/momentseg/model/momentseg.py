@@ -32,6 +32,7 @@ from momentseg.model.outputs import (
     CaptionOutput,
     ClassesOutput,
     RefVOSOutput,
+    SegPrompts,
     TokensOutput,
     TrackOutput,
     TSGOutput,
@@ -85,12 +86,17 @@ class TSGSample:
 @dataclass
 class RefVOSSample:
     """One RefVOS training sample: low-res context (Tc,h,w,3) uint8 (Tc may be 0), K consecutive high-res
-    keyframes (K,H,W,3) uint8 with GT masks (K,H,W) bool, and the expression."""
+    keyframes (K,H,W,3) uint8 with GT masks (K,H,W) bool, and the expression. For a model with
+    ``seg_pointing``: ``key_patch`` (K,) int, the context temporal patch each keyframe reads
+    (:func:`momentseg.grounding.sampling.nearest_patches`; None: no prior), and ``context_labels`` (Tc,h',w')
+    int of the context frames — 1 the target, 0 another object, -1 background (None: no pointing loss)."""
 
     context: np.ndarray
     keyframes: np.ndarray
     query: str
     masks: np.ndarray
+    key_patch: np.ndarray | None = None
+    context_labels: np.ndarray | None = None
 
 
 @dataclass
@@ -189,10 +195,31 @@ class MomentSegModel(nn.Module):
             self.token_class_head = nn.Linear(config.hidden_size, sum(config.token_classes))
         if config.event_classes:  # per-video-token event flags over the language model's output (forward_tsg)
             self.event_head = nn.Linear(config.hidden_size, config.event_classes)
+        if config.seg_pointing:
+            self._init_pointing()
         if config.seg_pixel_query and not separate:  # the pixel query starts at zero: no change to SAM2's masks
             with torch.no_grad():
                 self.seg_head[2].weight[config.prompt_dim :].zero_()
                 self.seg_head[2].bias[config.prompt_dim :].zero_()
+
+    def _init_pointing(self) -> None:
+        c = self.config
+        self.point_query = nn.Linear(c.hidden_size, c.find_dim)
+        self.point_key = nn.Linear(c.hidden_size, c.find_dim)
+        # gain and bias of the prior's mask logits; zero at first: SAM2's masks are unchanged
+        self.point_prior_scale = nn.Parameter(torch.zeros(2))
+
+    def add_pointing_head(self) -> None:
+        """Give a model without one the ``[SEG]`` pass's pointing head (``config.seg_pointing``), freshly
+        initialised on the model's device, its prior's gain and bias at zero (no change to any mask)."""
+        if self.config.seg_pointing:
+            raise ValueError("the model already has a pointing head")
+        self.config.seg_pointing = True
+        param = next(self.find_head.parameters())
+        self._init_pointing()
+        for name in ("point_query", "point_key"):
+            getattr(self, name).to(param.device, param.dtype)
+        self.point_prior_scale.data = self.point_prior_scale.data.to(param.device)
 
     # ------------------------------------------------------------------ construction
     @property
@@ -553,32 +580,78 @@ class MomentSegModel(nn.Module):
             emb = torch.cat([emb[:, :p], emb[:, p:] * c.pixel_query_scale], dim=1)
         return emb
 
+    def _point_maps(self, video_hidden: torch.Tensor, grid, rows: torch.Tensor,
+                    query_ids: list[torch.Tensor]) -> torch.Tensor:
+        """The pointing maps (b, t, h, w): cos(point_query([SEG] head input), point_key(video token))/τ per
+        merged video token of one video (``video_hidden`` (t·h·w, d), ``grid`` its (t, H, W) patch grid)."""
+        dtype = self.point_key.weight.dtype
+        keys = self.point_key(video_hidden.to(dtype)).float()  # (N, C)
+        queries = self.point_query(self._head_inputs(rows, query_ids, dtype)).float()  # (b, C)
+        sims = F.cosine_similarity(keys[None], queries[:, None], dim=-1) / self.config.temperature
+        t, gh, gw = (int(x) for x in grid)
+        m = self.layout.merge_size
+        return sims.reshape(len(queries), t, gh // m, gw // m)
+
+    def point_prior(self, maps: torch.Tensor) -> torch.Tensor:
+        """Pointing maps → the mask logits SAM2 adds (learned gain and bias)."""
+        gain, bias = self.point_prior_scale.float()
+        return gain * maps + bias
+
     @torch.no_grad()
     def seg_embedding(self, keyframes, query: str, context=None) -> tuple[torch.Tensor, str]:
         """The SAM2 prompt embedding (P,) of ``query`` given high-res ``keyframes`` (K,H,W,3) uint8 (Qwen
         images) and optional low-res ``context`` (Tc,H,W,3) uint8 (Qwen video); and the answer text. One full
-        forward pass (see :meth:`seg_embedding_many` for several queries on the same frames)."""
-        batch = self.processor.refvos([keyframes], [query], [context])
-        hidden = self.llm_hidden(batch)
-        emb = self._seg_vectors(self._token_rows(hidden, batch.token_positions), [batch.query_ids(0)])
-        return emb[0], self.config.answer_seg
+        forward pass (see :meth:`seg_embedding_many` for several queries on the same frames; :meth:`seg_prompts`
+        for the spatial prior too)."""
+        p = self.seg_prompts(keyframes, [query], context, share_prefix=False)
+        return p.embeddings[0], p.answers[0]
 
     @torch.no_grad()
     def seg_embedding_many(self, keyframes, queries: list[str], context=None) -> tuple[torch.Tensor, list[str]]:
         """:meth:`seg_embedding` of every query (n, P) on the same keyframes and context, and the answer texts:
         the vision prefix runs once, the queries' suffixes against its KV cache."""
-        pq = self.processor.refvos_queries(keyframes, list(queries), context)
-        _, layers, first = self._prefix_pass(pq)
-        out = [self._seg_vectors(token_hidden, query_ids)
-               for _, token_hidden, query_ids in self._suffix_chunks(pq, layers, first)]
-        return torch.cat(out), [self.config.answer_seg] * len(pq)
+        p = self.seg_prompts(keyframes, queries, context)
+        return p.embeddings, p.answers
+
+    @torch.no_grad()
+    def seg_prompts(self, keyframes, queries: list[str], context=None, share_prefix: bool = True) -> SegPrompts:
+        """Every query's SAM2 prompt on the same ``keyframes`` and ``context``: embeddings, answers and (with
+        ``seg_pointing`` and a context) the spatial priors per context temporal patch. ``share_prefix``: the
+        vision prefix runs once and the queries' suffixes against its KV cache; False: one full forward pass per
+        query."""
+        queries = list(queries)
+        pointing = self.config.seg_pointing and context is not None and len(context) > 0
+        embs, priors = [], []
+        if share_prefix:
+            pq = self.processor.refvos_queries(keyframes, queries, context)
+            hidden, layers, first = self._prefix_pass(pq)
+            video = hidden[(pq.prefix.mm_token_type_ids[0] == VIDEO).to(hidden.device)]
+            for _, rows, query_ids in self._suffix_chunks(pq, layers, first):
+                embs.append(self._seg_vectors(rows, query_ids))
+                if pointing:
+                    priors.append(self._point_maps(video, pq.prefix.videos.grid_thw[0], rows, query_ids))
+        else:
+            for query in queries:
+                batch = self.processor.refvos([keyframes], [query], [context])
+                hidden = self.llm_hidden(batch)
+                rows, query_ids = self._token_rows(hidden, batch.token_positions), [batch.query_ids(0)]
+                embs.append(self._seg_vectors(rows, query_ids))
+                if pointing:
+                    video = hidden[0][(batch.mm_token_type_ids[0] == VIDEO).to(hidden.device)]
+                    priors.append(self._point_maps(video, batch.videos.grid_thw[0], rows, query_ids))
+        return SegPrompts(torch.cat(embs), [self.config.answer_seg] * len(queries),
+                          self.point_prior(torch.cat(priors)) if pointing else None)
 
     def forward_refvos(self, samples: list[RefVOSSample]) -> RefVOSOutput:
         """Training loss components for RefVOS samples (one padded LLM pass for the batch). The [SEG] embedding prompts
         SAM2 on the K keyframes decoded as a clip (``self.sam2.decode_clip``: frame 0 conditioning, later frames
         with memory, when ``config.train_memory_path``; else each frame independently), sample by sample. Mask
         logits (S/4)² are upsampled bilinearly to the GT size. Components: mask_bce, mask_dice, lm_loss,
-        object_bce."""
+        object_bce, point_bce (:meth:`_point_loss`).
+
+        With ``seg_pointing``, each sample with a context and ``key_patch`` gets its spatial prior on every
+        keyframe (the pointing map of the context patch it reads, through :meth:`point_prior`), as inference
+        adds it."""
         c = self.config
         all_masks = []
         for s in samples:
@@ -589,15 +662,25 @@ class MomentSegModel(nn.Module):
         batch = self.processor.refvos([s.keyframes for s in samples], [s.query for s in samples],
                                       [s.context for s in samples])
         hidden = self.llm_hidden(batch)
-        embs = self._seg_vectors(self._token_rows(hidden, batch.token_positions),
-                                 [batch.query_ids(i) for i in range(len(batch))])
-        bces, dices, objs = [], [], []
+        rows = self._token_rows(hidden, batch.token_positions)
+        query_ids = [batch.query_ids(i) for i in range(len(batch))]
+        embs = self._seg_vectors(rows, query_ids)
+        is_video = (batch.mm_token_type_ids == VIDEO).to(hidden.device)
+        bces, dices, objs, pointed = [], [], [], []
         sam_dtype = next(self.sam2.parameters()).dtype
-        for s, masks, emb in zip(samples, all_masks, embs, strict=True):
+        for i, (s, masks, emb) in enumerate(zip(samples, all_masks, embs, strict=True)):
             k, h, w = masks.shape
             px = preprocess_for_sam2(as_uint8(s.keyframes), c.sam2_image_size).to(self.device, sam_dtype)
             cond = (0,) if c.train_memory_path else tuple(range(k))
-            low, scores = self.sam2.decode_clip(px, emb.to(sam_dtype), cond_frames=cond)
+            prior = None
+            if c.seg_pointing and batch.sample_videos[i] is not None:
+                maps = self._point_maps(hidden[i][is_video[i]], batch.videos.grid_thw[batch.sample_videos[i]],
+                                        rows[i : i + 1], query_ids[i : i + 1])[0]  # (t, h', w')
+                if s.key_patch is not None:
+                    prior = self.point_prior(maps[torch.as_tensor(np.asarray(s.key_patch), dtype=torch.long)])
+                if s.context_labels is not None:
+                    pointed.append((maps, s.context_labels))
+            low, scores = self.sam2.decode_clip(px, emb.to(sam_dtype), cond_frames=cond, prior=prior)
             logits = F.interpolate(low[:, None].float(), size=(h, w), mode="bilinear", align_corners=False)[:, 0]
             # frames scored "no object" come back at -1024: clamp the logged loss value (no gradient there anyway)
             logits = logits.clamp(min=-32.0)
@@ -610,7 +693,31 @@ class MomentSegModel(nn.Module):
         mask_bce, mask_dice = torch.stack(bces).mean(), torch.stack(dices).mean()
         object_bce = torch.stack(objs).mean()
         lm_loss = lm_sum / max(lm_n, 1)
-        return RefVOSOutput(mask_bce, mask_dice, lm_loss, object_bce, embs.detach())
+        return RefVOSOutput(mask_bce, mask_dice, lm_loss, object_bce, self._point_loss(pointed), embs.detach())
+
+    def _point_loss(self, pointed: list) -> torch.Tensor:
+        """The pointing maps' loss over (maps (t, h, w), context labels (Tc, H, W)) pairs (0 when there are
+        none): per context token, the target's share of its object pixels (both frames of its temporal patch) is
+        the soft target of a BCE on the map, each token weighted by its object share (background tokens weigh
+        nothing), balanced as the event loss is — the mean of the positive and the negative part, each
+        normalised by its own weight (a no-target expression has only the negative part)."""
+        if not pointed:
+            return torch.zeros((), dtype=torch.float32, device=self.device)
+        tps = self.layout.temporal_patch_size
+        logits, targets, weights = [], [], []
+        for maps, labels in pointed:
+            t, gh, gw = maps.shape
+            flags = np.where(np.asarray(labels) < 0, -1, np.asarray(labels) > 0).astype(np.int64)
+            share, among = event_token_targets(flags, 1, t, tps, (gh, gw))
+            logits.append(maps.reshape(-1))
+            targets.append(among[:, 0])
+            weights.append(share)
+        x = torch.cat(logits)
+        y = torch.cat(targets).to(x.device)
+        w = torch.cat(weights).to(x.device)
+        pos = (w * y * -F.logsigmoid(x)).sum() / (w * y).sum().clamp(min=1e-6)
+        neg = (w * (1 - y) * -F.logsigmoid(-x)).sum() / (w * (1 - y)).sum().clamp(min=1e-6)
+        return 0.5 * (pos + neg)
 
     # ------------------------------------------------------------------ pretraining tasks
     def forward_track(self, samples: list[TrackSample]) -> TrackOutput:

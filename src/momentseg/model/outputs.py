@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import torch
 
@@ -45,13 +45,15 @@ class TSGOutput(_LossOutput):
 
 @dataclass
 class RefVOSOutput(_LossOutput):
-    """``forward_refvos``: mask_bce, mask_dice, lm_loss and object_bce; ``seg_embeddings``: the (B, P) SAM2 prompts of the samples (detached)."""
+    """``forward_refvos``: mask_bce, mask_dice, lm_loss, object_bce and point_bce (0 without ``seg_pointing``
+    or labelled context); ``seg_embeddings``: the (B, P) SAM2 prompts of the samples (detached)."""
 
-    COMPONENTS: ClassVar[tuple[str, ...]] = ("mask_bce", "mask_dice", "lm_loss", "object_bce")
+    COMPONENTS: ClassVar[tuple[str, ...]] = ("mask_bce", "mask_dice", "lm_loss", "object_bce", "point_bce")
     mask_bce: torch.Tensor
     mask_dice: torch.Tensor
     lm_loss: torch.Tensor
     object_bce: torch.Tensor
+    point_bce: torch.Tensor
     seg_embeddings: torch.Tensor | None = None
 
 
@@ -82,6 +84,16 @@ class TokensOutput(_LossOutput):
     token_shape_ce: torch.Tensor
     token_colour_ce: torch.Tensor
     token_motion_ce: torch.Tensor
+
+
+class SegPrompts(NamedTuple):
+    """What the ``[SEG]`` pass gives SAM2 for n queries: ``embeddings`` (n, P) (token, plus pixel query), the
+    ``answers`` and, for a model with ``seg_pointing`` and a context video, ``priors`` (n, J, h, w): mask logits
+    per context temporal patch (else None)."""
+
+    embeddings: torch.Tensor
+    answers: list[str]
+    priors: torch.Tensor | None
 
 
 @dataclass

@@ -14,6 +14,8 @@ Prompts
   from it as a conditioning frame (no memory) before the pass propagates, and every propagated frame also gets
   it as an extra sparse prompt token — unless the model was built with ``language_on_tracked_frames=False``
   (Sa2VA's behaviour, :class:`~momentseg.sam2.video.MomentSegSam2`).
+* ``prompt_prior``: the embedding's spatial prior (:class:`~momentseg.sam2.video.SpatialPrior`; a model with
+  ``seg_pointing``), added to the masks of every frame that gets the language prompt.
 * ``mask_prompts`` {keyframe: (H, W) mask}: per-keyframe masks as the conditioning prompts instead (e.g. from a
   user, or for tests with a random model). Given together with an embedding, the masks condition the keyframes
   and the embedding is still the language prompt of every decoded frame.
@@ -49,6 +51,7 @@ from momentseg.sam2.session import (
     PropagationSession,
     as_frame_store,
 )
+from momentseg.sam2.video import SpatialPrior
 
 
 def upsample_mask(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -64,6 +67,7 @@ def upsample_mask(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 @dataclass(frozen=True)
 class _PassSettings:
     embedding: torch.Tensor | None
+    prior: SpatialPrior | None
     mask_prompts: dict[int, object]
     anchor_update: bool
     update_ratio: float
@@ -81,6 +85,7 @@ def propagate(
     prompt_embedding: torch.Tensor | None = None,
     *,
     mask_prompts: Mapping[int, object] | None = None,
+    prompt_prior: SpatialPrior | None = None,
     mode: Mode = DEFAULT_MODE,
     num_frames: int | None = None,
     anchor_update: bool = True,
@@ -111,8 +116,14 @@ def propagate(
             raise InputError(f"mask_prompts has no mask for keyframes {missing}")
     if prompt_embedding is not None:
         prompt_embedding = prompt_embedding.to(next(sam2_model.parameters()).device)
+    if prompt_prior is not None:
+        if prompt_embedding is None:
+            raise InputError("prompt_prior goes with the [SEG] embedding it belongs to: give prompt_embedding")
+        device = next(sam2_model.parameters()).device
+        prompt_prior = SpatialPrior(prompt_prior.maps.to(device), prompt_prior.frame_patch)
     settings = _PassSettings(
         prompt_embedding,
+        prompt_prior,
         prompts,
         anchor_update,
         update_ratio,
@@ -140,6 +151,7 @@ def _run_pass(sam2_model, store: FrameStore, spec: Pass, settings: _PassSettings
         sam2_model,
         store,
         language=settings.embedding,
+        prior=settings.prior,
         video_size=settings.video_size,
         inference_state_device=settings.inference_state_device,
         prune=settings.prune,

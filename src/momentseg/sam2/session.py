@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from momentseg.errors import InputError
-from momentseg.sam2.video import LanguageSession, MomentSegSam2
+from momentseg.sam2.video import LanguageSession, MomentSegSam2, SpatialPrior
 
 #: A preprocessed video: a tensor (T,3,S,S), or a callable ``frame_idx -> (3,S,S)`` (with ``num_frames``).
 FrameSource = torch.Tensor | Callable[[int], torch.Tensor]
@@ -144,7 +144,8 @@ class PropagationSession:
     ``sam2``: a :class:`~momentseg.sam2.video.MomentSegSam2` in eval mode. ``frames``: a
     :class:`FrameStore` (share one store between the passes of a video). ``language``: the object's language
     prompt ((P,) or (P+C0+1,), e.g. the [SEG] embedding), given to every frame SAM2 decodes for it (tracked
-    frames too unless the model's ``language_on_tracked_frames`` is off). ``video_size``: the original (H, W),
+    frames too unless the model's ``language_on_tracked_frames`` is off), with its spatial ``prior`` if any
+    (:class:`~momentseg.sam2.video.SpatialPrior`). ``video_size``: the original (H, W),
     recorded on the session. ``inference_state_device``: where stored outputs / memories live (default: the
     model's device; e.g. "cpu" to offload). ``prune=False`` keeps transformers' unbounded behaviour (for
     comparison).
@@ -156,6 +157,7 @@ class PropagationSession:
         frames: FrameStore,
         *,
         language: torch.Tensor | None = None,
+        prior: SpatialPrior | None = None,
         video_size: tuple[int, int] | None = None,
         inference_state_device: torch.device | str | None = None,
         prune: bool = True,
@@ -188,7 +190,7 @@ class PropagationSession:
         self.obj_id = obj_id
         self.obj_idx = self.session.obj_id_to_idx(obj_id)
         if language is not None:
-            sam2.set_language_embedding(self.session, obj_id, language)
+            sam2.set_language_embedding(self.session, obj_id, language, prior)
         self.prune_enabled = prune
         self.full_window = max(0, int(sam2.config.num_maskmem) - 1)
         self.pointer_window = max(self.full_window, int(sam2.config.max_object_pointers_in_encoder) - 1)

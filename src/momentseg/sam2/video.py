@@ -14,6 +14,9 @@ arguments; the weights and state-dict keys are those of ``Sam2VideoModel``, so e
   mask decoder width / 8; ``MomentSegConfig.seg_pixel_query``) is the token ``e[:P]`` plus a pixel query
   ``w = e[P:P+C0]``, ``b = e[-1]``: ``w · feature(x) + b`` over the S/4 feature map is added to every mask the
   decoder returns, before the "no object" clamp.
+* **Spatial prior.** A :class:`SpatialPrior` (mask logits per context patch, and the patch each frame reads;
+  ``MomentSegConfig.seg_pointing``) set with the language embedding is upsampled bilinearly to S/4 and added to
+  the masks of every decoding that gets the language prompt, as the pixel query is.
 * **Conditioning frames.** ``sam2(inference_session=s, frame_idx=k, condition=(obj_id,))`` decodes frame k as
   an initial conditioning frame of that object (no memory; stored in ``cond_frame_outputs``), prompted by
   whatever the object has on frame k — its language embedding alone when it has no points and no mask.
@@ -43,8 +46,10 @@ transformers 5.24.0 (pinned in pyproject), whose session layout and private help
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import Sam2VideoConfig, Sam2VideoModel
@@ -64,22 +69,39 @@ from momentseg.sam2.config import (
 _MASK_SCALE, _MASK_BIAS = 20.0, -10.0
 
 
+@dataclass
+class SpatialPrior:
+    """Additive mask logits for one object: ``maps`` (J, h, w), one per temporal patch of the ``[SEG]`` pass's
+    context video, and ``frame_patch`` (T,) int: the map each video frame reads
+    (:func:`momentseg.grounding.sampling.nearest_patches`)."""
+
+    maps: torch.Tensor
+    frame_patch: np.ndarray
+
+    def at(self, frame_idx: int) -> torch.Tensor:
+        return self.maps[int(self.frame_patch[frame_idx])]
+
+
 class LanguageSession(Sam2VideoInferenceSession):
     """transformers' ``Sam2VideoInferenceSession`` that also holds one language embedding per object
-    (``language_embeds``: object index → (P,) or (P+C0+1,) tensor), set with
-    :meth:`MomentSegSam2.set_language_embedding` and cleared with the other per-object inputs."""
+    (``language_embeds``: object index → (P,) or (P+C0+1,) tensor) and optionally a :class:`SpatialPrior`
+    (``language_priors``), set with :meth:`MomentSegSam2.set_language_embedding` and cleared with the other
+    per-object inputs."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.language_embeds: dict[int, torch.Tensor] = {}
+        self.language_priors: dict[int, SpatialPrior] = {}
 
     def reset_tracking_data(self) -> None:
         super().reset_tracking_data()
         self.language_embeds.clear()
+        self.language_priors.clear()
 
     def reset_inference_session(self) -> None:
         super().reset_inference_session()
         self.language_embeds.clear()
+        self.language_priors.clear()
 
 
 class MomentSegSam2(Sam2VideoModel):
@@ -113,15 +135,16 @@ class MomentSegSam2(Sam2VideoModel):
         return int(self.prompt_encoder.hidden_size), int(self.config.mask_decoder_config.hidden_size) // 8
 
     def set_language_embedding(self, inference_session: LanguageSession, obj_id: int,
-                               embedding: torch.Tensor | None) -> None:
+                               embedding: torch.Tensor | None, prior: SpatialPrior | None = None) -> None:
         """Prompt object ``obj_id`` of ``inference_session`` (registered if new) with ``embedding``: (P,) — a
-        prompt token — or (P+C0+1,) — a token plus a pixel query; ``None`` removes its prompt. Applies to every
-        later decoding of that object (see the module docstring); gradients reach ``embedding`` when the
-        decoding runs with autograd."""
+        prompt token — or (P+C0+1,) — a token plus a pixel query — and optionally a spatial ``prior``; ``None``
+        removes its prompt. Applies to every later decoding of that object (see the module docstring);
+        gradients reach ``embedding`` and the prior's maps when the decoding runs with autograd."""
         if not isinstance(inference_session, LanguageSession):
             raise TypeError(f"a language prompt needs a LanguageSession (momentseg.sam2.video.new_session), "
                             f"got {type(inference_session).__name__}")
         obj_idx = inference_session.obj_id_to_idx(obj_id)
+        inference_session.language_priors.pop(obj_idx, None)
         if embedding is None:
             inference_session.language_embeds.pop(obj_idx, None)
             return
@@ -131,6 +154,10 @@ class MomentSegSam2(Sam2VideoModel):
             raise ValueError(f"a language embedding must be (P,) with P={hidden}, or P+C0+1={hidden + channels + 1} "
                              f"or P+C0+C+1={hidden + coarse + 1} with a pixel query, got {tuple(embedding.shape)}")
         inference_session.language_embeds[obj_idx] = embedding
+        if prior is not None:
+            if prior.maps.ndim != 3:
+                raise ValueError(f"a spatial prior needs maps (J,h,w), got {tuple(prior.maps.shape)}")
+            inference_session.language_priors[obj_idx] = prior
 
     def _language(self, inference_session, obj_idx: int, is_init_cond_frame: bool) -> torch.Tensor | None:
         """The language embedding this decoding of ``obj_idx`` gets, or None."""
@@ -273,6 +300,8 @@ class MomentSegSam2(Sam2VideoModel):
         conditioned on memory unless it is an initial conditioning frame, go through the prompted mask decoder.
         Returns pred_masks, object_pointer, high_res_masks (for the memory encoder) and object_score_logits."""
         language = self._language(inference_session, obj_idx, is_init_cond_frame)
+        prior = inference_session.language_priors.get(obj_idx) if language is not None else None
+        prior = None if prior is None else prior.at(frame_idx)
         vision_feats, vision_pos = self._prepare_vision_features(inference_session, frame_idx, batch_size)
         if point_inputs is not None and mask_inputs is not None:
             raise ValueError("a frame cannot have both point and mask inputs for one object")
@@ -301,6 +330,7 @@ class MomentSegSam2(Sam2VideoModel):
                 self._use_multimask(is_init_cond_frame, point_inputs),
                 language,
                 raw,
+                prior,
             )
         return out
 
@@ -346,12 +376,14 @@ class MomentSegSam2(Sam2VideoModel):
         multimask_output: bool,
         language: torch.Tensor | None,
         raw_embedding: torch.Tensor | None = None,
+        prior: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """The SAM heads on precomputed features ``image_embeddings`` (S/4, S/8, then the memory-conditioned
         S/16 map): prompt encoder (points, else one padding point; a dense mask prompt), the language token
         appended to the sparse prompts, mask decoder, the pixel query added to its masks (a query of C0 + C + 1
         values also reads ``raw_embedding``, the frame's S/16 map before memory; default the last of
-        ``image_embeddings``; see :func:`pixel_query_features`), the "no object" clamp
+        ``image_embeddings``; see :func:`pixel_query_features`), a spatial prior (h, w) of mask logits upsampled
+        bilinearly and added, the "no object" clamp
         (``clamp_no_object_masks``), best-IoU mask when multimask, object pointer (the "no object" pointer when
         the score says absent). As transformers' ``_single_frame_forward`` for precomputed features."""
         batch_size = image_embeddings[-1].shape[0]
@@ -372,6 +404,9 @@ class MomentSegSam2(Sam2VideoModel):
             match = torch.einsum("bchw,c->bhw", feats, query[:channels].to(feats.dtype))
             match = match + query[channels].to(feats.dtype)
             masks = masks + match[:, None, None].to(masks.dtype)
+        if prior is not None:
+            up = F.interpolate(prior[None, None].float(), size=masks.shape[-2:], mode="bilinear", align_corners=False)
+            masks = masks + up[0, 0].to(masks.dtype)
         appearing = object_score_logits > 0
         if self.clamp_no_object_masks:
             masks = torch.where(appearing[:, None, None], masks, NO_OBJECT_LOGIT)
@@ -455,13 +490,15 @@ class MomentSegSam2(Sam2VideoModel):
             )
         return session
 
-    def decode_clip(self, pixel_values: torch.Tensor, embedding: torch.Tensor, cond_frames=(0,)):
+    def decode_clip(self, pixel_values: torch.Tensor, embedding: torch.Tensor, cond_frames=(0,),
+                    prior: torch.Tensor | None = None):
         """Segment a short clip with gradients, exactly as inference would: frames in ``cond_frames`` are decoded
         from the language prompt alone as conditioning frames; the others, in order, with memory attention over
         the earlier frames' memories (memory encoder outputs, object pointers) plus the language prompt when
         ``language_on_tracked_frames``.
 
-        pixel_values: (K,3,S,S) preprocessed frames; embedding: (P,) or (P+C0+1,) language prompt.
+        pixel_values: (K,3,S,S) preprocessed frames; embedding: (P,) or (P+C0+1,) language prompt; prior:
+        optional (K,h,w) mask logits added on each frame (the module docstring's spatial prior).
         Returns (mask_logits (K,S/4,S/4), object_score_logits (K,)), differentiable w.r.t. the embedding and the
         SAM2 parameters (mask decoder, memory attention/encoder, object pointer projection, and the image
         encoder).
@@ -474,7 +511,8 @@ class MomentSegSam2(Sam2VideoModel):
         if not cond or cond[0] != 0:
             raise ValueError("decode_clip needs frame 0 among cond_frames")
         session = self._clip_session(pixel_values)
-        self.set_language_embedding(session, 0, embedding)
+        self.set_language_embedding(session, 0, embedding, None if prior is None else
+                                    SpatialPrior(prior, np.arange(pixel_values.shape[0])))
         was_training = self.training
         self.eval()
         masks, scores = [], []

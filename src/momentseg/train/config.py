@@ -77,6 +77,9 @@ class ModelConfig:
     #: add the language model's per-video-token event head, trained on synthetic TSG samples (a fresh ``tiny``
     #: model; a ``pretrained`` one keeps the head it has)
     event_head: bool = False
+    #: give the model the [SEG] pass's pointing head (``MomentSegConfig.seg_pointing``) if it has none — a fresh
+    #: tiny model or a ``pretrained`` one (e.g. the stage-2b language model)
+    pointing_head: bool = False
 
 
 @dataclass
@@ -152,13 +155,14 @@ class LossConfig:
     token_colour: float = 1.0
     token_motion: float = 1.0
     events: float = 1.0
+    point: float = 1.0
 
     def by_component(self) -> dict[str, float]:
         """The weights by the name of the component each weighs (the typed outputs' ``COMPONENTS``)."""
         return {"find_loss": self.find, "lm_loss": self.lm, "mask_bce": self.mask_bce, "mask_dice": self.mask_dice,
                 "object_bce": self.object_score, "shape_ce": self.pixel_shape, "colour_ce": self.pixel_colour,
                 "token_shape_ce": self.token_shape, "token_colour_ce": self.token_colour,
-                "token_motion_ce": self.token_motion, "event_bce": self.events}
+                "token_motion_ce": self.token_motion, "event_bce": self.events, "point_bce": self.point}
 
 
 @dataclass

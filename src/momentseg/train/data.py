@@ -29,7 +29,7 @@ import numpy as np
 from momentseg.data import synthetic
 from momentseg.data.synthetic import caption_pairs
 from momentseg.errors import InputError
-from momentseg.grounding.sampling import dense_frame_indices, uniform_frames
+from momentseg.grounding.sampling import dense_frame_indices, nearest_patches, uniform_frames
 from momentseg.model import CaptionSample, ClassesSample, RefVOSSample, TokensSample, TrackSample, TSGSample
 from momentseg.train import real_data
 from momentseg.train.config import PRETRAIN_TASKS, TASKS
@@ -115,13 +115,26 @@ class SyntheticSource:
         candidates = anchor_candidates(masks.any(axis=(1, 2)), video.moment_frames(exp))
         keys = keyframe_indices(candidates, shape.keyframes, shape.keyframe_window, rng)
         ctx = uniform_frames(t, shape.context_frames)
-        key_hw = long_side_fit(hw, shape.keyframe_side)
+        key_hw, ctx_hw = long_side_fit(hw, shape.keyframe_side), area_fit(hw, shape.context_side)
         return RefVOSSample(
-            context=resize_frames(video.frames[ctx], area_fit(hw, shape.context_side)),
+            context=resize_frames(video.frames[ctx], ctx_hw),
             keyframes=resize_frames(video.frames[keys], key_hw),
             query=exp.text,
             masks=resize_masks(masks[keys], key_hw),
+            key_patch=nearest_patches(keys, ctx, shape.temporal_patch),
+            context_labels=context_labels(video, masks, ctx, ctx_hw),
         )
+
+
+def context_labels(video, target: np.ndarray, ctx: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Per-pixel labels (Tc, h, w) int8 of a synthetic video's context frames ``ctx`` at ``size``: 1 the target
+    (``target`` (T,H,W) bool, the expression's masks), 0 another object, -1 background."""
+    objects = np.zeros(target[ctx].shape, dtype=bool)
+    for masks in video.object_masks.values():
+        objects |= masks[ctx]
+    labels = np.where(target[ctx], 1, np.where(objects, 0, -1)).astype(np.int8)
+    fg, tg = resize_masks(labels >= 0, size), resize_masks(labels > 0, size)
+    return np.where(tg, 1, np.where(fg, 0, -1)).astype(np.int8)
 
 
 def track_sample(video, rng: np.random.Generator, shape: SampleShape):

@@ -458,6 +458,8 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
                                     event_classes=len(EVENT_KINDS) if m.event_head else 0)
     else:
         model = MomentSegModel.from_base(m.qwen_dir, m.sam2_dir, preset=m.preset)
+    if m.pointing_head and not model.config.seg_pointing:
+        model.add_pointing_head()
     if m.sam2_from is not None:
         model.load_sam2_from(m.sam2_from, keep_fresh=m.sam2_fresh)
     if m.vision_from is not None:
@@ -487,6 +489,7 @@ def build_stream(cfg: TrainConfig, model: torch.nn.Module) -> SampleStream:
         context_frames=int(c.context_frames),
         keyframes=d.keyframes,
         keyframe_window=d.keyframe_window,
+        temporal_patch=int(model.layout.temporal_patch_size),
     )
     if d.track_frames is not None:
         shape = dataclasses.replace(shape, track_frames=int(d.track_frames))

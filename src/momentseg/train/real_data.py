@@ -20,7 +20,7 @@ import numpy as np
 from momentseg.data.refvos import load_refvos_split
 from momentseg.data.tsg import load_anet, load_charades
 from momentseg.errors import InputError
-from momentseg.grounding.sampling import dense_frame_indices, uniform_frames
+from momentseg.grounding.sampling import dense_frame_indices, nearest_patches, uniform_frames
 from momentseg.io.masks import rle_decode
 from momentseg.io.video import open_video
 from momentseg.model import RefVOSSample, TSGSample
@@ -81,6 +81,7 @@ class MaskDictSource:
             keyframes=frames.get_frames([index_of[video.frames[t]] for t in keys], key_hw),
             query=video.expressions[exp_id].text,
             masks=resize_masks(masks, key_hw),
+            key_patch=nearest_patches(keys, ctx, shape.temporal_patch),
         )
 
 

@@ -21,6 +21,8 @@ class SampleShape:
     ``tsg_side`` / ``context_side``: low-res frames are shrunk to an area ≤ side²; ``keyframe_side``: keyframes
     and their masks are shrunk to a longer side ≤ this (the SAM2 input size). ``tsg_queries``: queries of one
     video per TSG sample (> 1: a list of that many samples sharing their frames, fewer when the video has fewer).
+    ``temporal_patch``: context frames per temporal patch of the model's video tokens (a RefVOS sample's
+    ``key_patch`` says which patch each keyframe reads).
     """
 
     tsg_side: int
@@ -37,6 +39,7 @@ class SampleShape:
     track_max_objects: int = 5
     classes_frames: int = 4
     tokens_frames: int = 8
+    temporal_patch: int = 2
 
 
 def one_or_group(samples: list):

@@ -1,0 +1,120 @@
+"""Where the ``[SEG]`` pass's pointing head points (a model with ``seg_pointing``; BENCHMARKS.md, "Round 12").
+
+For every expression of synthetic videos ``0..N-1`` of a split, the inference path runs (``MomentSeg``: the dense
+``[FIND]`` pass, MCS keyframes, the ``[SEG]`` pass with its context), and the spatial prior it hands SAM2 — one
+map per context temporal patch over the merged context tokens — is scored against the truth:
+
+- **Pointing**: on every context patch where the target shows (target share ≥ ``MIN_SHARE`` in some token) and
+  at least two tokens hold an object, the object-holding token with the highest prior. Hit = it holds the
+  target; chance = the share of object-holding tokens that do. Overall, by expression kind, and where the
+  target has a look-alike. The same measure as ``seg_state_probe.py``'s pointing, there on keyframe tokens
+  with a fitted probe, here on context tokens with the trained head.
+- **Presence**: AUC of the prior's maximum over the video (target vs no-target expressions), and at the threshold
+  that would flag ``NO_TARGET_AIM`` of the no-target expressions, the share of target expressions kept.
+
+    python benchmarks/pointing_eval.py --model runs/tiny-pointing/final --videos 60 --split val \\
+        --json benchmarks/results/pointing_eval.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from momentseg.data import synthetic as syn
+from momentseg.data.synthetic.split import expression_flags
+from momentseg.io.atomic import atomic_write_text
+from momentseg.io.video import open_video
+from momentseg.model.momentseg import token_pool
+from momentseg.pipeline import MomentSeg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from find_probe import auc  # noqa: E402
+from seg_state_probe import MIN_SHARE, NO_TARGET_AIM  # noqa: E402
+
+
+@torch.no_grad()
+def collect(pipe: MomentSeg, split: str, videos: int) -> list[dict]:
+    """Per expression: its kind, flags, the prior (J, h, w) and, with a target, per context token the target's
+    and any object's pixel share (J, h, w)."""
+    model, items = pipe.model, []
+    tps = model.layout.temporal_patch_size
+    for i in range(videos):
+        v = syn.generate_video(syn.video_seed(syn.SPLIT_SEEDS[split], i), syn.video_id(i), syn.WorldConfig())
+        video = open_video(v.frames, fps=v.fps)
+        texts = [e.text for e in v.expressions]
+        dense = pipe.dense_frames(video)
+        groundings = pipe._ground_all(video, texts, dense, pipe._lowres(video, dense))
+        context = pipe.context_frames(video)
+        ctx = pipe._context_indices(video)
+        any_object = np.any(np.stack(list(v.object_masks.values())), axis=0)[ctx]
+        for e, g in zip(v.expressions, groundings, strict=True):
+            _, _, prior = pipe.seg_prompt(video, e.text, pipe.keyframes(g).indices, context)
+            maps = prior.maps.float().cpu()
+            j, h, w = maps.shape
+            item = {"kind": e.kind, "flags": expression_flags(v, e), "maps": maps, "has_target": bool(e.obj_ids)}
+            if e.obj_ids:
+                shares = torch.stack([torch.as_tensor(m, dtype=torch.float32)
+                                      for m in (v.expression_masks(e)[ctx], any_object)], 1)  # (Tc, 2, H, W)
+                pooled = token_pool(shares, j, tps, (h, w)).reshape(j, h, w, 2)
+                item.update(target=pooled[..., 0], objects=pooled[..., 1])
+            items.append(item)
+    return items
+
+
+def pointing(items: list[dict]) -> dict:
+    groups: dict[str, list[tuple[float, float]]] = {}
+    for it in items:
+        if not it["has_target"]:
+            continue
+        for j in range(it["maps"].shape[0]):
+            target, objects, scores = it["target"][j].flatten(), it["objects"][j].flatten(), it["maps"][j].flatten()
+            holds = objects > MIN_SHARE
+            if not (target > MIN_SHARE).any() or int(holds.sum()) < 2:
+                continue
+            top = int(torch.where(holds, scores, torch.tensor(-torch.inf)).argmax())
+            hit, chance = float(target[top] > MIN_SHARE), float((target[holds] > MIN_SHARE).float().mean())
+            keys = ["all", it["kind"]] + (["lookalike"] if it["flags"].get("lookalike") else [])
+            for key in keys:
+                groups.setdefault(key, []).append((hit, chance))
+    return {k: {"hit": float(np.mean([h for h, _ in v])), "chance": float(np.mean([c for _, c in v])), "n": len(v)}
+            for k, v in sorted(groups.items())}
+
+
+def presence(items: list[dict]) -> dict:
+    score = np.array([float(it["maps"].max()) for it in items])
+    label = np.array([it["has_target"] for it in items])
+    if label.all() or not label.any():
+        return {"auc": None, "targets": int(label.sum()), "no_target": int((~label).sum())}
+    threshold = float(np.quantile(score[~label], NO_TARGET_AIM))
+    return {"auc": auc(score, label), "kept_at_aim": float((score[label] > threshold).mean()),
+            "targets": int(label.sum()), "no_target": int((~label).sum())}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", required=True, help="a model folder with a pointing head")
+    ap.add_argument("--videos", type=int, default=60, help="videos 0..N-1 of the split")
+    ap.add_argument("--split", default="val", choices=sorted(syn.SPLIT_SEEDS))
+    ap.add_argument("--json", help="write the result here")
+    args = ap.parse_args(argv)
+    if args.videos < 1:
+        ap.error("--videos must be ≥ 1")
+    pipe = MomentSeg.from_pretrained(args.model, device="cpu")
+    if not pipe.model.config.seg_pointing:
+        ap.error(f"--model {args.model}: the model has no pointing head (config seg_pointing is false)")
+    items = collect(pipe, args.split, args.videos)
+    result = {"pointing": pointing(items), "presence": presence(items), "expressions": len(items), "args": vars(args)}
+    print(json.dumps(result))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(result, indent=1) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

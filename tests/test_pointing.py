@@ -1,0 +1,160 @@
+"""The [SEG] pass's pointing head (``MomentSegConfig.seg_pointing``): the frame → context-patch map, the pointing
+maps and their loss, the spatial prior from training to the pipeline, and the synthetic samples that train it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from momentseg.data.synthetic import WorldConfig, generate_video
+from momentseg.errors import InputError
+from momentseg.grounding.sampling import nearest_patches, uniform_frames
+from momentseg.io.video import open_video
+from momentseg.model import MomentSegModel, RefVOSSample
+from momentseg.pipeline import MomentSeg
+from momentseg.train.config import LossConfig
+from momentseg.train.data import SyntheticSource
+from momentseg.train.shapes import SampleShape
+
+WORDS = ["the", "red", "ball", "moves", "left", "blue", "cube", "jumps", "big", "green", "square", "on", "a"]
+WEIGHTS = LossConfig().by_component()
+
+
+def _video(n, h=56, w=70, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=(n, h, w, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """A tiny model without and with a pointing head, otherwise the same weights."""
+    torch.manual_seed(0)
+    plain = MomentSegModel.tiny(words=WORDS, sam2_image_size=64).eval()
+    torch.manual_seed(0)
+    pointing = MomentSegModel.tiny(words=WORDS, sam2_image_size=64).eval()
+    pointing.add_pointing_head()
+    return plain, pointing
+
+
+def test_nearest_patches_picks_the_patch_whose_frames_are_closest():
+    ctx = np.array([0, 10, 20, 30, 40])  # patches (0, 10), (20, 30), (40, 40 padded)
+    got = nearest_patches([0, 5, 14, 15, 16, 26, 32, 33, 40, 99], ctx, 2)
+    assert got.tolist() == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]  # centres 5, 25, 40; ties go to the earlier patch
+    assert nearest_patches(range(4), [0, 1, 2, 3], 1).tolist() == [0, 1, 2, 3]
+    with pytest.raises(InputError, match="context frames"):
+        nearest_patches([0], [], 2)
+
+
+def _samples(with_labels=True):
+    out = []
+    for i, (ctx, k) in enumerate([(6, 3), (4, 2)]):
+        masks = np.zeros((k, 64, 64), bool)
+        masks[:, 8 * i : 8 * i + 30, 10:40] = True
+        labels = np.full((ctx, 56, 70), -1, np.int8)
+        labels[:, 10:30, 10:30] = 1
+        labels[:, 30:50, 40:60] = 0
+        out.append(RefVOSSample(_video(ctx, seed=10 + i), _video(k, 64, 64, seed=20 + i), "the red ball", masks,
+                                key_patch=np.arange(k) % (ctx // 2),
+                                context_labels=labels if with_labels else None))
+    return out
+
+
+def test_a_fresh_pointing_head_changes_no_mask_and_trains(pair):
+    plain, pointing = pair
+    samples = _samples()
+    with torch.no_grad():
+        a, b = plain.forward_refvos(samples), pointing.forward_refvos(samples)
+    for name in ("mask_bce", "mask_dice", "object_bce", "lm_loss"):  # zero gain and bias: the same masks
+        assert torch.allclose(getattr(a, name), getattr(b, name), atol=1e-6), name
+    assert float(a.point_bce) == 0.0 and float(b.point_bce) > 0
+    assert float(pointing.forward_refvos(_samples(with_labels=False)).point_bce) == 0.0
+    pointing.zero_grad()
+    pointing.forward_refvos(samples).weighted(WEIGHTS).backward()
+    grads = {n: p.grad for n, p in pointing.named_parameters() if p.grad is not None}
+    for name in ("point_key.weight", "point_query.weight", "point_prior_scale"):
+        assert name in grads and float(grads[name].abs().sum()) > 0, name
+    pointing.zero_grad()
+
+
+def test_point_loss_prefers_the_map_on_the_target(pair):
+    _, pointing = pair
+    labels = np.full((4, 56, 56), -1, np.int8)
+    labels[:, :28, :28] = 1  # the target fills the top-left token of each 2×2 grid, another object the bottom-right
+    labels[:, 28:, 28:] = 0
+    right = torch.full((2, 2, 2), -5.0)
+    right[:, 0, 0] = 5.0
+    wrong = -right
+    loss = [float(pointing._point_loss([(m, labels)])) for m in (right, wrong)]
+    assert loss[0] < 0.01 < 5 < loss[1]
+    assert float(pointing._point_loss([])) == 0.0
+    none = np.where(labels == 1, 0, labels)  # a no-target expression: only the negative part
+    assert float(pointing._point_loss([(torch.full((2, 2, 2), -8.0), none)])) < 0.01
+
+
+def test_seg_prompts_priors_are_the_same_with_a_shared_prefix_and_follow_the_query(pair):
+    _, pointing = pair
+    with torch.no_grad():
+        pointing.point_prior_scale.copy_(torch.tensor([0.5, -1.0]))
+    try:
+        kf, ctx = _video(3, 64, 64, seed=6), _video(6, seed=7)
+        queries = ["the red ball", "a blue cube", "big"]
+        shared = pointing.seg_prompts(kf, queries, ctx)
+        single = pointing.seg_prompts(kf, queries, ctx, share_prefix=False)
+        assert shared.priors.shape == (3, 3, *single.priors.shape[2:])  # 6 context frames: 3 temporal patches
+        assert torch.allclose(shared.priors, single.priors, atol=1e-4)
+        assert torch.allclose(shared.embeddings, single.embeddings, atol=1e-5)
+        assert not torch.allclose(shared.priors[0], shared.priors[1])
+        assert pointing.seg_prompts(kf, queries, None).priors is None  # no context: nothing to point at
+        emb, _ = pointing.seg_embedding(kf, queries[0], context=ctx)
+        assert torch.allclose(emb, single.embeddings[0])
+    finally:
+        with torch.no_grad():
+            pointing.point_prior_scale.zero_()
+
+
+def test_pipeline_adds_the_prior_and_a_saved_model_keeps_its_head(pair, tmp_path):
+    _, pointing = pair
+    synth = generate_video(3, config=WorldConfig(min_frames=20, max_frames=22))
+    video = open_video(synth.frames, fps=synth.fps)
+    pipe = MomentSeg(pointing, device="cpu")
+    text = synth.expressions[0].text
+    embedding, _, prior = pipe.seg_prompt(video, text, [0, 5])
+    ctx = uniform_frames(len(video), pointing.config.context_frames)
+    assert embedding.shape == (pointing.config.seg_dim,) and prior.maps.shape[0] == -(-len(ctx) // 2)
+    assert np.array_equal(prior.frame_patch, nearest_patches(np.arange(len(video)), ctx, 2))
+    base = pipe.segment(video, [text], keyframes=2).expressions[0].masks.to_array()
+    with torch.no_grad():
+        pointing.point_prior_scale.copy_(torch.tensor([0.0, 50.0]))  # a prior of +50 everywhere: all foreground
+    try:
+        raised = pipe.segment(video, [text], keyframes=2).expressions[0]
+        probs = raised.object_probs
+        on = raised.masks.to_array()
+        assert on[probs > 0.5].all() and on.sum() > base.sum()
+        pointing.save_pretrained(tmp_path / "m")
+        loaded = MomentSegModel.from_pretrained(tmp_path / "m")
+        assert loaded.config.seg_pointing and torch.equal(loaded.point_prior_scale, pointing.point_prior_scale)
+    finally:
+        with torch.no_grad():
+            pointing.point_prior_scale.zero_()
+
+
+def test_synthetic_refvos_samples_carry_the_context_patch_and_labels():
+    shape = SampleShape(tsg_side=56, context_side=56, keyframe_side=64, tsg_max_frames=8, tsg_fps=5.0,
+                        context_frames=8, keyframes=3, keyframe_window=4)
+    src = SyntheticSource("refvos", world=WorldConfig(min_frames=20, max_frames=22))
+    rng = np.random.default_rng(0)
+    seen_target = False
+    for item in range(6):
+        s = src.sample(item, rng, shape)
+        video = src.video(item)
+        ctx = uniform_frames(video.num_frames, shape.context_frames)
+        assert s.context_labels.shape == s.context.shape[:3]
+        assert set(np.unique(s.context_labels)) <= {-1, 0, 1}
+        assert s.key_patch.shape == (len(s.keyframes),) and s.key_patch.max() < len(ctx) // 2
+        exp = next(e for e in video.expressions if e.text == s.query)
+        target = video.expression_masks(exp)[ctx]
+        assert (s.context_labels == 1).any() == target.any()
+        seen_target |= bool(target.any())
+        objects = (s.context_labels >= 0).mean()
+        assert 0 < objects < 0.5  # objects, not the whole frame
+    assert seen_target
