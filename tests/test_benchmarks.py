@@ -654,3 +654,23 @@ def test_pointing_eval_scores_hits_chance_and_presence(model_dir, tmp_path):
     out = probe.main(["--model", str(pointing_dir), "--videos", "1", "--json", str(tmp_path / "p.json")])
     assert out["expressions"] > 0 and out["pointing"]["all"]["n"] > 0
     assert json.loads((tmp_path / "p.json").read_text())["pointing"] == out["pointing"]
+
+
+def test_oracle_prior_points_at_the_target_on_the_real_prior_grid(model_dir, tmp_path):
+    probe = _load("oracle_prior")
+    synth = generate_video(3, config=WorldConfig(min_frames=20, max_frames=22))
+    model = MomentSegModel.from_pretrained(model_dir)
+    model.add_pointing_head()
+    pipe = probe.OraclePrior(model, device="cpu")
+    pipe.truth = synth
+    video = open_video(synth.frames, fps=synth.fps)
+    real = MomentSeg(model, device="cpu").seg_prompt(video, synth.expressions[0].text, [0, 5])[2]
+    ctx = pipe._context_indices(video)
+    for exp in synth.expressions:
+        oracle = pipe.oracle(video, exp.text)
+        assert oracle.maps.shape == real.maps.shape and np.array_equal(oracle.frame_patch, real.frame_patch)
+        shown = synth.expression_masks(exp)[ctx].any()
+        assert bool((oracle.maps > 0).any()) == bool(shown)  # positive only where the target is
+        assert float(oracle.maps.min()) == -pipe.gain
+    out = probe.main(["--model", str(model_dir), "--videos", "1", "--gain", "4", "--json", str(tmp_path / "o.json")])
+    assert out["oracle"]["4.0"]["expressions"] == out["model"]["expressions"] > 0
