@@ -13,6 +13,10 @@ the defaults). The videos are regenerated in memory from the test split's seeds 
 --split test``).
 
     python benchmarks/embedded_eval.py --videos 20 --json benchmarks/results/embedded_eval.json
+
+``--against OTHER.json`` (an earlier run's ``--json`` on the same videos) also prints the paired differences
+this − other with 95 % bootstrap intervals (``momentseg.eval.bootstrap.paired_difference``): J&F over every
+expression, R1@0.5 / R1@0.3 / mIoU over the expressions with a moment.
 """
 
 from __future__ import annotations
@@ -78,6 +82,25 @@ def evaluate(pipe: MomentSeg, first: int, count: int, split: str = "test") -> di
     }
 
 
+def paired(rows: list[dict], other: list[dict]) -> dict:
+    """Paired differences (mean, low, high) of ``rows`` − ``other`` (the same expressions, in order)."""
+    from momentseg.eval.bootstrap import bootstrap_indices, paired_difference
+
+    if [(r["video"], r["text"]) for r in rows] != [(r["video"], r["text"]) for r in other]:
+        raise SystemExit("--against: the two runs scored different expressions")
+    out = {}
+    jf = [np.array([100 * (r["J"] + r["F"]) / 2 for r in x]) for x in (rows, other)]
+    out["J&F"] = paired_difference(*jf, bootstrap_indices(len(rows)))
+    timed = [i for i, r in enumerate(rows) if r.get("tiou") is not None]
+    if timed:
+        tiou = [np.array([x[i]["tiou"] for i in timed]) for x in (rows, other)]
+        idx = bootstrap_indices(len(timed))
+        for name, f in (("R1@0.3", lambda t: 100.0 * (t >= 0.3)), ("R1@0.5", lambda t: 100.0 * (t >= 0.5)),
+                        ("mIoU", lambda t: 100.0 * t)):
+            out[name] = paired_difference(f(tiou[0]), f(tiou[1]), idx)
+    return {k: [round(float(x), 2) for x in v] for k, v in out.items()}
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="embedded")
@@ -85,6 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--videos", type=int, default=20)
     ap.add_argument("--split", default="test", choices=tuple(syn.SPLIT_SEEDS))
     ap.add_argument("--json", default=None)
+    ap.add_argument("--against", default=None, help="an earlier --json on the same videos: paired differences")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -98,6 +122,11 @@ def main(argv: list[str] | None = None) -> dict:
     print("by kind: " + ", ".join(f"{k} {v['J&F']:.1f} ({v['n']})" for k, v in out["by_kind"].items()))
     print(f"no-target empty: {out['no_target_empty_rate']}, disjoint-pair mask IoU: {out['disjoint_pair_mask_iou']} "
           f"({out['disjoint_pairs']} pairs), {out['seconds']} s")
+    if args.against:
+        with open(args.against, encoding="utf-8") as fh:
+            out["paired"] = paired(out["rows"], json.load(fh)["rows"])
+        print("this − against (95 % interval): " + ", ".join(f"{k} {d:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+                                                             for k, (d, lo, hi) in out["paired"].items()))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(out, fh, indent=1)

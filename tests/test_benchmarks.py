@@ -443,6 +443,12 @@ def test_embedded_eval_reports_what_issue_14_asks(model_dir):
     assert sum(v["n"] for v in out["by_kind"].values()) == out["refvos"]["n"] == len(out["rows"])
     ious = [r["tiou"] for r in out["rows"] if r["tiou"] is not None]  # per expression with a moment: paired TSG
     assert len(ious) == out["tsg"]["n"] and np.mean(ious) * 100 == pytest.approx(out["tsg"]["mIoU"])
+    other = [dict(r, J=r["J"] - 0.1, F=r["F"] - 0.1, tiou=None if r["tiou"] is None else 0.0) for r in out["rows"]]
+    diff = embedded_eval.paired(out["rows"], other)
+    assert diff["J&F"] == [10.0, 10.0, 10.0]  # 0.1 better on every expression: the interval is the point
+    assert diff["mIoU"][0] == pytest.approx(round(np.mean(ious) * 100, 2))
+    with pytest.raises(SystemExit, match="different expressions"):
+        embedded_eval.paired(out["rows"], other[::-1] if len(other) > 1 else [])
 
 
 def test_training_curves_plot_every_component(tmp_path):
