@@ -66,6 +66,8 @@ def test_tiny_model_trains_resumes_and_saves_a_loadable_model(tmp_path):
     model = MomentSegModel.from_pretrained(run / "final")
     assert model.config.preset == "tiny"
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-0000003"]
+    other = momentseg("train", str(cfg), "--out", str(run), "--resume", "--steps", "4", "--seed", "2", "--no-progress")
+    assert other.returncode == 2 and "seed 1 and" in other.stderr and "seed 2 and" in other.stderr  # a run keeps its seed
 
 
 def test_the_trainer_weighs_the_model_components_with_the_training_config():

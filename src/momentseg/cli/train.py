@@ -15,6 +15,8 @@ def train_command(
     out: Path = typer.Option(None, "--out", help="Run folder (checkpoints, metrics.jsonl, final/); default: 'out' in the config."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in the run folder."),
     steps: int = typer.Option(None, "--steps", min=1, help="Override run.steps (total optimizer steps)."),
+    seed: int = typer.Option(None, "--seed", min=0, help="Override seed (the samples drawn and the model's randomness; "
+                             "a resumed run must keep its seed)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Do not draw the progress bar."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Use a non-empty run folder momentseg did not make "
                                    "(its files are kept; it must not hold config.json, metrics.jsonl, "
@@ -27,6 +29,8 @@ def train_command(
     cfg = load_config(config)
     if steps is not None:
         cfg.run.steps = steps
+    if seed is not None:
+        cfg.seed = seed
     if no_progress:
         cfg.run.progress = False
     validate(cfg, str(config))
