@@ -148,6 +148,15 @@ def _mlp(d_in: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, d_in), nn.ReLU(), nn.Linear(d_in, d_out))
 
 
+def balanced_bce(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """A BCE with soft targets ``y`` and weights ``w`` on logits ``x``, balanced over dim 0: the mean of its
+    positive part and its negative part, each normalised by its own weight (per column when 2-D), so rare
+    positives weigh as much as the rest."""
+    pos = (w * y * -F.logsigmoid(x)).sum(0) / (w * y).sum(0).clamp(min=1e-6)
+    neg = (w * (1 - y) * -F.logsigmoid(-x)).sum(0) / (w * (1 - y)).sum(0).clamp(min=1e-6)
+    return 0.5 * (pos + neg)
+
+
 def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean over frames of 1 − (2·Σpt + 1)/(Σp + Σt + 1), p = sigmoid(logits); logits/target (K,H,W)."""
     p = logits.sigmoid().flatten(1)
@@ -563,9 +572,7 @@ class MomentSegModel(nn.Module):
         x = torch.cat(logits)
         y = torch.cat(targets).to(x.device)
         w = torch.cat(weights).to(x.device)[:, None]
-        pos = (w * y * -F.logsigmoid(x)).sum(0) / (w * y).sum(0).clamp(min=1e-6)
-        neg = (w * (1 - y) * -F.logsigmoid(-x)).sum(0) / (w * (1 - y)).sum(0).clamp(min=1e-6)
-        return 0.5 * (pos + neg).mean()
+        return balanced_bce(x, y, w).mean()
 
     # ------------------------------------------------------------------ [SEG]
     def _seg_vectors(self, rows: torch.Tensor, query_ids: list[torch.Tensor]) -> torch.Tensor:
@@ -715,9 +722,7 @@ class MomentSegModel(nn.Module):
         x = torch.cat(logits)
         y = torch.cat(targets).to(x.device)
         w = torch.cat(weights).to(x.device)
-        pos = (w * y * -F.logsigmoid(x)).sum() / (w * y).sum().clamp(min=1e-6)
-        neg = (w * (1 - y) * -F.logsigmoid(-x)).sum() / (w * (1 - y)).sum().clamp(min=1e-6)
-        return 0.5 * (pos + neg)
+        return balanced_bce(x, y, w)
 
     # ------------------------------------------------------------------ pretraining tasks
     def forward_track(self, samples: list[TrackSample]) -> TrackOutput:
