@@ -129,11 +129,10 @@ class SyntheticSource:
 def context_labels(video, target: np.ndarray, ctx: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Per-pixel labels (Tc, h, w) int8 of a synthetic video's context frames ``ctx`` at ``size``: 1 the target
     (``target`` (T,H,W) bool, the expression's masks), 0 another object, -1 background."""
-    objects = np.zeros(target[ctx].shape, dtype=bool)
+    objects = target[ctx].copy()
     for masks in video.object_masks.values():
         objects |= masks[ctx]
-    labels = np.where(target[ctx], 1, np.where(objects, 0, -1)).astype(np.int8)
-    fg, tg = resize_masks(labels >= 0, size), resize_masks(labels > 0, size)
+    fg, tg = resize_masks(objects, size), resize_masks(target[ctx], size)
     return np.where(tg, 1, np.where(fg, 0, -1)).astype(np.int8)
 
 
