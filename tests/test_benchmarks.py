@@ -660,6 +660,13 @@ def test_pointing_eval_scores_hits_chance_and_presence(model_dir, tmp_path):
     out = probe.main(["--model", str(pointing_dir), "--videos", "1", "--json", str(tmp_path / "p.json")])
     assert out["expressions"] > 0 and out["pointing"]["all"]["n"] > 0
     assert json.loads((tmp_path / "p.json").read_text())["pointing"] == out["pointing"]
+    # embedded_eval --point-prior: a bias of +50 everywhere makes every decoded frame foreground
+    base = embedded_eval.main(["--model", str(pointing_dir), "--videos", "1"])
+    raised = embedded_eval.main(["--model", str(pointing_dir), "--videos", "1", "--point-prior", "0", "50"])
+    assert raised["args"]["point_prior"] == [0.0, 50.0] and raised["rows"] != base["rows"]
+    assert not any(r["empty"] for r in raised["rows"])
+    with pytest.raises(SystemExit):
+        embedded_eval.main(["--model", str(model_dir), "--videos", "1", "--point-prior", "1", "0"])
 
 
 def test_oracle_prior_points_at_the_target_on_the_real_prior_grid(model_dir, tmp_path):

@@ -12,9 +12,11 @@ from momentseg.errors import InputError
 from momentseg.grounding.sampling import nearest_patches, uniform_frames
 from momentseg.io.video import open_video
 from momentseg.model import MomentSegModel, RefVOSSample
+from momentseg.model.pointing import PointingHead, grid_positions
 from momentseg.pipeline import MomentSeg
-from momentseg.train.config import LossConfig
+from momentseg.train.config import LossConfig, config_from_dict
 from momentseg.train.data import SyntheticSource
+from momentseg.train.loop import train
 from momentseg.train.shapes import SampleShape
 
 WORDS = ["the", "red", "ball", "moves", "left", "blue", "cube", "jumps", "big", "green", "square", "on", "a"]
@@ -71,7 +73,7 @@ def test_a_fresh_pointing_head_changes_no_mask_and_trains(pair):
     pointing.zero_grad()
     pointing.forward_refvos(samples).weighted(WEIGHTS).backward()
     grads = {n: p.grad for n, p in pointing.named_parameters() if p.grad is not None}
-    for name in ("point_key.weight", "point_query.weight", "point_prior_scale"):
+    for name in ("pointing_head.key_out.weight", "pointing_head.video_in.1.weight", "point_prior_scale"):
         assert name in grads and float(grads[name].abs().sum()) > 0, name
     pointing.zero_grad()
 
@@ -158,3 +160,83 @@ def test_synthetic_refvos_samples_carry_the_context_patch_and_labels():
         objects = (s.context_labels >= 0).mean()
         assert 0 < objects < 0.5  # objects, not the whole frame
     assert seen_target
+
+
+def test_the_head_mixes_tokens_across_time_and_checks_its_grid():
+    torch.manual_seed(0)
+    head = PointingHead(16).eval()
+    video, queries = torch.randn(2 * 3 * 4, 16), torch.randn(3, 16)
+    with torch.no_grad():
+        maps = head(video, (2, 3, 4), queries)
+        later = video.clone()
+        later[12:] += 1.0  # change only the second temporal patch's tokens
+        moved = head(later, (2, 3, 4), queries)
+    assert maps.shape == (3, 2, 3, 4) and not torch.allclose(maps[0], maps[1])
+    # the first patch's map reads the second patch's tokens (the language model's attention is causal; this is not)
+    assert not torch.allclose(maps[:, 0], moved[:, 0])
+    with pytest.raises(ValueError, match="do not fill a 2×3×3 grid"):
+        head(video, (2, 3, 3), queries)
+    pos = grid_positions(2, 3, 4)
+    assert pos.shape == (24, 24) and len(torch.unique(pos, dim=0)) == 24  # every token its own position
+
+
+def test_forward_point_is_the_refvos_pointing_loss_without_sam2(pair):
+    plain, pointing = pair
+    samples = _samples()
+    with torch.no_grad():
+        alone, joint = pointing.forward_point(samples), pointing.forward_refvos(samples)
+    assert torch.allclose(alone.point_bce, joint.point_bce, atol=1e-6) and float(alone.point_bce) > 0
+    with pytest.raises(ValueError, match="no pointing head"):
+        plain.forward_point(samples)
+    with pytest.raises(ValueError, match="context_labels"):
+        pointing.forward_point(_samples(with_labels=False))
+
+
+def test_the_point_stage_trains_the_head_alone_on_a_frozen_model(pair, tmp_path):
+    plain, _ = pair
+    plain.save_pretrained(tmp_path / "base")
+    frozen = ["qwen", "sam2", "find_head", "seg_head", "query_bag", "point_prior_scale"]
+
+    def cfg(**model):
+        return config_from_dict({
+            "seed": 0, "out": str(tmp_path / "run"),
+            "model": {"pretrained": str(tmp_path / "base"), "frozen": frozen} | model,
+            "data": {"sources": [{"type": "synthetic", "task": "point"}], "context_frames": 8, "keyframes": 2},
+            "optim": {"lr": 1e-2},
+            "run": {"steps": 2, "batch_size": 2, "grad_accum": 1, "checkpoint_every": 1, "progress": False}})
+
+    with pytest.raises(InputError, match="model.pointing_head"):
+        train(cfg())
+    run = train(cfg(pointing_head=True, point_prior=[3.0, -0.5]))
+    assert [r["point_samples"] for r in run.history] == [2, 2] and all(r["point/point_bce"] > 0 for r in run.history)
+    trained = MomentSegModel.from_pretrained(run.final)
+    assert trained.config.seg_pointing and trained.point_prior_scale.tolist() == [3.0, -0.5]
+    before = plain.state_dict()
+    after = trained.state_dict()
+    assert [k for k, v in before.items() if not torch.equal(v, after[k])] == []  # everything else as it was
+    fresh = MomentSegModel.from_pretrained(tmp_path / "base")
+    torch.manual_seed(0)
+    fresh.add_pointing_head()
+    moved = [k for k, v in trained.pointing_head.state_dict().items()
+             if not torch.equal(v, fresh.pointing_head.state_dict()[k])]
+    assert moved  # the head learned
+
+
+def test_the_pointing_config_trains_only_the_head_on_round_11(monkeypatch):
+    """configs/tiny-pointing.yaml: the committed round-11 model, every weight frozen but the fresh pointing head,
+    the prior's gain and bias as configured."""
+    from pathlib import Path
+
+    from momentseg.train.config import load_config, validate
+    from momentseg.train.loop import _initial_model
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    cfg = load_config(root / "configs" / "tiny-pointing.yaml")
+    validate(cfg)
+    model = _initial_model(cfg)
+    trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"pointing_head"}
+    assert model.point_prior_scale.tolist() == cfg.model.point_prior
+    base = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-synthetic-r11").state_dict()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in base.items())

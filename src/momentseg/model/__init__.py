@@ -21,6 +21,7 @@ from momentseg.model.momentseg import (
 from momentseg.model.outputs import (
     CaptionOutput,
     ClassesOutput,
+    PointOutput,
     RefVOSOutput,
     TokensOutput,
     TrackOutput,
@@ -35,6 +36,7 @@ __all__ = [
     "MomentSegConfig",
     "MomentSegModel",
     "MomentSegProcessor",
+    "PointOutput",
     "RefVOSOutput",
     "RefVOSSample",
     "TrackOutput",

@@ -90,12 +90,12 @@ class MomentSegConfig:
     # A linear map has no units to lose.
     pixel_query_head: bool = False
     # This project's addition (tiny preset, train config model.pointing_head): the [SEG] pass also *points* — a
-    # query vector from the [SEG] head's input against a key per video token of its low-res context (whose
-    # states the event head trained to say what happens to their object), cos/τ per token: a map of where the
-    # target is in each context temporal patch. A learned gain and bias turn it into mask logits that SAM2 adds
-    # on every frame it decodes with the language prompt, upsampled from the context patch nearest that frame
-    # (momentseg.sam2.video.SpatialPrior); training also fits the map to the target's share of each token's
-    # object pixels (loss.point). Measured in BENCHMARKS.md ("Round 12").
+    # small transformer over the [SEG] head's input and the video tokens of its low-res context
+    # (momentseg.model.pointing) gives one logit per merged context token: a map of where the target is in each
+    # context temporal patch. A gain and bias turn it into mask logits, gain·(2σ(map) − 1) + bias, that SAM2
+    # adds on every frame it decodes with the language prompt, upsampled from the context patch nearest that
+    # frame (momentseg.sam2.video.SpatialPrior). The map is fitted to the target's share of each token's object
+    # pixels (loss.point), in the fine-tuning or alone (task point). Measured in BENCHMARKS.md ("Rounds 12, 13").
     seg_pointing: bool = False
     # Class counts of the per-pixel class heads the image-encoder pretraining task trains (the synthetic
     # world's shapes and colours, background included; train config model.pixel_class_head); empty = no head.

@@ -31,12 +31,14 @@ from momentseg.model.config import MomentSegConfig, preset_config
 from momentseg.model.outputs import (
     CaptionOutput,
     ClassesOutput,
+    PointOutput,
     RefVOSOutput,
     SegPrompts,
     TokensOutput,
     TrackOutput,
     TSGOutput,
 )
+from momentseg.model.pointing import PointingHead
 from momentseg.model.preprocess import VisionLayout
 from momentseg.model.processing import (
     VIDEO,
@@ -212,9 +214,7 @@ class MomentSegModel(nn.Module):
                 self.seg_head[2].bias[config.prompt_dim :].zero_()
 
     def _init_pointing(self) -> None:
-        c = self.config
-        self.point_query = nn.Linear(c.hidden_size, c.find_dim)
-        self.point_key = nn.Linear(c.hidden_size, c.find_dim)
+        self.pointing_head = PointingHead(self.config.hidden_size)
         # gain and bias of the prior's mask logits; zero at first: SAM2's masks are unchanged
         self.point_prior_scale = nn.Parameter(torch.zeros(2))
 
@@ -226,8 +226,7 @@ class MomentSegModel(nn.Module):
         self.config.seg_pointing = True
         param = next(self.find_head.parameters())
         self._init_pointing()
-        for name in ("point_query", "point_key"):
-            getattr(self, name).to(param.device, param.dtype)
+        self.pointing_head.to(param.device, param.dtype)
         self.point_prior_scale.data = self.point_prior_scale.data.to(param.device)
 
     # ------------------------------------------------------------------ construction
@@ -589,20 +588,18 @@ class MomentSegModel(nn.Module):
 
     def _point_maps(self, video_hidden: torch.Tensor, grid, rows: torch.Tensor,
                     query_ids: list[torch.Tensor]) -> torch.Tensor:
-        """The pointing maps (b, t, h, w): cos(point_query([SEG] head input), point_key(video token))/τ per
-        merged video token of one video (``video_hidden`` (t·h·w, d), ``grid`` its (t, H, W) patch grid)."""
-        dtype = self.point_key.weight.dtype
-        keys = self.point_key(video_hidden.to(dtype)).float()  # (N, C)
-        queries = self.point_query(self._head_inputs(rows, query_ids, dtype)).float()  # (b, C)
-        sims = F.cosine_similarity(keys[None], queries[:, None], dim=-1) / self.config.temperature
+        """The pointing maps (b, t, h, w) of b queries (their [SEG] head inputs) over the merged video tokens of
+        one video (``video_hidden`` (t·h·w, d), ``grid`` its (t, H, W) patch grid): :class:`PointingHead`."""
         t, gh, gw = (int(x) for x in grid)
         m = self.layout.merge_size
-        return sims.reshape(len(queries), t, gh // m, gw // m)
+        queries = self._head_inputs(rows, query_ids, video_hidden.dtype)
+        return self.pointing_head(video_hidden, (t, gh // m, gw // m), queries)
 
     def point_prior(self, maps: torch.Tensor) -> torch.Tensor:
-        """Pointing maps → the mask logits SAM2 adds (learned gain and bias)."""
+        """Pointing maps → the mask logits SAM2 adds: gain · (2σ(map) − 1) + bias (the learned or configured
+        ``point_prior_scale``), ±gain where the head is sure."""
         gain, bias = self.point_prior_scale.float()
-        return gain * maps + bias
+        return gain * (2 * torch.sigmoid(maps) - 1) + bias
 
     @torch.no_grad()
     def seg_embedding(self, keyframes, query: str, context=None) -> tuple[torch.Tensor, str]:
@@ -672,7 +669,6 @@ class MomentSegModel(nn.Module):
         rows = self._token_rows(hidden, batch.token_positions)
         query_ids = [batch.query_ids(i) for i in range(len(batch))]
         embs = self._seg_vectors(rows, query_ids)
-        is_video = (batch.mm_token_type_ids == VIDEO).to(hidden.device)
         bces, dices, objs, pointed = [], [], [], []
         sam_dtype = next(self.sam2.parameters()).dtype
         for i, (s, masks, emb) in enumerate(zip(samples, all_masks, embs, strict=True)):
@@ -681,8 +677,7 @@ class MomentSegModel(nn.Module):
             cond = (0,) if c.train_memory_path else tuple(range(k))
             prior = None
             if c.seg_pointing and batch.sample_videos[i] is not None:
-                maps = self._point_maps(hidden[i][is_video[i]], batch.videos.grid_thw[batch.sample_videos[i]],
-                                        rows[i : i + 1], query_ids[i : i + 1])[0]  # (t, h', w')
+                maps = self._sample_point_maps(hidden, batch, rows, query_ids, i)
                 if s.key_patch is not None:
                     prior = self.point_prior(maps[torch.as_tensor(np.asarray(s.key_patch), dtype=torch.long)])
                 if s.context_labels is not None:
@@ -701,6 +696,30 @@ class MomentSegModel(nn.Module):
         object_bce = torch.stack(objs).mean()
         lm_loss = lm_sum / max(lm_n, 1)
         return RefVOSOutput(mask_bce, mask_dice, lm_loss, object_bce, self._point_loss(pointed), embs.detach())
+
+    def _sample_point_maps(self, hidden: torch.Tensor, batch: MomentSegBatch, rows: torch.Tensor,
+                           query_ids: list[torch.Tensor], i: int) -> torch.Tensor:
+        """Sample ``i``'s pointing maps (t, h', w') over its context video in a padded [SEG] batch."""
+        is_video = (batch.mm_token_type_ids[i] == VIDEO).to(hidden.device)
+        return self._point_maps(hidden[i][is_video], batch.videos.grid_thw[batch.sample_videos[i]],
+                                rows[i : i + 1], query_ids[i : i + 1])[0]
+
+    def forward_point(self, samples: list[RefVOSSample]) -> PointOutput:
+        """Pointing-head training loss (a model with ``seg_pointing``): the [SEG] pass of RefVOS samples with a
+        context and ``context_labels``, the pointing maps and their :meth:`_point_loss` — no SAM2 decode, so a
+        stage that trains the head alone on a frozen model runs at the language model's speed."""
+        if not self.config.seg_pointing:
+            raise ValueError("this model has no pointing head (train config: model.pointing_head: true)")
+        if any(s.context is None or s.context_labels is None for s in samples):
+            raise ValueError("pointing samples need a context video and its context_labels")
+        batch = self.processor.refvos([s.keyframes for s in samples], [s.query for s in samples],
+                                      [s.context for s in samples])
+        hidden = self.llm_hidden(batch)
+        rows = self._token_rows(hidden, batch.token_positions)
+        query_ids = [batch.query_ids(i) for i in range(len(batch))]
+        pointed = [(self._sample_point_maps(hidden, batch, rows, query_ids, i), s.context_labels)
+                   for i, s in enumerate(samples)]
+        return PointOutput(self._point_loss(pointed))
 
     def _point_loss(self, pointed: list) -> torch.Tensor:
         """The pointing maps' loss over (maps (t, h, w), context labels (Tc, H, W)) pairs (0 when there are

@@ -58,6 +58,14 @@ class RefVOSOutput(_LossOutput):
 
 
 @dataclass
+class PointOutput(_LossOutput):
+    """``forward_point`` (the pointing head alone): point_bce."""
+
+    COMPONENTS: ClassVar[tuple[str, ...]] = ("point_bce",)
+    point_bce: torch.Tensor
+
+
+@dataclass
 class TrackOutput(_LossOutput):
     """``forward_track`` (SAM2 pretraining): mask_bce, mask_dice and object_bce."""
 

@@ -18,11 +18,12 @@ import yaml
 
 from momentseg.errors import InputError
 
-TASKS = ("tsg", "refvos", "track", "caption", "classes", "tokens")
+TASKS = ("tsg", "refvos", "track", "caption", "classes", "tokens", "point")
 #: Backbone pretraining tasks: SAM2's own task (prompted tracking), vision–language captions / QA, SAM2's image
 #: encoder on per-pixel shape and colour classes and Qwen's vision tower on per-token shape, colour and motion
-#: classes. A stream of one of them holds nothing else.
-PRETRAIN_TASKS = ("track", "caption", "classes", "tokens")
+#: classes, and the [SEG] pass's pointing head alone (RefVOS samples, no SAM2 decode). A stream of one of them
+#: holds nothing else.
+PRETRAIN_TASKS = ("track", "caption", "classes", "tokens", "point")
 SOURCE_TYPES = ("synthetic", "mask_dict", "charades", "activitynet")
 PRECISIONS = ("auto", "bf16", "fp32")
 PRESETS = ("tiny", "3b", "7b")
@@ -80,6 +81,9 @@ class ModelConfig:
     #: give the model the [SEG] pass's pointing head (``MomentSegConfig.seg_pointing``) if it has none — a fresh
     #: tiny model or a ``pretrained`` one (e.g. the stage-2b language model)
     pointing_head: bool = False
+    #: set the pointing prior's [gain, bias] (``point_prior_scale``; chosen on val when the head is trained
+    #: alone, where nothing learns them)
+    point_prior: list[float] | None = None
 
 
 @dataclass
@@ -298,6 +302,8 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
     for key in ("pixel_class_head", "token_class_head", "event_head"):
         if getattr(m, key) and m.preset != "tiny":
             raise bad(f"model.{key}", "adds a fresh head to a new tiny model: needs preset: tiny")
+    if m.point_prior is not None and len(m.point_prior) != 2:
+        raise bad("model.point_prior", f"must be [gain, bias], got {m.point_prior!r}")
     if m.lora is not None:
         if m.lora.r < 1 or m.lora.alpha <= 0 or not 0 <= m.lora.dropout < 1:
             raise bad("model.lora", "needs r ≥ 1, alpha > 0 and 0 ≤ dropout < 1")
@@ -324,6 +330,8 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
             raise bad(key, "task classes needs the per-pixel class head: model.pixel_class_head: true")
         if s.task == "tokens" and m.preset == "tiny" and not m.token_class_head:
             raise bad(key, "task tokens needs the per-token class head: model.token_class_head: true")
+        if s.task == "point" and not m.pointing_head:
+            raise bad(key, "task point trains the pointing head: needs model.pointing_head: true")
         if s.type == "synthetic" and s.split not in ("train", "val", "test"):
             raise bad(f"{key}.split", f"must be train, val or test, got {s.split!r}")
     if not 0.0 <= d.tsg_ratio <= 1.0:

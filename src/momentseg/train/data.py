@@ -62,7 +62,8 @@ class SyntheticSource:
     """The synthetic world (``momentseg.data.synthetic``) streamed: item ``j`` of the TSG / RefVOS source is
     built from video ``2j`` / ``2j+1`` of the split (the videos ``iter_videos(SPLIT_SEEDS[split])`` yields).
     TSG samples use an expression with a moment; RefVOS samples any expression (a "none" expression has
-    empty masks: the model learns to say "not there")."""
+    empty masks: the model learns to say "not there"). The pointing head's own task (``point``) takes RefVOS
+    samples, from every video of the split."""
 
     def __init__(self, task: str, split: str = "train", world=None):
         self.task = task

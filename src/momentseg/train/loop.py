@@ -38,6 +38,7 @@ from momentseg.model import MomentSegModel
 from momentseg.model.outputs import (
     CaptionOutput,
     ClassesOutput,
+    PointOutput,
     RefVOSOutput,
     TokensOutput,
     TrackOutput,
@@ -57,6 +58,7 @@ TASK_COMPONENTS = {
     "caption": CaptionOutput.COMPONENTS,
     "classes": ClassesOutput.COMPONENTS,
     "tokens": TokensOutput.COMPONENTS,
+    "point": PointOutput.COMPONENTS,
 }
 """The components ``forward_<task>`` returns next to ``loss`` (``track`` / ``caption`` / ``classes`` / ``tokens``:
 the backbone pretraining stages, :func:`momentseg.train.data.track_sample` / ``caption_sample`` /
@@ -78,9 +80,9 @@ class JointLoss(torch.nn.Module):
         self.weights = weights.by_component()
 
     def forward(self, tsg: list = (), refvos: list = (), track: list = (), caption: list = (),
-                classes: list = (), tokens: list = ()) -> dict[str, torch.Tensor]:
+                classes: list = (), tokens: list = (), point: list = ()) -> dict[str, torch.Tensor]:
         batch = {"tsg": tsg, "refvos": refvos, "track": track, "caption": caption, "classes": classes,
-                 "tokens": tokens}
+                 "tokens": tokens, "point": point}
         n = sum(len(v) for v in batch.values())
         if n == 0:
             raise ValueError("empty micro-batch")
@@ -460,6 +462,9 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
         model = MomentSegModel.from_base(m.qwen_dir, m.sam2_dir, preset=m.preset)
     if m.pointing_head and not model.config.seg_pointing:
         model.add_pointing_head()
+    if m.point_prior is not None:
+        with torch.no_grad():
+            model.point_prior_scale.copy_(torch.tensor(m.point_prior, dtype=torch.float32))
     if m.sam2_from is not None:
         model.load_sam2_from(m.sam2_from, keep_fresh=m.sam2_fresh)
     if m.vision_from is not None:

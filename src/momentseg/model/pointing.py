@@ -1,0 +1,54 @@
+"""The ``[SEG]`` pass's pointing head (``MomentSegConfig.seg_pointing``; BENCHMARKS.md, "Round 13"): where the
+target is in each temporal patch of the low-res context video, one logit per merged context token.
+
+The head reads the language model's output — the ``[SEG]`` head's input (the query) and every context video
+token — and mixes them in a small bidirectional transformer, so a token of an early patch can learn from what its
+object does later (the language model's own attention is causal), and the query from every token. Each token's
+logit is the dot product of its output with the query's. Token positions enter as Fourier features of the
+token's (time, row, column) at its cell centre, normalised to [0, 1], so any grid size works."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+#: width, transformer layers and attention heads of the pointing head (every preset)
+WIDTH, LAYERS, HEADS = 128, 2, 4
+#: Fourier frequencies 2^k·π, k < FREQUENCIES, per position axis
+FREQUENCIES = 4
+
+
+def grid_positions(t: int, h: int, w: int) -> torch.Tensor:
+    """Fourier features (t·h·w, 3·2·FREQUENCIES) of each token's normalised (time, row, column) cell centre."""
+    axes = [(torch.arange(n, dtype=torch.float32) + 0.5) / n for n in (t, h, w)]
+    coords = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)  # (N, 3)
+    angles = coords[..., None] * (math.pi * 2.0 ** torch.arange(FREQUENCIES))  # (N, 3, F)
+    return torch.cat([angles.sin(), angles.cos()], -1).reshape(len(coords), -1)
+
+
+class PointingHead(nn.Module):
+    """(video tokens (N, d) of one video on a (t, h, w) merged grid, queries (b, d)) → maps (b, t, h, w)."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.video_in = nn.Sequential(nn.LayerNorm(hidden_size), nn.Linear(hidden_size, WIDTH))
+        self.query_in = nn.Sequential(nn.LayerNorm(hidden_size), nn.Linear(hidden_size, WIDTH))
+        self.position = nn.Linear(3 * 2 * FREQUENCIES, WIDTH)
+        layer = nn.TransformerEncoderLayer(WIDTH, HEADS, 2 * WIDTH, dropout=0.0, batch_first=True, norm_first=True)
+        self.mixer = nn.TransformerEncoder(layer, LAYERS, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(WIDTH)
+        self.key_out = nn.Linear(WIDTH, WIDTH)
+        self.query_out = nn.Linear(WIDTH, WIDTH)
+
+    def forward(self, video: torch.Tensor, grid: tuple[int, int, int], queries: torch.Tensor) -> torch.Tensor:
+        t, h, w = grid
+        if video.shape[0] != t * h * w:
+            raise ValueError(f"{video.shape[0]} video tokens do not fill a {t}×{h}×{w} grid")
+        dtype = self.position.weight.dtype
+        pos = self.position(grid_positions(t, h, w).to(video.device, dtype))
+        tokens = (self.video_in(video.to(dtype)) + pos)[None].expand(len(queries), -1, -1)
+        x = self.norm(self.mixer(torch.cat([self.query_in(queries.to(dtype))[:, None], tokens], 1)))
+        logits = (self.key_out(x[:, 1:]) * self.query_out(x[:, :1])).sum(-1) / math.sqrt(WIDTH)
+        return logits.float().reshape(len(queries), t, h, w)
