@@ -240,3 +240,9 @@ def test_the_pointing_config_trains_only_the_head_on_round_11(monkeypatch):
     assert model.point_prior_scale.tolist() == cfg.model.point_prior
     base = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-synthetic-r11").state_dict()
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in base.items())
+    # the shipped model is this stage's result: round 11's weights, a trained head, the configured prior
+    shipped = MomentSegModel.from_pretrained(root / "src" / "momentseg" / "embedded")
+    assert shipped.config.seg_pointing and shipped.point_prior_scale.tolist() == cfg.model.point_prior
+    assert all(torch.equal(v, shipped.state_dict()[k]) for k, v in base.items())
+    head = model.pointing_head.state_dict()
+    assert any(not torch.equal(v, head[k]) for k, v in shipped.pointing_head.state_dict().items())

@@ -1,7 +1,7 @@
 """The joint TSG + RefVOS trainer.
 
 Any module whose ``forward_tsg(list)`` / ``forward_refvos(list)`` (and, for the pretraining stages,
-``forward_track`` / ``forward_caption`` / ``forward_classes``) return the typed outputs of :mod:`momentseg.model.outputs` — the
+``forward_track`` / ``forward_caption`` / ``forward_classes`` / ``forward_tokens`` / ``forward_point``) return the typed outputs of :mod:`momentseg.model.outputs` — the
 unweighted loss components (``find_loss``, ``lm_loss`` / ``mask_bce``, ``mask_dice``, ``lm_loss``, ``object_bce``;
 each a mean over the call's samples) — trains here. The trainer is the one place where components are weighted
 (``loss:`` in the config, :class:`~momentseg.train.config.LossConfig`): a micro-batch's loss is the mean over its samples of ``Σ weight × component``, so with gradient accumulation
