@@ -217,8 +217,8 @@ def test_the_point_stage_trains_the_head_alone_on_a_frozen_model(pair, tmp_path)
     fresh = MomentSegModel.from_pretrained(tmp_path / "base")
     torch.manual_seed(0)
     fresh.add_pointing_head()
-    moved = [k for k, v in trained.pointing_head.state_dict().items()
-             if not torch.equal(v, fresh.pointing_head.state_dict()[k])]
+    start = fresh.pointing_head.state_dict()
+    moved = [k for k, v in trained.pointing_head.state_dict().items() if not torch.equal(v, start[k])]
     assert moved  # the head learned
 
 

@@ -663,11 +663,7 @@ class MomentSegModel(nn.Module):
             if s.keyframes.shape[:3] != tuple(masks.shape):
                 raise ValueError(f"masks {tuple(masks.shape)} do not match keyframes {s.keyframes.shape[:3]}")
             all_masks.append(masks)
-        batch = self.processor.refvos([s.keyframes for s in samples], [s.query for s in samples],
-                                      [s.context for s in samples])
-        hidden = self.llm_hidden(batch)
-        rows = self._token_rows(hidden, batch.token_positions)
-        query_ids = [batch.query_ids(i) for i in range(len(batch))]
+        batch, hidden, rows, query_ids = self._seg_pass(samples)
         embs = self._seg_vectors(rows, query_ids)
         bces, dices, objs, pointed = [], [], [], []
         sam_dtype = next(self.sam2.parameters()).dtype
@@ -697,6 +693,15 @@ class MomentSegModel(nn.Module):
         lm_loss = lm_sum / max(lm_n, 1)
         return RefVOSOutput(mask_bce, mask_dice, lm_loss, object_bce, self._point_loss(pointed), embs.detach())
 
+    def _seg_pass(self, samples: list[RefVOSSample]) -> tuple[MomentSegBatch, torch.Tensor, torch.Tensor, list]:
+        """The padded [SEG] pass of RefVOS samples: the batch, its hidden states, the [SEG] token's row per sample
+        and each sample's query ids."""
+        batch = self.processor.refvos([s.keyframes for s in samples], [s.query for s in samples],
+                                      [s.context for s in samples])
+        hidden = self.llm_hidden(batch)
+        rows = self._token_rows(hidden, batch.token_positions)
+        return batch, hidden, rows, [batch.query_ids(i) for i in range(len(batch))]
+
     def _sample_point_maps(self, hidden: torch.Tensor, batch: MomentSegBatch, rows: torch.Tensor,
                            query_ids: list[torch.Tensor], i: int) -> torch.Tensor:
         """Sample ``i``'s pointing maps (t, h', w') over its context video in a padded [SEG] batch."""
@@ -712,11 +717,7 @@ class MomentSegModel(nn.Module):
             raise ValueError("this model has no pointing head (train config: model.pointing_head: true)")
         if any(s.context is None or s.context_labels is None for s in samples):
             raise ValueError("pointing samples need a context video and its context_labels")
-        batch = self.processor.refvos([s.keyframes for s in samples], [s.query for s in samples],
-                                      [s.context for s in samples])
-        hidden = self.llm_hidden(batch)
-        rows = self._token_rows(hidden, batch.token_positions)
-        query_ids = [batch.query_ids(i) for i in range(len(batch))]
+        batch, hidden, rows, query_ids = self._seg_pass(samples)
         pointed = [(self._sample_point_maps(hidden, batch, rows, query_ids, i), s.context_labels)
                    for i, s in enumerate(samples)]
         return PointOutput(self._point_loss(pointed))
