@@ -21,6 +21,7 @@ from momentseg.model.momentseg import (
 from momentseg.model.outputs import (
     CaptionOutput,
     ClassesOutput,
+    MomentOutput,
     PointOutput,
     RefVOSOutput,
     TokensOutput,
@@ -36,6 +37,7 @@ __all__ = [
     "MomentSegConfig",
     "MomentSegModel",
     "MomentSegProcessor",
+    "MomentOutput",
     "PointOutput",
     "RefVOSOutput",
     "RefVOSSample",

@@ -97,6 +97,13 @@ class MomentSegConfig:
     # frame (momentseg.sam2.video.SpatialPrior). The map is fitted to the target's share of each token's object
     # pixels (loss.point), in the fine-tuning or alone (task point). Measured in BENCHMARKS.md ("Rounds 12, 13").
     seg_pointing: bool = False
+    # This project's addition (tiny preset, train config model.moment_head): the [FIND] curve also gets a
+    # *moment head* — the pointing head's architecture (momentseg.model.pointing) over the [FIND] head's input and
+    # the dense pass's video tokens, bidirectional in time, so a frame can be judged by what its objects do before
+    # and after it (the language model is causal). Its logit per temporal patch (the maximum over the patch's
+    # tokens) is added to cos/τ. Trained alone on the frozen model (task moment). Measured in BENCHMARKS.md
+    # ("Round 14").
+    find_moment_head: bool = False
     # Class counts of the per-pixel class heads the image-encoder pretraining task trains (the synthetic
     # world's shapes and colours, background included; train config model.pixel_class_head); empty = no head.
     pixel_classes: list[int] = field(default_factory=list)

@@ -31,6 +31,7 @@ from momentseg.model.config import MomentSegConfig, preset_config
 from momentseg.model.outputs import (
     CaptionOutput,
     ClassesOutput,
+    MomentOutput,
     PointOutput,
     RefVOSOutput,
     SegPrompts,
@@ -208,6 +209,8 @@ class MomentSegModel(nn.Module):
             self.event_head = nn.Linear(config.hidden_size, config.event_classes)
         if config.seg_pointing:
             self._init_pointing()
+        if config.find_moment_head:
+            self._init_moment_head()
         if config.seg_pixel_query and not separate:  # the pixel query starts at zero: no change to SAM2's masks
             with torch.no_grad():
                 self.seg_head[2].weight[config.prompt_dim :].zero_()
@@ -228,6 +231,22 @@ class MomentSegModel(nn.Module):
         self._init_pointing()
         self.pointing_head.to(param.device, param.dtype)
         self.point_prior_scale.data = self.point_prior_scale.data.to(param.device)
+
+    def _init_moment_head(self) -> None:
+        self.moment_head = PointingHead(self.config.hidden_size)
+        # its query projection starts at zero: every logit is 0, the [FIND] curves are unchanged
+        nn.init.zeros_(self.moment_head.query_out.weight)
+        nn.init.zeros_(self.moment_head.query_out.bias)
+
+    def add_moment_head(self) -> None:
+        """Give a model without one the ``[FIND]`` curve's moment head (``config.find_moment_head``), freshly
+        initialised on the model's device so that it adds 0 to every curve."""
+        if self.config.find_moment_head:
+            raise ValueError("the model already has a moment head")
+        self.config.find_moment_head = True
+        param = next(self.find_head.parameters())
+        self._init_moment_head()
+        self.moment_head.to(param.device, param.dtype)
 
     # ------------------------------------------------------------------ construction
     @property
@@ -429,17 +448,21 @@ class MomentSegModel(nn.Module):
             yield rows, self._token_rows(hidden, pq.token_positions[rows]), [pq.query_ids(i) for i in rows]
 
     # ------------------------------------------------------------------ [FIND]
+    def _patches_to_frames(self, per_patch: torch.Tensor, n_frames: int) -> torch.Tensor:
+        """Per temporal patch values (t, C) → per frame (T, C), float32."""
+        t = per_patch.shape[0]
+        if self.config.find_align_corners:  # the released MomentSeg's curve (see model.release)
+            return F.interpolate(per_patch.T[None].float(), size=n_frames, mode="linear", align_corners=True)[0].T
+        # temporal patch j covers frames [tps·j, tps·j + tps); linear interpolation between patch centres
+        padded = t * self.layout.temporal_patch_size
+        per_frame = F.interpolate(per_patch.T[None].float(), size=padded, mode="linear", align_corners=False)[0].T
+        return per_frame[:n_frames]
+
     def _frame_features(self, video_hidden: torch.Tensor, t: int, n_frames: int) -> torch.Tensor:
         """find_head(video tokens (t·h·w/m², d)) pooled per temporal patch, interpolated to frames (T, C)."""
         head_dtype = self.find_head[0].weight.dtype
         vid = self.find_head(video_hidden.to(head_dtype))  # (t·h·w/m², C)
-        vid = vid.reshape(t, -1, vid.shape[-1]).mean(1)  # (t, C)
-        if self.config.find_align_corners:  # the released MomentSeg's curve (see model.release)
-            return F.interpolate(vid.T[None].float(), size=n_frames, mode="linear", align_corners=True)[0].T
-        # temporal patch j covers frames [tps·j, tps·j + tps); linear interpolation between patch centres
-        padded = t * self.layout.temporal_patch_size
-        per_frame = F.interpolate(vid.T[None].float(), size=padded, mode="linear", align_corners=False)[0].T
-        return per_frame[:n_frames]
+        return self._patches_to_frames(vid.reshape(t, -1, vid.shape[-1]).mean(1), n_frames)
 
     def _find_vectors(self, rows: torch.Tensor, query_ids: list[torch.Tensor]) -> torch.Tensor:
         head_dtype = self.find_head[0].weight.dtype
@@ -449,16 +472,31 @@ class MomentSegModel(nn.Module):
         """The [FIND] curve: cos(per-frame features (T, C), [FIND] vectors (b, C))/τ in float32, (b, T)."""
         return F.cosine_similarity(per_frame.float()[None], find.float()[:, None], dim=-1) / self.config.temperature
 
+    def _curves(self, video_hidden: torch.Tensor, grid, n_frames: int, rows: torch.Tensor,
+                query_ids: list[torch.Tensor], per_frame: torch.Tensor | None = None) -> torch.Tensor:
+        """The [FIND] curves (b, T) of b queries (their [FIND] token's hidden state ``rows``) over one video
+        (``video_hidden`` (t·h·w/m², d), ``grid`` its (t, H, W) patch grid): :meth:`_similarity`, plus with
+        ``find_moment_head`` the moment head's per-patch logit (the maximum over the patch's tokens of its map),
+        carried to frames as the features are. ``per_frame``: the video's :meth:`_frame_features` if known."""
+        t, gh, gw = (int(x) for x in grid)
+        if per_frame is None:
+            per_frame = self._frame_features(video_hidden, t, n_frames)
+        curves = self._similarity(per_frame, self._find_vectors(rows, query_ids))
+        if self.config.find_moment_head:
+            m = self.layout.merge_size
+            queries = self._head_inputs(rows, query_ids, video_hidden.dtype)
+            maps = self.moment_head(video_hidden, (t, gh // m, gw // m), queries)  # (b, t, h, w)
+            curves = curves + self._patches_to_frames(maps.amax((2, 3)).T, n_frames).T
+        return curves
+
     def _find_curves(self, hidden: torch.Tensor, batch: MomentSegBatch, n_frames: list[int]) -> list[torch.Tensor]:
-        """Per sample: cos(find_head([FIND]), per-frame video features)/τ, (T_i,)."""
-        find = self._find_vectors(self._token_rows(hidden, batch.token_positions),
-                                  [batch.query_ids(i) for i in range(len(batch))])
+        """Per sample: its [FIND] curve (T_i,) (:meth:`_curves`)."""
+        rows = self._token_rows(hidden, batch.token_positions)
         is_video = (batch.mm_token_type_ids == VIDEO).to(hidden.device)
         curves = []
         for i, n in enumerate(n_frames):
-            t = int(batch.videos.grid_thw[batch.sample_videos[i], 0])
-            per_frame = self._frame_features(hidden[i][is_video[i]], t, n)
-            curves.append(self._similarity(per_frame, find[i:i + 1])[0])
+            grid = batch.videos.grid_thw[batch.sample_videos[i]]
+            curves.append(self._curves(hidden[i][is_video[i]], grid, n, rows[i:i + 1], [batch.query_ids(i)])[0])
         return curves
 
     @torch.no_grad()
@@ -476,11 +514,11 @@ class MomentSegModel(nn.Module):
         pq = self.processor.tsg_queries(frames, list(queries))
         hidden, layers, first = self._prefix_pass(pq)
         is_video = (pq.prefix.mm_token_type_ids[0] == VIDEO).to(hidden.device)
-        t = int(pq.prefix.videos.grid_thw[0, 0])
-        per_frame = self._frame_features(hidden[is_video], t, int(frames.shape[0]))  # (T, C)
+        grid, n = pq.prefix.videos.grid_thw[0], int(frames.shape[0])
+        per_frame = self._frame_features(hidden[is_video], int(grid[0]), n)  # (T, C)
         out = []
         for _, token_hidden, query_ids in self._suffix_chunks(pq, layers, first):
-            out.append(self._similarity(per_frame, self._find_vectors(token_hidden, query_ids)))
+            out.append(self._curves(hidden[is_video], grid, n, token_hidden, query_ids, per_frame))
         return torch.cat(out).float().cpu()
 
     def forward_tsg(self, samples: list[TSGSample]) -> TSGOutput:
@@ -492,26 +530,39 @@ class MomentSegModel(nn.Module):
         of one video, ``data.tsg_queries_per_video``) share one video prefix: the vision tower and the prefix run
         once per video, each query's suffix against its KV cache (with gradients through both), which gives the
         same losses as the padded pass."""
-        c = self.config
-        positives = []
-        for s in samples:
+        curves, lm_sum, lm_n, videos = self._tsg_curves(samples)
+        lm_loss = lm_sum / max(lm_n, 1)
+        return TSGOutput(self._find_loss(curves, samples), lm_loss, self._event_loss(videos),
+                         tuple(x.detach() for x in curves))
+
+    def forward_moment(self, samples: list[TSGSample]) -> MomentOutput:
+        """Moment-head training loss (a model with ``find_moment_head``): :meth:`forward_tsg`'s find_loss alone,
+        on TSG samples of any expression (a no-target one has no positive frame), so a stage that trains the head
+        alone on a frozen model learns the curve, and that the curve stays low when nothing happens."""
+        if not self.config.find_moment_head:
+            raise ValueError("this model has no moment head (train config: model.moment_head: true)")
+        curves = self._tsg_curves(samples)[0]
+        return MomentOutput(self._find_loss(curves, samples), tuple(x.detach() for x in curves))
+
+    def _tsg_curves(self, samples: list[TSGSample]) -> tuple[list[torch.Tensor], torch.Tensor, int, list]:
+        """:meth:`_tsg_padded`, or :meth:`_tsg_prefixed` when some samples share their frames."""
+        groups = shared_frame_groups(samples)
+        if all(len(g) == 1 for g in groups):
+            return self._tsg_padded(samples)
+        return self._tsg_prefixed(samples, groups)
+
+    def _find_loss(self, curves: list[torch.Tensor], samples: list[TSGSample]) -> torch.Tensor:
+        """BCE-with-logits per frame of each curve against its sample's ``positive`` (positives weighted
+        ``find_pos_weight``), mean over frames and samples."""
+        losses = []
+        for logits, s in zip(curves, samples, strict=True):
             positive = torch.as_tensor(np.asarray(s.positive, dtype=bool))
             if positive.shape != (s.frames.shape[0],):
                 raise ValueError(f"positive has shape {tuple(positive.shape)}, frames {s.frames.shape[0]}")
-            positives.append(positive)
-        groups = shared_frame_groups(samples)
-        if all(len(g) == 1 for g in groups):
-            curves, lm_sum, lm_n, videos = self._tsg_padded(samples)
-        else:
-            curves, lm_sum, lm_n, videos = self._tsg_prefixed(samples, groups)
-        find_losses = []
-        for logits, positive in zip(curves, positives, strict=True):
             target = positive.to(logits.device, torch.float32)
-            weight = 1.0 + (c.find_pos_weight - 1.0) * target
-            find_losses.append(F.binary_cross_entropy_with_logits(logits, target, weight=weight))
-        find_loss = torch.stack(find_losses).mean()
-        lm_loss = lm_sum / max(lm_n, 1)
-        return TSGOutput(find_loss, lm_loss, self._event_loss(videos), tuple(x.detach() for x in curves))
+            weight = 1.0 + (self.config.find_pos_weight - 1.0) * target
+            losses.append(F.binary_cross_entropy_with_logits(logits, target, weight=weight))
+        return torch.stack(losses).mean()
 
     def _tsg_padded(self, samples: list[TSGSample]) -> tuple[list[torch.Tensor], torch.Tensor, int, list]:
         """One padded pass: per-sample curves, the LM loss terms, and per sample (video token states, grid,
@@ -535,11 +586,11 @@ class MomentSegModel(nn.Module):
             hidden, layers, first = self._prefix_pass(pq)
             is_video = (pq.prefix.mm_token_type_ids[0] == VIDEO).to(hidden.device)
             grid = pq.prefix.videos.grid_thw[0]
-            per_frame = self._frame_features(hidden[is_video], int(grid[0]), int(frames.shape[0]))
             suffix = self._suffix_pass(pq, list(range(len(group))), layers, first)
-            find = self._find_vectors(self._token_rows(suffix, pq.token_positions),
-                                      [pq.query_ids(j) for j in range(len(group))])
-            for i, curve in zip(group, self._similarity(per_frame, find), strict=True):
+            group_curves = self._curves(hidden[is_video], grid, int(frames.shape[0]),
+                                        self._token_rows(suffix, pq.token_positions),
+                                        [pq.query_ids(j) for j in range(len(group))])
+            for i, curve in zip(group, group_curves, strict=True):
                 curves[i] = curve
             part_sum, part_n = self._lm_loss_terms(suffix, pq)
             lm_sum, lm_n = lm_sum + part_sum, lm_n + part_n

@@ -58,6 +58,15 @@ class RefVOSOutput(_LossOutput):
 
 
 @dataclass
+class MomentOutput(_LossOutput):
+    """``forward_moment`` (the moment head alone): find_loss; ``find_logits``: the curves (detached)."""
+
+    COMPONENTS: ClassVar[tuple[str, ...]] = ("find_loss",)
+    find_loss: torch.Tensor
+    find_logits: tuple[torch.Tensor, ...] = ()
+
+
+@dataclass
 class PointOutput(_LossOutput):
     """``forward_point`` (the pointing head alone): point_bce."""
 

@@ -18,12 +18,12 @@ import yaml
 
 from momentseg.errors import InputError
 
-TASKS = ("tsg", "refvos", "track", "caption", "classes", "tokens", "point")
+TASKS = ("tsg", "refvos", "track", "caption", "classes", "tokens", "point", "moment")
 #: Backbone pretraining tasks: SAM2's own task (prompted tracking), vision–language captions / QA, SAM2's image
 #: encoder on per-pixel shape and colour classes and Qwen's vision tower on per-token shape, colour and motion
-#: classes, and the [SEG] pass's pointing head alone (RefVOS samples, no SAM2 decode). A stream of one of them
-#: holds nothing else.
-PRETRAIN_TASKS = ("track", "caption", "classes", "tokens", "point")
+#: classes, the [SEG] pass's pointing head alone (RefVOS samples, no SAM2 decode) and the [FIND] curve's moment
+#: head alone (TSG samples of every expression). A stream of one of them holds nothing else.
+PRETRAIN_TASKS = ("track", "caption", "classes", "tokens", "point", "moment")
 SOURCE_TYPES = ("synthetic", "mask_dict", "charades", "activitynet")
 PRECISIONS = ("auto", "bf16", "fp32")
 PRESETS = ("tiny", "3b", "7b")
@@ -84,6 +84,8 @@ class ModelConfig:
     #: set the pointing prior's [gain, bias] (``point_prior_scale``; chosen on val when the head is trained
     #: alone, where nothing learns them)
     point_prior: list[float] | None = None
+    #: give the model the [FIND] curve's moment head (``MomentSegConfig.find_moment_head``) if it has none
+    moment_head: bool = False
 
 
 @dataclass
@@ -332,6 +334,8 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
             raise bad(key, "task tokens needs the per-token class head: model.token_class_head: true")
         if s.task == "point" and not m.pointing_head:
             raise bad(key, "task point trains the pointing head: needs model.pointing_head: true")
+        if s.task == "moment" and not m.moment_head:
+            raise bad(key, "task moment trains the moment head: needs model.moment_head: true")
         if s.type == "synthetic" and s.split not in ("train", "val", "test"):
             raise bad(f"{key}.split", f"must be train, val or test, got {s.split!r}")
     if not 0.0 <= d.tsg_ratio <= 1.0:

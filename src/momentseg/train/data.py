@@ -63,7 +63,7 @@ class SyntheticSource:
     built from video ``2j`` / ``2j+1`` of the split (the videos ``iter_videos(SPLIT_SEEDS[split])`` yields).
     TSG samples use an expression with a moment; RefVOS samples any expression (a "none" expression has
     empty masks: the model learns to say "not there"). The pointing head's own task (``point``) takes RefVOS
-    samples, from every video of the split."""
+    samples, the moment head's (``moment``) TSG samples of any expression, from every video of the split."""
 
     def __init__(self, task: str, split: str = "train", world=None):
         self.task = task
@@ -91,6 +91,8 @@ class SyntheticSource:
         if self.task == "tokens":
             return tokens_sample(self.video(item), rng, shape)
         video = self.video(item)
+        if self.task == "moment":
+            return tsg_sample(video, video.expressions, rng, shape)
         if self.task == "tsg":
             # A generated video whose expressions are all no-target has nothing to ground: the stream takes
             # the next video of the (infinite, deterministic) world instead, so resume stays exact.
@@ -99,18 +101,9 @@ class SyntheticSource:
                 if step > 100:
                     raise ValueError(f"synthetic videos {item}..{item + step} have no expression with a moment")
                 video, step = self.video(item + step), step + 1
-        t, hw = len(video.frames), video.frames.shape[1:3]
         if self.task == "tsg":
-            exps = [e for e in video.expressions if e.moments]
-            if shape.tsg_queries == 1:
-                chosen = [exps[int(rng.integers(len(exps)))]]
-            else:
-                chosen = [exps[int(k)] for k in rng.permutation(len(exps))[: shape.tsg_queries]]
-            idx = dense_frame_indices(np.arange(t) / video.fps, shape.tsg_fps, shape.tsg_max_frames)
-            frames, events = resize_frames(video.frames[idx], area_fit(hw, shape.tsg_side)), video.pixel_events(idx)
-            return one_or_group([TSGSample(frames=frames, query=e.text, positive=moment_positives(idx / video.fps,
-                                                                                                  e.moments),
-                                            events=events) for e in chosen])
+            return tsg_sample(video, [e for e in video.expressions if e.moments], rng, shape)
+        t, hw = len(video.frames), video.frames.shape[1:3]
         exp = video.expressions[int(rng.integers(len(video.expressions)))]
         masks = video.expression_masks(exp)
         candidates = anchor_candidates(masks.any(axis=(1, 2)), video.moment_frames(exp))
@@ -125,6 +118,21 @@ class SyntheticSource:
             key_patch=nearest_patches(keys, ctx, shape.temporal_patch),
             context_labels=context_labels(video, masks, ctx, ctx_hw),
         )
+
+
+def tsg_sample(video, expressions: list, rng: np.random.Generator, shape: SampleShape):
+    """A ``TSGSample`` of the synthetic ``video`` (its dense frames, ``tsg_fps``, ≤ ``tsg_max_frames``) for one of
+    ``expressions`` — or, when ``shape.tsg_queries`` > 1, a list of up to that many sharing the frames. Positive
+    frames are those inside the expression's moments (none for a no-target expression)."""
+    if shape.tsg_queries == 1:
+        chosen = [expressions[int(rng.integers(len(expressions)))]]
+    else:
+        chosen = [expressions[int(k)] for k in rng.permutation(len(expressions))[: shape.tsg_queries]]
+    idx = dense_frame_indices(np.arange(len(video.frames)) / video.fps, shape.tsg_fps, shape.tsg_max_frames)
+    frames = resize_frames(video.frames[idx], area_fit(video.frames.shape[1:3], shape.tsg_side))
+    events = video.pixel_events(idx)
+    return one_or_group([TSGSample(frames=frames, query=e.text, positive=moment_positives(idx / video.fps, e.moments),
+                                   events=events) for e in chosen])
 
 
 def context_labels(video, target: np.ndarray, ctx: np.ndarray, size: tuple[int, int]) -> np.ndarray:

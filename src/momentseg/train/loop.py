@@ -1,7 +1,7 @@
 """The joint TSG + RefVOS trainer.
 
 Any module whose ``forward_tsg(list)`` / ``forward_refvos(list)`` (and, for the pretraining stages,
-``forward_track`` / ``forward_caption`` / ``forward_classes`` / ``forward_tokens`` / ``forward_point``) return the typed outputs of :mod:`momentseg.model.outputs` — the
+``forward_track`` / ``forward_caption`` / ``forward_classes`` / ``forward_tokens`` / ``forward_point`` / ``forward_moment``) return the typed outputs of :mod:`momentseg.model.outputs` — the
 unweighted loss components (``find_loss``, ``lm_loss`` / ``mask_bce``, ``mask_dice``, ``lm_loss``, ``object_bce``;
 each a mean over the call's samples) — trains here. The trainer is the one place where components are weighted
 (``loss:`` in the config, :class:`~momentseg.train.config.LossConfig`): a micro-batch's loss is the mean over its samples of ``Σ weight × component``, so with gradient accumulation
@@ -38,6 +38,7 @@ from momentseg.model import MomentSegModel
 from momentseg.model.outputs import (
     CaptionOutput,
     ClassesOutput,
+    MomentOutput,
     PointOutput,
     RefVOSOutput,
     TokensOutput,
@@ -59,6 +60,7 @@ TASK_COMPONENTS = {
     "classes": ClassesOutput.COMPONENTS,
     "tokens": TokensOutput.COMPONENTS,
     "point": PointOutput.COMPONENTS,
+    "moment": MomentOutput.COMPONENTS,
 }
 """The components ``forward_<task>`` returns next to ``loss`` (``track`` / ``caption`` / ``classes`` / ``tokens``:
 the backbone pretraining stages, :func:`momentseg.train.data.track_sample` / ``caption_sample`` /
@@ -80,9 +82,9 @@ class JointLoss(torch.nn.Module):
         self.weights = weights.by_component()
 
     def forward(self, tsg: list = (), refvos: list = (), track: list = (), caption: list = (),
-                classes: list = (), tokens: list = (), point: list = ()) -> dict[str, torch.Tensor]:
+                classes: list = (), tokens: list = (), point: list = (), moment: list = ()) -> dict[str, torch.Tensor]:
         batch = {"tsg": tsg, "refvos": refvos, "track": track, "caption": caption, "classes": classes,
-                 "tokens": tokens, "point": point}
+                 "tokens": tokens, "point": point, "moment": moment}
         n = sum(len(v) for v in batch.values())
         if n == 0:
             raise ValueError("empty micro-batch")
@@ -324,11 +326,12 @@ def _train_step(trainer: _Trainer, step: int) -> dict[str, Any]:
         for k, v in result.items():
             if k != "loss":
                 sums[k] = sums.get(k, 0.0) + v
-        sums["loss"] = sums.get("loss", 0.0) + result["loss"].detach().float().cpu() * len(positions)
+        # the micro-batch loss is a mean over its samples; a position may hold several (tsg_queries_per_video)
+        n_samples = sum(float(v) for k, v in result.items() if k.startswith("n/"))
+        sums["loss"] = sums.get("loss", 0.0) + result["loss"].detach().float().cpu() * n_samples
     if trainer.kind == "deepspeed":  # DeepSpeed clipped inside its step; it keeps the norm it measured
         grad_norm = module.get_global_grad_norm()
-    return _step_record(accelerator, sums, step + 1, lr, trainer.global_batch, time.perf_counter() - t0,
-                        grad_norm)
+    return _step_record(accelerator, sums, step + 1, lr, time.perf_counter() - t0, grad_norm)
 
 
 def _log_step(trainer: _Trainer, record: dict[str, Any], on_step: Callable[[dict[str, Any]], None] | None,
@@ -379,7 +382,7 @@ def _export(trainer: _Trainer, snap) -> Path:
     return final
 
 
-def _step_record(accelerator, sums, step, lr, global_batch, seconds, grad_norm) -> dict[str, Any]:
+def _step_record(accelerator, sums, step, lr, seconds, grad_norm) -> dict[str, Any]:
     """Average the step's per-sample sums over all processes into one metrics line."""
     keys = sorted(sums)
     vec = torch.stack([torch.as_tensor(sums[k], dtype=torch.float64).reshape(()) for k in keys])
@@ -395,7 +398,7 @@ def _step_record(accelerator, sums, step, lr, global_batch, seconds, grad_norm) 
     record.update({f"{task}_samples": int(n) for task, n in counts.items() if n > 0 or task in ("tsg", "refvos")})
     record.update({"lr": lr,
                    "grad_norm": None if grad_norm is None else float(grad_norm),
-                   "samples_per_s": global_batch / max(seconds, 1e-9)})
+                   "samples_per_s": sum(counts.values()) / max(seconds, 1e-9)})
     return record
 
 
@@ -462,6 +465,8 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
         model = MomentSegModel.from_base(m.qwen_dir, m.sam2_dir, preset=m.preset)
     if m.pointing_head and not model.config.seg_pointing:
         model.add_pointing_head()
+    if m.moment_head and not model.config.find_moment_head:
+        model.add_moment_head()
     if m.point_prior is not None:
         with torch.no_grad():
             model.point_prior_scale.copy_(torch.tensor(m.point_prior, dtype=torch.float32))
