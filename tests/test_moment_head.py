@@ -153,3 +153,5 @@ def test_the_moment_config_trains_only_the_head(monkeypatch):
     model = _initial_model(cfg)
     trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"moment_head"}
+    # the shipped model is this stage's result: a trained head (its query projection starts at zero)
+    assert model.config.find_moment_head and model.moment_head.query_out.weight.abs().sum() > 0

@@ -44,7 +44,9 @@ def write_similarity_plot(path: str | os.PathLike, result) -> None:
         if not confident:
             ax.text(0.5, 0.5, f"{NO_CONFIDENT_MOMENT} (no frame has p > {DEFAULT_THRESHOLD:g})",
                     transform=ax.transAxes, ha="center", va="center", fontsize=10, color="dimgrey")
-        ax.set_ylim(-0.02, 1.02)
+        # a band above p = 1 holds the legend, so it never covers the curve, a keyframe or the anchor
+        ax.set_ylim(-0.02, 1.25)
+        ax.set_yticks(np.linspace(0.0, 1.0, 6))
         ax.set_ylabel("p")
         ax.set_title(expr.text, fontsize=10, loc="left")
         ax.legend(loc="upper right", fontsize=7, ncol=4)

@@ -5,7 +5,10 @@ The head reads the language model's output — the ``[SEG]`` head's input (the q
 token — and mixes them in a small bidirectional transformer, so a token of an early patch can learn from what its
 object does later (the language model's own attention is causal), and the query from every token. Each token's
 logit is the dot product of its output with the query's. Token positions enter as Fourier features of the
-token's (time, row, column) at its cell centre, normalised to [0, 1], so any grid size works."""
+token's (time, row, column) at its cell centre, normalised to [0, 1], so any grid size works.
+
+The ``[FIND]`` curve's moment head (``MomentSegConfig.find_moment_head``; "Round 14") is a second instance over the
+``[FIND]`` head's input and the dense pass's video tokens; the model reads one logit per temporal patch from it."""
 
 from __future__ import annotations
 
