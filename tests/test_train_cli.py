@@ -47,6 +47,16 @@ def test_bad_config_is_a_one_line_error(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_missing_weights_folder_is_a_one_line_error_before_the_run_folder(tmp_path):
+    cfg = tmp_path / "stage.yaml"
+    missing = tmp_path / "runs" / "previous-stage" / "final"
+    cfg.write_text(TINY.replace("model: {preset: tiny}", f"model: {{pretrained: {missing}}}"))
+    out = momentseg("train", str(cfg), "--out", str(tmp_path / "run"))
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [f"error: {cfg}: model.pretrained: folder {missing} does not exist"]
+    assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists()
+
+
 def test_tiny_model_trains_resumes_and_saves_a_loadable_model(tmp_path):
     from momentseg.model import MomentSegModel
 

@@ -34,12 +34,28 @@ def train_command(
     if no_progress:
         cfg.run.progress = False
     validate(cfg, str(config))
+    _check_model_folders(cfg, config)
     run_dir = Path(out if out is not None else cfg.out)
     _check_run_dir(run_dir, resume, overwrite)
     result = train(cfg, out=run_dir, resume=resume)
     if result.history:
         last = result.history[-1]
         print(f"step {last['step']}: loss {last['loss']:.4f}; final model in {result.final}")
+
+
+#: The train config's ``model`` keys that name a folder to load weights from.
+MODEL_FOLDERS = ("pretrained", "sam2_from", "vision_from", "qwen_dir", "sam2_dir")
+
+
+def _check_model_folders(cfg, config: Path) -> None:
+    """Every folder the config loads weights from exists — checked before the run folder is made, so a missing
+    one (e.g. a stage whose previous stage has not run) leaves nothing behind."""
+    from momentseg.errors import InputError
+
+    for key in MODEL_FOLDERS:
+        folder = getattr(cfg.model, key)
+        if folder is not None and not Path(folder).is_dir():
+            raise InputError(f"{config}: model.{key}: folder {folder} does not exist")
 
 
 #: What the training loop writes into its run folder.
