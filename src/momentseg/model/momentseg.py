@@ -464,10 +464,6 @@ class MomentSegModel(nn.Module):
         vid = self.find_head(video_hidden.to(head_dtype))  # (t·h·w/m², C)
         return self._patches_to_frames(vid.reshape(t, -1, vid.shape[-1]).mean(1), n_frames)
 
-    def _find_vectors(self, rows: torch.Tensor, query_ids: list[torch.Tensor]) -> torch.Tensor:
-        head_dtype = self.find_head[0].weight.dtype
-        return self.find_head(self._head_inputs(rows, query_ids, head_dtype))  # (B, C)
-
     def _similarity(self, per_frame: torch.Tensor, find: torch.Tensor) -> torch.Tensor:
         """The [FIND] curve: cos(per-frame features (T, C), [FIND] vectors (b, C))/τ in float32, (b, T)."""
         return F.cosine_similarity(per_frame.float()[None], find.float()[:, None], dim=-1) / self.config.temperature
@@ -481,11 +477,11 @@ class MomentSegModel(nn.Module):
         t, gh, gw = (int(x) for x in grid)
         if per_frame is None:
             per_frame = self._frame_features(video_hidden, t, n_frames)
-        curves = self._similarity(per_frame, self._find_vectors(rows, query_ids))
+        inputs = self._head_inputs(rows, query_ids, self.find_head[0].weight.dtype)  # what both heads read
+        curves = self._similarity(per_frame, self.find_head(inputs))
         if self.config.find_moment_head:
             m = self.layout.merge_size
-            queries = self._head_inputs(rows, query_ids, video_hidden.dtype)
-            maps = self.moment_head(video_hidden, (t, gh // m, gw // m), queries)  # (b, t, h, w)
+            maps = self.moment_head(video_hidden, (t, gh // m, gw // m), inputs)  # (b, t, h, w)
             curves = curves + self._patches_to_frames(maps.amax((2, 3)).T, n_frames).T
         return curves
 
@@ -514,11 +510,11 @@ class MomentSegModel(nn.Module):
         pq = self.processor.tsg_queries(frames, list(queries))
         hidden, layers, first = self._prefix_pass(pq)
         is_video = (pq.prefix.mm_token_type_ids[0] == VIDEO).to(hidden.device)
-        grid, n = pq.prefix.videos.grid_thw[0], int(frames.shape[0])
-        per_frame = self._frame_features(hidden[is_video], int(grid[0]), n)  # (T, C)
+        video, grid, n = hidden[is_video], pq.prefix.videos.grid_thw[0], int(frames.shape[0])
+        per_frame = self._frame_features(video, int(grid[0]), n)  # (T, C)
         out = []
         for _, token_hidden, query_ids in self._suffix_chunks(pq, layers, first):
-            out.append(self._curves(hidden[is_video], grid, n, token_hidden, query_ids, per_frame))
+            out.append(self._curves(video, grid, n, token_hidden, query_ids, per_frame))
         return torch.cat(out).float().cpu()
 
     def forward_tsg(self, samples: list[TSGSample]) -> TSGOutput:

@@ -101,7 +101,6 @@ class SyntheticSource:
                 if step > 100:
                     raise ValueError(f"synthetic videos {item}..{item + step} have no expression with a moment")
                 video, step = self.video(item + step), step + 1
-        if self.task == "tsg":
             return tsg_sample(video, [e for e in video.expressions if e.moments], rng, shape)
         t, hw = len(video.frames), video.frames.shape[1:3]
         exp = video.expressions[int(rng.integers(len(video.expressions)))]
