@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from momentseg.data.synthetic import SPLIT_SEEDS, WorldConfig, caption_vocabulary, generate_video, video_seed
+from momentseg.io.atomic import atomic_write_text
 from momentseg.io.video import open_video
 from momentseg.model import MomentSegModel
 from momentseg.pipeline import MomentSeg
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=1), encoding="utf-8")
+        atomic_write_text(args.json, json.dumps(report, indent=1))
     return report
 
 

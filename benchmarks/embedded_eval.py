@@ -35,6 +35,7 @@ import torch
 from momentseg.data import synthetic as syn
 from momentseg.eval.metrics import f_measure, j_measure
 from momentseg.eval.tsg import score_query, summarize_exact
+from momentseg.io.atomic import atomic_write_text
 from momentseg.io.video import open_video
 from momentseg.pipeline import MomentSeg
 
@@ -138,8 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
         print("this − against (95 % interval): " + ", ".join(f"{k} {d:+.2f} [{lo:+.2f}, {hi:+.2f}]"
                                                              for k, (d, lo, hi) in out["paired"].items()))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(out, fh, indent=1)
+        atomic_write_text(args.json, json.dumps(out, indent=1))
     return out
 
 

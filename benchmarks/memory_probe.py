@@ -35,6 +35,7 @@ from safetensors.torch import load_file
 
 from momentseg.data import synthetic as syn
 from momentseg.eval.metrics import j_measure
+from momentseg.io.atomic import atomic_write_text
 from momentseg.model import MomentSegModel
 from momentseg.sam2.config import preprocess_for_sam2
 from momentseg.sam2.video import _MASK_BIAS, _MASK_SCALE  # a mask prompt's logits, as SAM2 makes them
@@ -135,8 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(result, indent=1))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(result | {"args": vars(args)}, fh, indent=1)
+        atomic_write_text(args.json, json.dumps(result | {"args": vars(args)}, indent=1))
     return result
 
 

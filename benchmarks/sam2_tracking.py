@@ -20,6 +20,7 @@ import torch
 
 from momentseg.data import synthetic as syn
 from momentseg.eval.metrics import f_measure, j_measure
+from momentseg.io.atomic import atomic_write_text
 from momentseg.model import MomentSegModel
 from momentseg.propagation.bap import propagate, upsample_mask
 from momentseg.sam2.config import preprocess_for_sam2
@@ -69,8 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"tracking J&F {result['J&F']:.2f} (J {result['J']:.2f}, F {result['F']:.2f}) over "
           f"{result['objects']} objects, {result['seconds']} s")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({k: v for k, v in result.items()} | {"args": vars(args)}, fh, indent=1)
+        atomic_write_text(args.json, json.dumps(dict(result) | {"args": vars(args)}, indent=1))
     return result
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from momentseg.data import synthetic as syn
 from momentseg.data.synthetic.captions import objects_f1, time_error
 from momentseg.grounding.sampling import dense_frame_indices
+from momentseg.io.atomic import atomic_write_text
 from momentseg.model import MomentSegModel
 from momentseg.train.shapes import area_fit, resize_frames
 
@@ -104,8 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
     for k in ("objects_f1", "where_acc", "when_mae_s", "when_within_0.5s", "events_f1"):
         print(f"{k:18s} {result[k]:.3f}   (prior {result[k + '_prior']:.3f})")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=1)
+        atomic_write_text(args.json, json.dumps(result, indent=1))
     return result
 
 
