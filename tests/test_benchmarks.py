@@ -687,3 +687,39 @@ def test_oracle_prior_points_at_the_target_on_the_real_prior_grid(model_dir, tmp
         assert float(oracle.maps.min()) == -pipe.gain
     out = probe.main(["--model", str(model_dir), "--videos", "1", "--gain", "4", "--json", str(tmp_path / "o.json")])
     assert out["oracle"]["4.0"]["expressions"] == out["model"]["expressions"] > 0
+
+
+def test_pointing_features_probe_caches_the_seg_pass_and_scores_heads(tmp_path):
+    probe = _load("pointing_features_probe")
+    torch.manual_seed(0)
+    model = MomentSegModel.tiny(caption_vocabulary())
+    model.add_pointing_head()
+    model.eval()
+    cache = probe.collect(model, "val", 3, seed=1)  # raises unless the cells merge into the video tokens
+    n, t, h, w, _ = cache["tokens"].shape
+    assert n == 3 and cache["cells"].shape[1:4] == (t, 2 * h, 2 * w) and cache["tgt_fine"].shape[2:] == (2 * h, 2 * w)
+    shipped = probe.make_head("shipped", model, cache).eval()
+    with torch.no_grad():  # the batched probe head is the model's own head
+        got = probe.head_maps(shipped, cache, slice(0, 3))
+        for i in range(n):
+            own = model.pointing_head(cache["tokens"][i].float().reshape(-1, cache["tokens"].shape[-1]), (t, h, w),
+                                      cache["query"][i][None])[0]
+            assert torch.allclose(got[i], own, atol=1e-4)
+
+    class Oracle:  # maps = the target's share: every scored patch is a hit, every target expression ranks first
+        fine = False
+
+        def maps(self, tokens, cells, queries):
+            return self.truth
+
+    oracle = Oracle()
+    oracle.truth = cache["obj"] * cache["tgt"]
+    s = probe.score(oracle, cache)
+    assert s["patches"] > 0 and s["hit"] == 1.0 and 0 < s["chance"] < 1
+    oracle.truth = -oracle.truth  # the opposite: never a hit
+    assert probe.score(oracle, cache)["hit"] == 0.0
+    model.save_pretrained(tmp_path / "m")
+    out = probe.main(["--model", str(tmp_path / "m"), "--train", "4", "--val", "3", "--steps", "2",
+                      "--json", str(tmp_path / "p.json")])
+    assert set(out["variants"]) == set(probe.VARIANTS)
+    assert json.loads((tmp_path / "p.json").read_text())["variants"]["cells-fine"]["loss_last_100"] > 0
