@@ -229,10 +229,9 @@ class MomentSegModel(nn.Module):
         if self.config.seg_pointing:
             raise ValueError("the model already has a pointing head")
         self.config.seg_pointing = True
-        param = next(self.find_head.parameters())
         self._init_pointing()
-        self.pointing_head.to(param.device, param.dtype)
-        self.point_prior_scale.data = self.point_prior_scale.data.to(param.device)
+        self._place(self.pointing_head)
+        self.point_prior_scale.data = self.point_prior_scale.data.to(self.device)
 
     def add_pointing_vision(self) -> None:
         """Give the pointing head its own vision tower (``config.seg_pointing_vision``): a copy of the language
@@ -244,12 +243,11 @@ class MomentSegModel(nn.Module):
         self.config.seg_pointing_vision = True
         head = self.pointing_head
         self.pointing_head = PointingHead(self.config.hidden_size, vision=True)
-        self.pointing_head.load_state_dict(head.state_dict(), strict=False)
+        missing = self.pointing_head.load_state_dict(head.state_dict(), strict=False).missing_keys
+        assert all(k.startswith("vision_in.") for k in missing), missing
         self.pointing_visual = type(self.qwen.model.visual)(self.qwen.model.visual.config)
         self.pointing_visual.load_state_dict(self.qwen.model.visual.state_dict())
-        param = next(head.parameters())
-        self.pointing_head.to(param.device, param.dtype)
-        self.pointing_visual.to(param.device, next(self.qwen.model.visual.parameters()).dtype)
+        self._place(self.pointing_head, self.pointing_visual)
 
     def _init_moment_head(self) -> None:
         self.moment_head = PointingHead(self.config.hidden_size)
@@ -263,9 +261,14 @@ class MomentSegModel(nn.Module):
         if self.config.find_moment_head:
             raise ValueError("the model already has a moment head")
         self.config.find_moment_head = True
-        param = next(self.find_head.parameters())
         self._init_moment_head()
-        self.moment_head.to(param.device, param.dtype)
+        self._place(self.moment_head)
+
+    def _place(self, *modules: nn.Module) -> None:
+        """Move modules added to a built model onto its heads' device and dtype."""
+        param = next(self.find_head.parameters())
+        for module in modules:
+            module.to(param.device, param.dtype)
 
     # ------------------------------------------------------------------ construction
     @property
