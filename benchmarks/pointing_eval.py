@@ -7,7 +7,8 @@ map per context temporal patch over the merged context tokens — is scored agai
 - **Pointing**: on every context patch where the target shows (target share ≥ ``MIN_SHARE`` in some token) and
   at least two tokens hold an object, the object-holding token with the highest prior. Hit = it holds the
   target; chance = the share of object-holding tokens that do. Overall, by expression kind, and where the
-  target has a look-alike. The same measure as ``seg_state_probe.py``'s pointing, there on keyframe tokens
+  target has a look-alike; appearance expressions also split by what they name (``appearance:colour`` when a
+  colour word of the world, ``appearance:shape`` when only a shape or size: "the triangle"). The same measure as ``seg_state_probe.py``'s pointing, there on keyframe tokens
   with a fitted probe, here on context tokens with the trained head.
 - **Presence**: AUC of the prior's maximum over the video (target vs no-target expressions), and at the threshold
   that would flag ``NO_TARGET_AIM`` of the no-target expressions, the share of target expressions kept.
@@ -37,6 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from find_probe import auc  # noqa: E402
 from seg_state_probe import MIN_SHARE, NO_TARGET_AIM  # noqa: E402
 
+COLOUR_WORDS = set(syn.COLOURS)
+
 
 @torch.no_grad()
 def collect(pipe: MomentSeg, split: str, videos: int) -> list[dict]:
@@ -57,7 +60,8 @@ def collect(pipe: MomentSeg, split: str, videos: int) -> list[dict]:
             _, _, prior = pipe.seg_prompt(video, e.text, pipe.keyframes(g).indices, context)
             maps = prior.maps.float().cpu()
             j, h, w = maps.shape
-            item = {"kind": e.kind, "flags": expression_flags(v, e), "maps": maps, "has_target": bool(e.obj_ids)}
+            item = {"kind": e.kind, "flags": expression_flags(v, e), "maps": maps, "has_target": bool(e.obj_ids),
+                    "text": e.text}
             if e.obj_ids:
                 shares = torch.stack([torch.as_tensor(m, dtype=torch.float32)
                                       for m in (v.expression_masks(e)[ctx], any_object)], 1)  # (Tc, 2, H, W)
@@ -80,6 +84,8 @@ def pointing(items: list[dict]) -> dict:
             top = int(torch.where(holds, scores, torch.tensor(-torch.inf)).argmax())
             hit, chance = float(target[top] > MIN_SHARE), float((target[holds] > MIN_SHARE).float().mean())
             keys = ["all", it["kind"]] + (["lookalike"] if it["flags"].get("lookalike") else [])
+            if it["kind"] == "appearance":
+                keys.append("appearance:" + ("colour" if COLOUR_WORDS & set(it["text"].split()) else "shape"))
             for key in keys:
                 groups.setdefault(key, []).append((hit, chance))
     return {k: {"hit": float(np.mean([h for h, _ in v])), "chance": float(np.mean([c for _, c in v])), "n": len(v)}

@@ -644,11 +644,18 @@ def test_pointing_eval_scores_hits_chance_and_presence(model_dir, tmp_path):
     wrong = torch.zeros(2, 2, 3)
     wrong[:, 0, 2] = 4.0
     items = [{"kind": "event", "flags": {"lookalike": True}, "has_target": True, "maps": right, "target": target,
-              "objects": objects},
-             {"kind": "motion", "flags": {}, "has_target": True, "maps": wrong, "target": target, "objects": objects},
-             {"kind": "none", "flags": {}, "has_target": False, "maps": torch.full((2, 2, 3), -1.0)}]
+              "objects": objects, "text": "which star stops?"},
+             {"kind": "motion", "flags": {}, "has_target": True, "maps": wrong, "target": target, "objects": objects,
+              "text": "the star moving left"},
+             {"kind": "appearance", "flags": {}, "has_target": True, "maps": right, "target": target,
+              "objects": objects, "text": "the red star"},
+             {"kind": "appearance", "flags": {}, "has_target": True, "maps": wrong, "target": target,
+              "objects": objects, "text": "the small star"},
+             {"kind": "none", "flags": {}, "has_target": False, "maps": torch.full((2, 2, 3), -1.0), "text": "the hat"}]
     point = probe.pointing(items)
     assert point["event"] == {"hit": 1.0, "chance": pytest.approx(1 / 3), "n": 2}
+    assert point["appearance:colour"]["hit"] == 1.0 and point["appearance:shape"]["hit"] == 0.0
+    assert point["appearance"]["n"] == 4 and point["all"]["n"] == 8
     assert point["motion"]["hit"] == 0.0 and point["all"]["hit"] == 0.5 and point["lookalike"]["n"] == 2
     assert probe.presence(items)["auc"] == 1.0  # both target maps peak above the no-target one
     with pytest.raises(SystemExit):
