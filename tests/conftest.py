@@ -46,3 +46,11 @@ def object_present():
         return sam2
 
     return bias
+
+
+@pytest.fixture(scope="session")
+def videos():
+    """Synthetic-world videos of seeds 0–29 (ids ``vid_00000`` …), made once for the world and caption tests."""
+    from momentseg.data.synthetic import generate_video
+
+    return [generate_video(s, f"vid_{s:05d}") for s in range(30)]

@@ -15,25 +15,16 @@ from momentseg.train.config import LossConfig, config_from_dict
 from momentseg.train.data import SyntheticSource
 from momentseg.train.loop import train
 from momentseg.train.shapes import SampleShape, moment_positives
+from tiny_heads import model_pair, random_video
 
-WORDS = ["the", "red", "ball", "moves", "left", "blue", "cube", "jumps", "big", "green", "square", "on", "a"]
 WEIGHTS = LossConfig().by_component()
 QUERIES = ["the red ball", "a blue cube jumps", "big"]
-
-
-def _video(n, h=56, w=70, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, size=(n, h, w, 3), dtype=np.uint8)
 
 
 @pytest.fixture(scope="module")
 def pair():
     """A tiny model without and with a moment head, otherwise the same weights."""
-    torch.manual_seed(0)
-    plain = MomentSegModel.tiny(words=WORDS, sam2_image_size=64).eval()
-    torch.manual_seed(0)
-    moment = MomentSegModel.tiny(words=WORDS, sam2_image_size=64).eval()
-    moment.add_moment_head()
-    return plain, moment
+    return model_pair("add_moment_head")
 
 
 def _tsg_samples(frames):
@@ -44,7 +35,7 @@ def _tsg_samples(frames):
 
 def test_a_fresh_moment_head_changes_no_curve_and_trains(pair):
     plain, moment = pair
-    frames = _video(8)
+    frames = random_video(8)
     assert torch.equal(plain.find_logits_many(frames, QUERIES), moment.find_logits_many(frames, QUERIES))
     samples = _tsg_samples(frames)
     out = moment.forward_moment(samples)
@@ -65,7 +56,7 @@ def test_a_trained_head_moves_the_curve_the_same_way_on_every_path(pair):
     with torch.no_grad():
         moment.moment_head.query_out.weight.normal_(std=0.5)
     try:
-        frames = _video(8, seed=3)
+        frames = random_video(8, seed=3)
         many = moment.find_logits_many(frames, QUERIES)  # one video prefix, the queries' suffixes
         single = torch.stack([moment.find_logits(frames, q) for q in QUERIES])  # one padded pass each
         assert torch.allclose(many, single, atol=1e-4)
@@ -73,7 +64,7 @@ def test_a_trained_head_moves_the_curve_the_same_way_on_every_path(pair):
         samples = _tsg_samples(frames)
         alone = moment.forward_moment(samples)  # the three share their frames: one prefix
         joint = moment.forward_tsg(samples)
-        padded = moment.forward_tsg([samples[0], TSGSample(_video(6, seed=4), "big", np.ones(6, bool))])
+        padded = moment.forward_tsg([samples[0], TSGSample(random_video(6, seed=4), "big", np.ones(6, bool))])
         assert torch.allclose(alone.find_loss, joint.find_loss, atol=1e-6)
         assert torch.allclose(alone.find_logits[0], many[0], atol=1e-4)
         assert torch.allclose(padded.find_logits[0], many[0], atol=1e-4)

@@ -18,24 +18,15 @@ from momentseg.train.config import LossConfig, config_from_dict
 from momentseg.train.data import SyntheticSource
 from momentseg.train.loop import train
 from momentseg.train.shapes import SampleShape
+from tiny_heads import model_pair, random_video, tiny_model
 
-WORDS = ["the", "red", "ball", "moves", "left", "blue", "cube", "jumps", "big", "green", "square", "on", "a"]
 WEIGHTS = LossConfig().by_component()
-
-
-def _video(n, h=56, w=70, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, size=(n, h, w, 3), dtype=np.uint8)
 
 
 @pytest.fixture(scope="module")
 def pair():
     """A tiny model without and with a pointing head, otherwise the same weights."""
-    torch.manual_seed(0)
-    plain = MomentSegModel.tiny(words=WORDS, sam2_image_size=64).eval()
-    torch.manual_seed(0)
-    pointing = MomentSegModel.tiny(words=WORDS, sam2_image_size=64).eval()
-    pointing.add_pointing_head()
-    return plain, pointing
+    return model_pair("add_pointing_head")
 
 
 def test_nearest_patches_picks_the_patch_whose_frames_are_closest():
@@ -55,7 +46,7 @@ def _samples(with_labels=True):
         labels = np.full((ctx, 56, 70), -1, np.int8)
         labels[:, 10:30, 10:30] = 1
         labels[:, 30:50, 40:60] = 0
-        out.append(RefVOSSample(_video(ctx, seed=10 + i), _video(k, 64, 64, seed=20 + i), "the red ball", masks,
+        out.append(RefVOSSample(random_video(ctx, seed=10 + i), random_video(k, 64, 64, seed=20 + i), "the red ball", masks,
                                 key_patch=np.arange(k) % (ctx // 2),
                                 context_labels=labels if with_labels else None))
     return out
@@ -98,7 +89,7 @@ def test_seg_prompts_priors_are_the_same_with_a_shared_prefix_and_follow_the_que
     with torch.no_grad():
         pointing.point_prior_scale.copy_(torch.tensor([0.5, -1.0]))
     try:
-        kf, ctx = _video(3, 64, 64, seed=6), _video(6, seed=7)
+        kf, ctx = random_video(3, 64, 64, seed=6), random_video(6, seed=7)
         queries = ["the red ball", "a blue cube", "big"]
         shared = pointing.seg_prompts(kf, queries, ctx)
         single = pointing.seg_prompts(kf, queries, ctx, share_prefix=False)
@@ -254,14 +245,13 @@ def test_the_pointing_head_own_vision_tower_starts_as_no_change_learns_and_is_sa
     through a zero projection — the same maps at first; then it trains, while the [SEG] embeddings stay."""
     plain, pointing = pair
     with pytest.raises(ValueError, match="no pointing head"):
-        MomentSegModel.tiny(words=WORDS, sam2_image_size=64).add_pointing_vision()
-    torch.manual_seed(0)
-    model = MomentSegModel.tiny(words=WORDS, sam2_image_size=64).eval()
+        tiny_model().add_pointing_vision()
+    model = tiny_model()
     model.add_pointing_head()
     model.load_state_dict(pointing.state_dict())
     with torch.no_grad():
         model.point_prior_scale.copy_(torch.tensor([4.0, 0.0]))
-    kf, ctx, queries = _video(3, 64, 64, seed=6), _video(6, seed=7), ["the red ball", "a blue cube"]
+    kf, ctx, queries = random_video(3, 64, 64, seed=6), random_video(6, seed=7), ["the red ball", "a blue cube"]
     samples = _samples()
     with torch.no_grad():
         before, loss = model.seg_prompts(kf, queries, ctx), model.forward_point(samples).point_bce

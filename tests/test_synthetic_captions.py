@@ -24,13 +24,6 @@ from momentseg.data.synthetic import (
     where_answer,
 )
 
-SEEDS = range(30)
-
-
-@pytest.fixture(scope="module")
-def videos() -> list[SynthVideo]:
-    return [generate_video(s, f"vid_{s:05d}") for s in SEEDS]
-
 
 def _times(video: SynthVideo, seed: int, n: int = 8) -> np.ndarray:
     rng = np.random.default_rng(seed)

@@ -23,13 +23,6 @@ from momentseg.data.synthetic.config import SHAPE_PLURALS
 from momentseg.data.synthetic.world import shape_mask
 from momentseg.errors import InputError
 
-SEEDS = range(30)
-
-
-@pytest.fixture(scope="module")
-def videos() -> list[SynthVideo]:
-    return [generate_video(s, f"vid_{s:05d}") for s in SEEDS]
-
 
 def _expected_full_mask(video: SynthVideo, oid: int) -> np.ndarray:
     """Independent re-rendering of an object's whole shape: paste on a padded canvas, then crop the frame."""
