@@ -81,9 +81,6 @@ class ModelConfig:
     #: give the model the [SEG] pass's pointing head (``MomentSegConfig.seg_pointing``) if it has none — a fresh
     #: tiny model or a ``pretrained`` one (e.g. the stage-2b language model)
     pointing_head: bool = False
-    #: give the pointing head its own vision tower (``MomentSegConfig.seg_pointing_vision``), a copy of the
-    #: language model's, if it has none (needs ``pointing_head``)
-    pointing_vision: bool = False
     #: set the pointing prior's [gain, bias] (``point_prior_scale``; chosen on val when the head is trained
     #: alone, where nothing learns them)
     point_prior: list[float] | None = None
@@ -317,8 +314,6 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
     d = cfg.data
     if not d.sources:
         raise bad("data.sources", "must list at least one data source")
-    if m.pointing_vision and not m.pointing_head:
-        raise bad("model.pointing_vision", "gives the pointing head a vision tower: needs model.pointing_head: true")
     for i, s in enumerate(d.sources):
         key = f"data.sources[{i}]"
         if s.type not in SOURCE_TYPES:
