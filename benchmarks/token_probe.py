@@ -5,12 +5,17 @@ whose largest predicted object class (background left out) is that class. Chance
 colours) and 1/5 (motions: still or one of four directions).
 
     python benchmarks/token_probe.py --model pretrained/tiny-vision --json benchmarks/results/token_probe.json
+
+``--checkpoint runs/X/checkpoints/step-N`` scores a training run's checkpoint: its trainable weights replace
+``--model``'s (the folder the run started from).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,6 +26,9 @@ from momentseg.model import MomentSegModel
 from momentseg.model.momentseg import token_shares
 from momentseg.train.data import tokens_sample
 from momentseg.train.shapes import SampleShape
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memory_probe import load  # noqa: E402
 
 KINDS = ("shapes", "colours", "motions")
 
@@ -54,11 +62,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--model", default="pretrained/tiny-vision", help="a model folder with a per-token class head")
     ap.add_argument("--videos", type=int, default=30, help="videos 0..N-1 of the split")
     ap.add_argument("--split", default="val", choices=("train", "val", "test"))
+    ap.add_argument("--checkpoint", default=None, help="a training checkpoint folder whose trainable weights "
+                                                       "replace --model's (runs/X/checkpoints/step-N)")
     ap.add_argument("--json", help="write the result here")
     args = ap.parse_args(argv)
     if args.videos < 1:
         ap.error("--videos must be ≥ 1")
-    result = measure(MomentSegModel.from_pretrained(args.model).eval(), args.videos, args.split)
+    result = measure(load(args.model, args.checkpoint), args.videos, args.split)
     result["args"] = vars(args)
     print(json.dumps(result))
     if args.json:

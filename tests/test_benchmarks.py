@@ -540,6 +540,21 @@ def test_token_probe_scores_a_token_head(tmp_path):
     MomentSegModel.tiny(caption_vocabulary()).save_pretrained(tmp_path / "plain")
     with pytest.raises(SystemExit):
         probe.main(["--model", str(tmp_path / "plain"), "--videos", "1"])
+    # --checkpoint: a training checkpoint's trainable weights (here another model's tower and head) replace
+    # --model's, and score as that model does
+    from safetensors.torch import save_file
+
+    torch.manual_seed(1)
+    other = MomentSegModel.tiny(caption_vocabulary(), token_classes=TOKEN_CLASS_COUNTS)
+    other.save_pretrained(tmp_path / "other")
+    step = tmp_path / "run" / "checkpoints" / "step-0000002"
+    step.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in other.state_dict().items()
+               if k.startswith(("qwen.model.visual.", "token_class_head."))}, str(step / "trainable.safetensors"))
+    args = ["--videos", "2"]
+    via_checkpoint = probe.main(["--model", str(headed), "--checkpoint", str(step), *args])
+    direct = probe.main(["--model", str(tmp_path / "other"), *args])
+    assert {k: v for k, v in via_checkpoint.items() if k != "args"} == {k: v for k, v in direct.items() if k != "args"}
 
 
 def test_pixel_query_probe_scores_iou_and_runs(model_dir, tmp_path):
