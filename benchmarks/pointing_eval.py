@@ -8,8 +8,9 @@ map per context temporal patch over the merged context tokens — is scored agai
   at least two tokens hold an object, the object-holding token with the highest prior. Hit = it holds the
   target; chance = the share of object-holding tokens that do. Overall, by expression kind, and where the
   target has a look-alike; appearance expressions also split by what they name (``appearance:colour`` when a
-  colour word of the world, ``appearance:shape`` when only a shape or size: "the triangle"). The same measure as ``seg_state_probe.py``'s pointing, there on keyframe tokens
-  with a fitted probe, here on context tokens with the trained head.
+  colour word of the world, ``appearance:shape`` when only a shape or size: "the triangle"). The same measure
+  as ``seg_state_probe.py``'s pointing, there on keyframe tokens with a fitted probe, here on context tokens
+  with the trained head.
 - **Presence**: AUC of the prior's maximum over the video (target vs no-target expressions), and at the threshold
   that would flag ``NO_TARGET_AIM`` of the no-target expressions, the share of target expressions kept.
 
@@ -71,23 +72,30 @@ def collect(pipe: MomentSeg, split: str, videos: int) -> list[dict]:
     return items
 
 
+def patch_hit(target: torch.Tensor, objects: torch.Tensor, scores: torch.Tensor) -> tuple[float, float] | None:
+    """One context patch's (hit, chance) from its tokens' target share, object share and map (each flat), or None
+    when the patch is not scored (the target does not show, or fewer than two tokens hold an object)."""
+    holds = objects > MIN_SHARE
+    if not (target > MIN_SHARE).any() or int(holds.sum()) < 2:
+        return None
+    top = int(torch.where(holds, scores, torch.tensor(-torch.inf)).argmax())
+    return float(target[top] > MIN_SHARE), float((target[holds] > MIN_SHARE).float().mean())
+
+
 def pointing(items: list[dict]) -> dict:
     groups: dict[str, list[tuple[float, float]]] = {}
     for it in items:
         if not it["has_target"]:
             continue
         for j in range(it["maps"].shape[0]):
-            target, objects, scores = it["target"][j].flatten(), it["objects"][j].flatten(), it["maps"][j].flatten()
-            holds = objects > MIN_SHARE
-            if not (target > MIN_SHARE).any() or int(holds.sum()) < 2:
+            scored = patch_hit(it["target"][j].flatten(), it["objects"][j].flatten(), it["maps"][j].flatten())
+            if scored is None:
                 continue
-            top = int(torch.where(holds, scores, torch.tensor(-torch.inf)).argmax())
-            hit, chance = float(target[top] > MIN_SHARE), float((target[holds] > MIN_SHARE).float().mean())
             keys = ["all", it["kind"]] + (["lookalike"] if it["flags"].get("lookalike") else [])
             if it["kind"] == "appearance":
                 keys.append("appearance:" + ("colour" if COLOUR_WORDS & set(it["text"].split()) else "shape"))
             for key in keys:
-                groups.setdefault(key, []).append((hit, chance))
+                groups.setdefault(key, []).append(scored)
     return {k: {"hit": float(np.mean([h for h, _ in v])), "chance": float(np.mean([c for _, c in v])), "n": len(v)}
             for k, v in sorted(groups.items())}
 

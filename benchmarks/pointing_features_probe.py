@@ -44,6 +44,7 @@ from momentseg.train.shapes import SampleShape
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from find_probe import auc  # noqa: E402
+from pointing_eval import patch_hit  # noqa: E402
 from seg_state_probe import MIN_SHARE  # noqa: E402
 
 VARIANTS = ("shipped", "tokens", "cells", "cells-fine")
@@ -166,13 +167,10 @@ def score(head: ProbeHead, cache: dict) -> dict:
             present.append(bool((target[i] > MIN_SHARE).any()))
             peaks.append(float(maps[i].max()))
             for j in range(t):
-                tj, oj, sj = target[i, j].flatten(), objects[i, j].flatten(), maps[i, j].flatten()
-                holds = oj > MIN_SHARE
-                if not (tj > MIN_SHARE).any() or int(holds.sum()) < 2:
-                    continue
-                top = int(torch.where(holds, sj, torch.tensor(-torch.inf)).argmax())
-                hits.append(float(tj[top] > MIN_SHARE))
-                chances.append(float((tj[holds] > MIN_SHARE).float().mean()))
+                scored = patch_hit(target[i, j].flatten(), objects[i, j].flatten(), maps[i, j].flatten())
+                if scored is not None:
+                    hits.append(scored[0])
+                    chances.append(scored[1])
     present_arr = np.array(present)
     return {"hit": float(np.mean(hits)), "chance": float(np.mean(chances)), "patches": len(hits),
             "presence_auc": auc(np.array(peaks), present_arr), "no_target": int((~present_arr).sum())}
