@@ -192,6 +192,9 @@ def main(argv: list[str] | None = None) -> dict:
     model = MomentSegModel.from_pretrained(args.model).eval()
     if not model.config.seg_pointing:
         ap.error(f"--model {args.model}: the model has no pointing head (config seg_pointing is false)")
+    if model.config.seg_pointing_vision:
+        ap.error(f"--model {args.model}: its pointing head reads its own vision tower; this probe caches the "
+                 "frozen language model's features only (a model without config seg_pointing_vision)")
     start = time.time()
     val = collect(model, "val", args.val, seed=1)
     train = collect(model, "train", args.train, seed=0)

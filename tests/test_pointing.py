@@ -18,7 +18,7 @@ from momentseg.train.config import LossConfig, config_from_dict
 from momentseg.train.data import SyntheticSource
 from momentseg.train.loop import train
 from momentseg.train.shapes import SampleShape
-from tiny_heads import model_pair, random_video
+from tiny_heads import model_pair, random_video, tiny_model
 
 WEIGHTS = LossConfig().by_component()
 
@@ -238,3 +238,94 @@ def test_the_pointing_config_trains_only_the_head_on_round_11(monkeypatch):
     assert all(torch.equal(v, shipped.state_dict()[k]) for k, v in base.items())
     head = model.pointing_head.state_dict()
     assert any(not torch.equal(v, head[k]) for k, v in shipped.pointing_head.state_dict().items())
+
+
+def test_the_pointing_head_own_vision_tower_starts_as_no_change_learns_and_is_saved(pair, tmp_path):
+    """``add_pointing_vision``: a copy of the language model's vision tower whose tokens enter the pointing head
+    through a zero projection — the same maps at first; then it trains, while the [SEG] embeddings stay."""
+    plain, pointing = pair
+    with pytest.raises(ValueError, match="no pointing head"):
+        tiny_model().add_pointing_vision()
+    model = tiny_model()
+    model.add_pointing_head()
+    model.load_state_dict(pointing.state_dict())
+    with torch.no_grad():
+        model.point_prior_scale.copy_(torch.tensor([4.0, 0.0]))
+    kf, ctx, queries = random_video(3, 64, 64, seed=6), random_video(6, seed=7), ["the red ball", "a blue cube"]
+    samples = _samples()
+    with torch.no_grad():
+        before, loss = model.seg_prompts(kf, queries, ctx), model.forward_point(samples).point_bce
+    model.add_pointing_vision()
+    with pytest.raises(ValueError, match="already"):
+        model.add_pointing_vision()
+    visual = model.qwen.model.visual.state_dict()
+    assert all(torch.equal(v, model.pointing_visual.state_dict()[k]) for k, v in visual.items())
+    with torch.no_grad():
+        after = model.seg_prompts(kf, queries, ctx)
+        assert torch.equal(before.priors, after.priors) and torch.equal(before.embeddings, after.embeddings)
+        assert torch.allclose(model.forward_point(samples).point_bce, loss)
+        model.pointing_head.vision_in[1].weight.normal_(0, 0.5)  # as after some training: the tower now counts
+        moved = model.seg_prompts(kf, queries, ctx)
+    assert not torch.allclose(moved.priors, before.priors) and torch.equal(moved.embeddings, before.embeddings)
+    model.zero_grad()
+    model.forward_point(samples).point_bce.backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert float(grads["pointing_visual.patch_embed.proj.weight"].abs().sum()) > 0
+    assert float(grads["pointing_head.vision_in.1.weight"].abs().sum()) > 0
+    own = {p.data_ptr() for p in model.pointing_visual.parameters()}
+    assert not own & {p.data_ptr() for p in model.qwen.parameters()}  # a copy: training it leaves the LM's tower
+    model.zero_grad()
+    model.save_pretrained(tmp_path / "m")
+    loaded = MomentSegModel.from_pretrained(tmp_path / "m").eval()
+    assert loaded.config.seg_pointing_vision
+    with torch.no_grad():
+        assert torch.allclose(loaded.seg_prompts(kf, queries, ctx).priors, moved.priors, atol=1e-5)
+
+
+def test_the_pointing_vision_tower_can_come_from_another_checkpoint(pair, tmp_path):
+    """``add_pointing_vision(vision_from)``: the head's tower takes a saved model's tower (the stage-1d
+    continuation's), not the language model's, which stays; a tower of another config is refused."""
+    source = tiny_model()
+    with torch.no_grad():
+        for p in source.qwen.model.visual.parameters():
+            p.add_(torch.randn_like(p))
+    source.save_pretrained(tmp_path / "tower")
+    model = tiny_model()
+    model.add_pointing_head()
+    lm_tower = {k: v.clone() for k, v in model.qwen.model.visual.state_dict().items()}
+    model.add_pointing_vision(tmp_path / "tower")
+    own = model.pointing_visual.state_dict()
+    assert all(torch.equal(v, own[k]) for k, v in source.qwen.model.visual.state_dict().items())
+    assert all(torch.equal(v, model.qwen.model.visual.state_dict()[k]) for k, v in lm_tower.items())
+    assert any(not torch.equal(v, own[k]) for k, v in lm_tower.items())
+    refused = tiny_model()
+    refused.add_pointing_head()
+    refused.config.qwen["vision_config"]["depth"] = 1
+    with pytest.raises(ValueError, match="vision-tower config differs"):
+        refused.add_pointing_vision(tmp_path / "tower")
+    assert not refused.config.seg_pointing_vision
+
+
+def test_the_head_takes_its_vision_tokens_exactly_when_it_has_a_vision_input():
+    torch.manual_seed(0)
+    video, queries, vision = torch.randn(24, 16), torch.randn(2, 16), torch.randn(24, 16)
+    plain, seeing = PointingHead(16).eval(), PointingHead(16, vision=True).eval()
+    seeing.load_state_dict(plain.state_dict(), strict=False)
+    with torch.no_grad():
+        assert torch.equal(plain(video, (2, 3, 4), queries), seeing(video, (2, 3, 4), queries, vision))
+    with pytest.raises(ValueError, match="exactly when"):
+        seeing(video, (2, 3, 4), queries)
+    with pytest.raises(ValueError, match="exactly when"):
+        plain(video, (2, 3, 4), queries, vision)
+    with pytest.raises(ValueError, match="23 vision tokens for 24"):
+        seeing(video, (2, 3, 4), queries, vision[:23])
+
+
+def test_a_pointing_vision_tower_needs_the_pointing_head(tmp_path):
+    data = {"sources": [{"type": "synthetic", "task": "refvos"}]}
+    with pytest.raises(InputError, match="model.pointing_vision"):
+        config_from_dict({"out": str(tmp_path / "run"), "model": {"preset": "tiny", "pointing_vision": True},
+                          "data": data})
+    with pytest.raises(InputError, match="model.pointing_vision_from"):
+        config_from_dict({"out": str(tmp_path / "run"), "data": data,
+                          "model": {"preset": "tiny", "pointing_head": True, "pointing_vision_from": "x"}})

@@ -44,7 +44,7 @@ def train_command(
 
 
 #: The train config's ``model`` keys that name a folder to load weights from.
-MODEL_FOLDERS = ("pretrained", "sam2_from", "vision_from", "qwen_dir", "sam2_dir")
+MODEL_FOLDERS = ("pretrained", "sam2_from", "vision_from", "pointing_vision_from", "qwen_dir", "sam2_dir")
 
 
 def _check_model_folders(cfg, config: Path) -> None:

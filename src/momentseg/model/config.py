@@ -97,6 +97,13 @@ class MomentSegConfig:
     # frame (momentseg.sam2.video.SpatialPrior). The map is fitted to the target's share of each token's object
     # pixels (loss.point), in the fine-tuning or alone (task point). Measured in BENCHMARKS.md ("Rounds 12, 13").
     seg_pointing: bool = False
+    # This project's addition (tiny preset, train config model.pointing_vision): the pointing head also reads its
+    # own copy of the Qwen vision tower (``pointing_visual``, started from the language model's frozen one), whose
+    # merged tokens of the context video are added to the head's input through a zero-initialised projection,
+    # so the map can learn what the frozen tower does not tell the language model (shapes: 40 % per-token
+    # accuracy, "Stage 1d"). Only the pointing map changes; the [SEG] embedding and the [FIND] curves do not.
+    # Measured in BENCHMARKS.md ("Round 16").
+    seg_pointing_vision: bool = False
     # This project's addition (tiny preset, train config model.moment_head): the [FIND] curve also gets a
     # *moment head* — the pointing head's architecture (momentseg.model.pointing) over the [FIND] head's input and
     # the dense pass's video tokens, bidirectional in time, so a frame can be judged by what its objects do before

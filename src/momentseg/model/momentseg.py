@@ -217,9 +217,11 @@ class MomentSegModel(nn.Module):
                 self.seg_head[2].bias[config.prompt_dim :].zero_()
 
     def _init_pointing(self) -> None:
-        self.pointing_head = PointingHead(self.config.hidden_size)
+        self.pointing_head = PointingHead(self.config.hidden_size, vision=self.config.seg_pointing_vision)
         # gain and bias of the prior's mask logits; zero at first: SAM2's masks are unchanged
         self.point_prior_scale = nn.Parameter(torch.zeros(2))
+        if self.config.seg_pointing_vision:
+            self.pointing_visual = type(self.qwen.model.visual)(self.qwen.model.visual.config)
 
     def add_pointing_head(self) -> None:
         """Give a model without one the ``[SEG]`` pass's pointing head (``config.seg_pointing``), freshly
@@ -230,6 +232,24 @@ class MomentSegModel(nn.Module):
         self._init_pointing()
         self._place(self.pointing_head)
         self.point_prior_scale.data = self.point_prior_scale.data.to(self.device)
+
+    def add_pointing_vision(self, vision_from: str | Path | None = None) -> None:
+        """Give the pointing head its own vision tower (``config.seg_pointing_vision``) — a copy of the language
+        model's, or the tower of the checkpoint folder ``vision_from`` (e.g. ``configs/tiny-vision-long.yaml``'s)
+        — and a zero-initialised projection of its tokens into the head (no change to any map)."""
+        if not self.config.seg_pointing:
+            raise ValueError("the model has no pointing head to give a vision tower (model.pointing_head)")
+        if self.config.seg_pointing_vision:
+            raise ValueError("the pointing head already has its own vision tower")
+        weights = self.qwen.model.visual.state_dict() if vision_from is None else self._vision_weights(vision_from)
+        self.config.seg_pointing_vision = True
+        head = self.pointing_head
+        self.pointing_head = PointingHead(self.config.hidden_size, vision=True)
+        self.pointing_head.load_state_dict(head.state_dict(), strict=False)
+        self._place(self.pointing_head)
+        self.pointing_visual = type(self.qwen.model.visual)(self.qwen.model.visual.config)
+        self.pointing_visual.load_state_dict(weights, strict=True)
+        self.pointing_visual.to(self.device, next(self.qwen.model.visual.parameters()).dtype)
 
     def _init_moment_head(self) -> None:
         self.moment_head = PointingHead(self.config.hidden_size)
@@ -363,10 +383,15 @@ class MomentSegModel(nn.Module):
         """Replace the weights of this model's Qwen2.5-VL vision tower by those of the checkpoint folder ``path``
         (e.g. the tiny vision tower pretrained on per-token classes); its vision config must equal this model's
         (CheckpointError / ValueError otherwise)."""
+        self.qwen.model.visual.load_state_dict(self._vision_weights(path), strict=True)
+
+    def _vision_weights(self, path: str | Path) -> dict[str, torch.Tensor]:
+        """The Qwen2.5-VL vision-tower weights of the checkpoint folder ``path``, whose vision config must equal
+        this model's."""
         source = type(self).from_pretrained(path)
         if source.config.qwen["vision_config"] != self.config.qwen["vision_config"]:
             raise ValueError(f"{path}: its vision-tower config differs from this model's; cannot take its weights")
-        self.qwen.model.visual.load_state_dict(source.qwen.model.visual.state_dict(), strict=True)
+        return source.qwen.model.visual.state_dict()
 
     @classmethod
     def from_base(cls, qwen_dir: str | Path, sam2_dir: str | Path, preset: str = "3b") -> MomentSegModel:
@@ -638,13 +663,26 @@ class MomentSegModel(nn.Module):
         return emb
 
     def _point_maps(self, video_hidden: torch.Tensor, grid, rows: torch.Tensor,
-                    query_ids: list[torch.Tensor]) -> torch.Tensor:
+                    query_ids: list[torch.Tensor], vision: torch.Tensor | None) -> torch.Tensor:
         """The pointing maps (b, t, h, w) of b queries (their [SEG] head inputs) over the merged video tokens of
-        one video (``video_hidden`` (t·h·w, d), ``grid`` its (t, H, W) patch grid): :class:`PointingHead`."""
+        one video (``video_hidden`` (t·h·w, d), ``grid`` its (t, H, W) patch grid; ``vision`` its tokens from
+        :meth:`_pointing_vision`): :class:`PointingHead`."""
         t, gh, gw = (int(x) for x in grid)
         m = self.layout.merge_size
         queries = self._head_inputs(rows, query_ids, video_hidden.dtype)
-        return self.pointing_head(video_hidden, (t, gh // m, gw // m), queries)
+        return self.pointing_head(video_hidden, (t, gh // m, gw // m), queries, vision)
+
+    def _pointing_vision(self, videos: VisionInputs | None) -> list[torch.Tensor | None]:
+        """Per video of ``videos``, its merged tokens from the pointing head's own vision tower
+        (``config.seg_pointing_vision``; None per video without one)."""
+        if videos is None:
+            return []
+        if not self.config.seg_pointing_vision:
+            return [None] * len(videos.grid_thw)
+        visual = self.pointing_visual
+        grid = videos.grid_thw.to(self.device)
+        out = visual(videos.pixel_values.to(self.device, visual.dtype), grid_thw=grid).pooler_output
+        return list(torch.split(out, (grid.prod(-1) // visual.spatial_merge_size**2).tolist()))
 
     def point_prior(self, maps: torch.Tensor) -> torch.Tensor:
         """Pointing maps → the mask logits SAM2 adds: gain · (2σ(map) − 1) + bias (the learned or configured
@@ -681,10 +719,12 @@ class MomentSegModel(nn.Module):
             pq = self.processor.refvos_queries(keyframes, queries, context)
             hidden, layers, first = self._prefix_pass(pq)
             video = hidden[(pq.prefix.mm_token_type_ids[0] == VIDEO).to(hidden.device)]
+            vision = self._pointing_vision(pq.prefix.videos if pointing else None)
             for _, rows, query_ids in self._suffix_chunks(pq, layers, first):
                 embs.append(self._seg_vectors(rows, query_ids))
                 if pointing:
-                    priors.append(self._point_maps(video, pq.prefix.videos.grid_thw[0], rows, query_ids))
+                    priors.append(self._point_maps(video, pq.prefix.videos.grid_thw[0], rows, query_ids,
+                                                   vision[0]))
         else:
             for query in queries:
                 batch = self.processor.refvos([keyframes], [query], [context])
@@ -693,7 +733,8 @@ class MomentSegModel(nn.Module):
                 embs.append(self._seg_vectors(rows, query_ids))
                 if pointing:
                     video = hidden[0][(batch.mm_token_type_ids[0] == VIDEO).to(hidden.device)]
-                    priors.append(self._point_maps(video, batch.videos.grid_thw[0], rows, query_ids))
+                    priors.append(self._point_maps(video, batch.videos.grid_thw[0], rows, query_ids,
+                                                   self._pointing_vision(batch.videos)[0]))
         return SegPrompts(torch.cat(embs), [self.config.answer_seg] * len(queries),
                           self.point_prior(torch.cat(priors)) if pointing else None)
 
@@ -716,6 +757,7 @@ class MomentSegModel(nn.Module):
             all_masks.append(masks)
         batch, hidden, rows, query_ids = self._seg_pass(samples)
         embs = self._seg_vectors(rows, query_ids)
+        vision = self._pointing_vision(batch.videos if c.seg_pointing else None)
         bces, dices, objs, pointed = [], [], [], []
         sam_dtype = next(self.sam2.parameters()).dtype
         for i, (s, masks, emb) in enumerate(zip(samples, all_masks, embs, strict=True)):
@@ -724,7 +766,7 @@ class MomentSegModel(nn.Module):
             cond = (0,) if c.train_memory_path else tuple(range(k))
             prior = None
             if c.seg_pointing and batch.sample_videos[i] is not None:
-                maps = self._sample_point_maps(hidden, batch, rows, query_ids, i)
+                maps = self._sample_point_maps(hidden, batch, rows, query_ids, vision, i)
                 if s.key_patch is not None:
                     prior = self.point_prior(maps[torch.as_tensor(np.asarray(s.key_patch), dtype=torch.long)])
                 if s.context_labels is not None:
@@ -754,11 +796,13 @@ class MomentSegModel(nn.Module):
         return batch, hidden, rows, [batch.query_ids(i) for i in range(len(batch))]
 
     def _sample_point_maps(self, hidden: torch.Tensor, batch: MomentSegBatch, rows: torch.Tensor,
-                           query_ids: list[torch.Tensor], i: int) -> torch.Tensor:
-        """Sample ``i``'s pointing maps (t, h', w') over its context video in a padded [SEG] batch."""
+                           query_ids: list[torch.Tensor], vision: list, i: int) -> torch.Tensor:
+        """Sample ``i``'s pointing maps (t, h', w') over its context video in a padded [SEG] batch (``vision``:
+        :meth:`_pointing_vision` of its videos)."""
         is_video = (batch.mm_token_type_ids[i] == VIDEO).to(hidden.device)
-        return self._point_maps(hidden[i][is_video], batch.videos.grid_thw[batch.sample_videos[i]],
-                                rows[i : i + 1], query_ids[i : i + 1])[0]
+        v = batch.sample_videos[i]
+        return self._point_maps(hidden[i][is_video], batch.videos.grid_thw[v], rows[i : i + 1],
+                                query_ids[i : i + 1], vision[v])[0]
 
     def forward_point(self, samples: list[RefVOSSample]) -> PointOutput:
         """Pointing-head training loss (a model with ``seg_pointing``): the [SEG] pass of RefVOS samples with a
@@ -769,7 +813,8 @@ class MomentSegModel(nn.Module):
         if any(s.context is None or s.context_labels is None for s in samples):
             raise ValueError("pointing samples need a context video and its context_labels")
         batch, hidden, rows, query_ids = self._seg_pass(samples)
-        pointed = [(self._sample_point_maps(hidden, batch, rows, query_ids, i), s.context_labels)
+        vision = self._pointing_vision(batch.videos)
+        pointed = [(self._sample_point_maps(hidden, batch, rows, query_ids, vision, i), s.context_labels)
                    for i, s in enumerate(samples)]
         return PointOutput(self._point_loss(pointed))
 

@@ -5,7 +5,9 @@ The head reads the language model's output — the ``[SEG]`` head's input (the q
 token — and mixes them in a small bidirectional transformer, so a token of an early patch can learn from what its
 object does later (the language model's own attention is causal), and the query from every token. Each token's
 logit is the dot product of its output with the query's. Token positions enter as Fourier features of the
-token's (time, row, column) at its cell centre, normalised to [0, 1], so any grid size works.
+token's (time, row, column) at its cell centre, normalised to [0, 1], so any grid size works. With
+``vision`` (``MomentSegConfig.seg_pointing_vision``; "Round 16") each token's input also adds the same token of
+the head's own vision tower, through a projection that starts at zero (a fresh one changes no map).
 
 The ``[FIND]`` curve's moment head (``MomentSegConfig.find_moment_head``; "Round 14") is a second instance over the
 ``[FIND]`` head's input and the dense pass's video tokens; the model reads one logit per temporal patch from it."""
@@ -32,11 +34,16 @@ def grid_positions(t: int, h: int, w: int) -> torch.Tensor:
 
 
 class PointingHead(nn.Module):
-    """(video tokens (N, d) of one video on a (t, h, w) merged grid, queries (b, d)) → maps (b, t, h, w)."""
+    """(video tokens (N, d) of one video on a (t, h, w) merged grid, queries (b, d)[, the head's own vision
+    tokens (N, d)]) → maps (b, t, h, w)."""
 
-    def __init__(self, hidden_size: int):
+    def __init__(self, hidden_size: int, vision: bool = False):
         super().__init__()
         self.video_in = nn.Sequential(nn.LayerNorm(hidden_size), nn.Linear(hidden_size, WIDTH))
+        if vision:
+            self.vision_in = nn.Sequential(nn.LayerNorm(hidden_size), nn.Linear(hidden_size, WIDTH))
+            nn.init.zeros_(self.vision_in[1].weight)
+            nn.init.zeros_(self.vision_in[1].bias)
         self.query_in = nn.Sequential(nn.LayerNorm(hidden_size), nn.Linear(hidden_size, WIDTH))
         self.position = nn.Linear(3 * 2 * FREQUENCIES, WIDTH)
         layer = nn.TransformerEncoderLayer(WIDTH, HEADS, 2 * WIDTH, dropout=0.0, batch_first=True, norm_first=True)
@@ -45,13 +52,21 @@ class PointingHead(nn.Module):
         self.key_out = nn.Linear(WIDTH, WIDTH)
         self.query_out = nn.Linear(WIDTH, WIDTH)
 
-    def forward(self, video: torch.Tensor, grid: tuple[int, int, int], queries: torch.Tensor) -> torch.Tensor:
+    def forward(self, video: torch.Tensor, grid: tuple[int, int, int], queries: torch.Tensor,
+                vision: torch.Tensor | None = None) -> torch.Tensor:
         t, h, w = grid
         if video.shape[0] != t * h * w:
             raise ValueError(f"{video.shape[0]} video tokens do not fill a {t}×{h}×{w} grid")
+        if (vision is None) != (not hasattr(self, "vision_in")):
+            raise ValueError("the head's own vision tokens are given exactly when it has a vision input")
         dtype = self.position.weight.dtype
         pos = self.position(grid_positions(t, h, w).to(video.device, dtype))
-        tokens = (self.video_in(video.to(dtype)) + pos)[None].expand(len(queries), -1, -1)
+        tokens = self.video_in(video.to(dtype)) + pos
+        if vision is not None:
+            if vision.shape[0] != video.shape[0]:
+                raise ValueError(f"{vision.shape[0]} vision tokens for {video.shape[0]} video tokens")
+            tokens = tokens + self.vision_in(vision.to(dtype))
+        tokens = tokens[None].expand(len(queries), -1, -1)
         x = self.norm(self.mixer(torch.cat([self.query_in(queries.to(dtype))[:, None], tokens], 1)))
         logits = (self.key_out(x[:, 1:]) * self.query_out(x[:, :1])).sum(-1) / math.sqrt(WIDTH)
         return logits.float().reshape(len(queries), t, h, w)

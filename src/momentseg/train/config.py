@@ -81,6 +81,12 @@ class ModelConfig:
     #: give the model the [SEG] pass's pointing head (``MomentSegConfig.seg_pointing``) if it has none — a fresh
     #: tiny model or a ``pretrained`` one (e.g. the stage-2b language model)
     pointing_head: bool = False
+    #: give the pointing head its own vision tower (``MomentSegConfig.seg_pointing_vision``), a copy of the
+    #: language model's, if it has none (needs ``pointing_head``)
+    pointing_vision: bool = False
+    #: a folder written by ``save_pretrained`` whose vision tower the pointing head's own one starts from instead
+    #: of the copy (the tower of ``configs/tiny-vision-long.yaml``; needs ``pointing_vision``)
+    pointing_vision_from: str | None = None
     #: set the pointing prior's [gain, bias] (``point_prior_scale``; chosen on val when the head is trained
     #: alone, where nothing learns them)
     point_prior: list[float] | None = None
@@ -314,6 +320,10 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
     d = cfg.data
     if not d.sources:
         raise bad("data.sources", "must list at least one data source")
+    if m.pointing_vision and not m.pointing_head:
+        raise bad("model.pointing_vision", "gives the pointing head a vision tower: needs model.pointing_head: true")
+    if m.pointing_vision_from is not None and not m.pointing_vision:
+        raise bad("model.pointing_vision_from", "is the pointing head's vision tower: needs model.pointing_vision: true")
     for i, s in enumerate(d.sources):
         key = f"data.sources[{i}]"
         if s.type not in SOURCE_TYPES:

@@ -465,6 +465,8 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
         model = MomentSegModel.from_base(m.qwen_dir, m.sam2_dir, preset=m.preset)
     if m.pointing_head and not model.config.seg_pointing:
         model.add_pointing_head()
+    if m.pointing_vision and not model.config.seg_pointing_vision:
+        model.add_pointing_vision(m.pointing_vision_from)
     if m.moment_head and not model.config.find_moment_head:
         model.add_moment_head()
     if m.point_prior is not None:
