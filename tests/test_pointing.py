@@ -329,3 +329,28 @@ def test_a_pointing_vision_tower_needs_the_pointing_head(tmp_path):
     with pytest.raises(InputError, match="model.pointing_vision_from"):
         config_from_dict({"out": str(tmp_path / "run"), "data": data,
                           "model": {"preset": "tiny", "pointing_head": True, "pointing_vision_from": "x"}})
+
+
+def test_the_pointing_vision_config_trains_only_the_head_on_round_14_with_the_long_stage_1d_tower(monkeypatch):
+    """configs/tiny-pointing-vision.yaml (round 17): the committed round-14 model as it is, its pointing head given
+    the committed stage-1d continuation's tower (frozen) through a zero projection; only the head trains."""
+    from pathlib import Path
+
+    from momentseg.train.config import load_config, validate
+    from momentseg.train.loop import _initial_model
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    cfg = load_config(root / "configs" / "tiny-pointing-vision.yaml")
+    validate(cfg)
+    model = _initial_model(cfg)
+    assert {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad} == {"pointing_head"}
+    base = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-moment-r14").state_dict()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in base.items())
+    added = {k for k in model.state_dict() if k not in base}
+    assert {k.split(".")[0] for k in added} == {"pointing_visual", "pointing_head"}
+    assert not model.pointing_head.vision_in[1].weight.any() and not model.pointing_head.vision_in[1].bias.any()
+    tower = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-vision-long").qwen.model.visual.state_dict()
+    own = model.pointing_visual.state_dict()
+    assert all(torch.equal(v, own[k]) for k, v in tower.items())
+    assert any(not torch.equal(v, model.qwen.model.visual.state_dict()[k]) for k, v in tower.items())
