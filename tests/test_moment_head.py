@@ -129,7 +129,7 @@ def test_the_moment_stage_trains_the_head_alone_on_a_frozen_model(pair, tmp_path
 
 
 def test_the_moment_config_trains_only_the_head(monkeypatch):
-    """configs/tiny-moment.yaml on the shipped model: every weight frozen but the moment head's."""
+    """configs/tiny-moment.yaml on its committed result (round 14): every weight frozen but the moment head's."""
     from pathlib import Path
 
     from momentseg.train.config import load_config, validate
@@ -140,9 +140,9 @@ def test_the_moment_config_trains_only_the_head(monkeypatch):
     cfg = load_config(root / "configs" / "tiny-moment.yaml")
     validate(cfg)
     assert cfg.model.pretrained == "runs/tiny-pointing/final"  # the previous stage's output (round 13)
-    cfg.model.pretrained = str(root / "src" / "momentseg" / "embedded")  # what CI has: round 13's weights in it
+    cfg.model.pretrained = str(root / "pretrained" / "tiny-moment-r14")  # what CI has: round 13's weights in it
     model = _initial_model(cfg)
     trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"moment_head"}
-    # the shipped model is this stage's result: a trained head (its query projection starts at zero)
+    # round 14 is this stage's result: a trained head (its query projection starts at zero)
     assert model.config.find_moment_head and model.moment_head.query_out.weight.abs().sum() > 0

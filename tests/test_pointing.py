@@ -354,3 +354,10 @@ def test_the_pointing_vision_config_trains_only_the_head_on_round_14_with_the_lo
     own = model.pointing_visual.state_dict()
     assert all(torch.equal(v, own[k]) for k, v in tower.items())
     assert any(not torch.equal(v, model.qwen.model.visual.state_dict()[k]) for k, v in tower.items())
+    # the shipped model is this stage's result (round 17): round 14's weights, the tower, a head that learned to
+    # read it
+    shipped = MomentSegModel.from_pretrained(root / "src" / "momentseg" / "embedded")
+    assert shipped.config.seg_pointing_vision
+    assert all(torch.equal(v, shipped.state_dict()[k]) for k, v in base.items() if not k.startswith("pointing_head."))
+    assert all(torch.equal(v, shipped.pointing_visual.state_dict()[k]) for k, v in tower.items())
+    assert shipped.pointing_head.vision_in[1].weight.abs().sum() > 0

@@ -98,11 +98,11 @@ class MomentSegConfig:
     # pixels (loss.point), in the fine-tuning or alone (task point). Measured in BENCHMARKS.md ("Rounds 12, 13").
     seg_pointing: bool = False
     # This project's addition (tiny preset, train config model.pointing_vision): the pointing head also reads its
-    # own copy of the Qwen vision tower (``pointing_visual``, started from the language model's frozen one), whose
-    # merged tokens of the context video are added to the head's input through a zero-initialised projection,
-    # so the map can learn what the frozen tower does not tell the language model (shapes: 40 % per-token
-    # accuracy, "Stage 1d"). Only the pointing map changes; the [SEG] embedding and the [FIND] curves do not.
-    # Measured in BENCHMARKS.md ("Round 16").
+    # own copy of the Qwen vision tower (``pointing_visual``: the language model's, or another checkpoint's, as
+    # the embedded model's from configs/tiny-vision-long.yaml), whose merged tokens of the context video are added
+    # to the head's input through a zero-initialised projection, so the map can read what the language model's
+    # tower does not tell it (shapes: 40 % per-token accuracy, "Stage 1d"). Only the pointing map changes; the
+    # [SEG] embedding and the [FIND] curves do not. Measured in BENCHMARKS.md ("Rounds 16, 17").
     seg_pointing_vision: bool = False
     # This project's addition (tiny preset, train config model.moment_head): the [FIND] curve also gets a
     # *moment head* — the pointing head's architecture (momentseg.model.pointing) over the [FIND] head's input and
