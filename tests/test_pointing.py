@@ -231,11 +231,13 @@ def test_the_pointing_config_trains_only_the_head_on_round_11(monkeypatch):
     assert trainable == {"pointing_head"}
     assert model.point_prior_scale.tolist() == cfg.model.point_prior
     base = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-synthetic-r11").state_dict()
-    assert all(torch.equal(v, model.state_dict()[k]) for k, v in base.items())
+    weights = model.state_dict()
+    assert all(torch.equal(v, weights[k]) for k, v in base.items())
     # the shipped model is this stage's result: round 11's weights, a trained head, the configured prior
     shipped = MomentSegModel.from_pretrained(root / "src" / "momentseg" / "embedded")
     assert shipped.config.seg_pointing and shipped.point_prior_scale.tolist() == cfg.model.point_prior
-    assert all(torch.equal(v, shipped.state_dict()[k]) for k, v in base.items())
+    shipped_weights = shipped.state_dict()
+    assert all(torch.equal(v, shipped_weights[k]) for k, v in base.items())
     head = model.pointing_head.state_dict()
     assert any(not torch.equal(v, head[k]) for k, v in shipped.pointing_head.state_dict().items())
 
@@ -346,18 +348,21 @@ def test_the_pointing_vision_config_trains_only_the_head_on_round_14_with_the_lo
     model = _initial_model(cfg)
     assert {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad} == {"pointing_head"}
     base = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-moment-r14").state_dict()
-    assert all(torch.equal(v, model.state_dict()[k]) for k, v in base.items())
-    added = {k for k in model.state_dict() if k not in base}
+    weights = model.state_dict()
+    assert all(torch.equal(v, weights[k]) for k, v in base.items())
+    added = {k for k in weights if k not in base}
     assert {k.split(".")[0] for k in added} == {"pointing_visual", "pointing_head"}
     assert not model.pointing_head.vision_in[1].weight.any() and not model.pointing_head.vision_in[1].bias.any()
     tower = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-vision-long").qwen.model.visual.state_dict()
     own = model.pointing_visual.state_dict()
     assert all(torch.equal(v, own[k]) for k, v in tower.items())
-    assert any(not torch.equal(v, model.qwen.model.visual.state_dict()[k]) for k, v in tower.items())
+    lm_tower = model.qwen.model.visual.state_dict()
+    assert any(not torch.equal(v, lm_tower[k]) for k, v in tower.items())
     # the shipped model is this stage's result (round 17): round 14's weights, the tower, a head that learned to
     # read it
     shipped = MomentSegModel.from_pretrained(root / "src" / "momentseg" / "embedded")
     assert shipped.config.seg_pointing_vision
-    assert all(torch.equal(v, shipped.state_dict()[k]) for k, v in base.items() if not k.startswith("pointing_head."))
-    assert all(torch.equal(v, shipped.pointing_visual.state_dict()[k]) for k, v in tower.items())
+    shipped_weights, shipped_tower = shipped.state_dict(), shipped.pointing_visual.state_dict()
+    assert all(torch.equal(v, shipped_weights[k]) for k, v in base.items() if not k.startswith("pointing_head."))
+    assert all(torch.equal(v, shipped_tower[k]) for k, v in tower.items())
     assert shipped.pointing_head.vision_in[1].weight.abs().sum() > 0
