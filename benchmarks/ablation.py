@@ -239,9 +239,8 @@ def _masks(pipe, video, choice, prompt, sam_frames, mode: str, anchor_update: bo
     """SAM2 propagation as ``MomentSeg.segment`` runs it (:meth:`MomentSeg.propagate`) of a
     :meth:`MomentSeg.seg_prompt` ``prompt``: (T,H,W) bool masks at the video's size and the (T,) object
     probabilities."""
-    embedding, _, prior = prompt
-    masks, probs = pipe.propagate(video, choice, embedding, sam_frames, mode, anchor_update=anchor_update,
-                                  prior=prior)
+    masks, probs = pipe.propagate(video, choice, prompt.embedding, sam_frames, mode, anchor_update=anchor_update,
+                                  prior=prompt.prior, present=prompt.present)
     return masks.to_array(), probs
 
 

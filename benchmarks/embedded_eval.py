@@ -15,7 +15,8 @@ the defaults). The videos are regenerated in memory from the test split's seeds 
     python benchmarks/embedded_eval.py --videos 20 --json benchmarks/results/embedded_eval.json
 
 ``--point-prior GAIN BIAS`` evaluates a model with a pointing head at another prior gain and bias (the
-gain of ``configs/tiny-pointing.yaml`` was chosen so on val videos).
+gain of ``configs/tiny-pointing.yaml`` was chosen so on val videos); ``--presence-threshold X`` at another
+``point_presence_threshold`` (``none``: off; chosen so for ``configs/tiny-pointing-long.yaml``).
 
 ``--against OTHER.json`` (an earlier run's ``--json`` on the same videos) also prints the paired differences
 this − other with 95 % bootstrap intervals (``momentseg.eval.bootstrap.paired_difference``): J&F over every
@@ -115,6 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--against", default=None, help="an earlier --json on the same videos: paired differences")
     ap.add_argument("--point-prior", type=float, nargs=2, metavar=("GAIN", "BIAS"),
                     help="replace the pointing prior's gain and bias (a model with a pointing head)")
+    ap.add_argument("--presence-threshold", metavar="X",
+                    help="replace the model's point_presence_threshold (a number, or none: off)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     pipe = MomentSeg.from_pretrained(args.model, device="cpu")
@@ -123,6 +126,14 @@ def main(argv: list[str] | None = None) -> dict:
             ap.error(f"--point-prior: the model {args.model} has no pointing head")
         with torch.no_grad():
             pipe.model.point_prior_scale.copy_(torch.tensor(args.point_prior))
+    if args.presence_threshold is not None:
+        if not pipe.model.config.seg_pointing:
+            ap.error(f"--presence-threshold: the model {args.model} has no pointing head")
+        try:
+            value = None if args.presence_threshold == "none" else float(args.presence_threshold)
+        except ValueError:
+            ap.error(f"--presence-threshold: a number or none, got {args.presence_threshold!r}")
+        pipe.model.config.point_presence_threshold = value
     with torch.no_grad():
         out = evaluate(pipe, args.first_video, args.videos, args.split)
     out["seconds"] = round(time.perf_counter() - t0, 1)

@@ -40,7 +40,9 @@ class OraclePrior(MomentSeg):
 
     def _seg_prompt_group(self, video, texts, keyframes, context, share_prefix):
         prompts = super()._seg_prompt_group(video, texts, keyframes, context, share_prefix)
-        return [(emb, answer, self.oracle(video, text)) for (emb, answer, _), text in zip(prompts, texts, strict=True)]
+        # the true map replaces the model's, and with it what the model's map says about presence
+        return [p._replace(prior=self.oracle(video, text), present=True)
+                for p, text in zip(prompts, texts, strict=True)]
 
     def oracle(self, video, text: str) -> SpatialPrior:
         v, lay = self.truth, self.model.layout

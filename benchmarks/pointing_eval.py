@@ -58,8 +58,7 @@ def collect(pipe: MomentSeg, split: str, videos: int) -> list[dict]:
         ctx = pipe._context_indices(video)
         any_object = np.any(np.stack(list(v.object_masks.values())), axis=0)[ctx]
         for e, g in zip(v.expressions, groundings, strict=True):
-            _, _, prior = pipe.seg_prompt(video, e.text, pipe.keyframes(g).indices, context)
-            maps = prior.maps.float().cpu()
+            maps = pipe.seg_prompt(video, e.text, pipe.keyframes(g).indices, context).prior.maps.float().cpu()
             j, h, w = maps.shape
             item = {"kind": e.kind, "flags": expression_flags(v, e), "maps": maps, "has_target": bool(e.obj_ids),
                     "text": e.text}

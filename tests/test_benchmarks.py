@@ -77,7 +77,7 @@ def test_ablation_rows_equal_the_public_segment_api(model_dir):
         # the memory-clearing rule off: what propagate gives with anchor_update=False, no memory clears
         off = ablation._propagation_scores(pipe, video, exp.text, choice, pipe.context_frames(video), frames, gt,
                                            anchor_update=False, cache=cache)
-        embedding, _, prior = cache[("seg", tuple(int(i) for i in choice.indices))]
+        embedding, _, prior, _ = cache[("seg", tuple(int(i) for i in choice.indices))]
         masks = np.zeros_like(gt)
         for out in propagate(sam2, frames, choice.indices, choice.anchor, embedding, prompt_prior=prior,
                              num_frames=len(video), anchor_update=False):
@@ -689,6 +689,15 @@ def test_pointing_eval_scores_hits_chance_and_presence(model_dir, tmp_path):
     assert not any(r["empty"] for r in raised["rows"])
     with pytest.raises(SystemExit):
         embedded_eval.main(["--model", str(model_dir), "--videos", "1", "--point-prior", "1", "0"])
+    # --presence-threshold: a threshold no map reaches says "no target" for every text: every mask empty
+    gated = embedded_eval.main(["--model", str(pointing_dir), "--videos", "1", "--presence-threshold", "1e9"])
+    assert all(r["empty"] for r in gated["rows"]) and gated["no_target_empty_rate"] in (1.0, None)
+    off = embedded_eval.main(["--model", str(pointing_dir), "--videos", "1", "--presence-threshold", "none"])
+    assert off["rows"] == base["rows"]
+    for bad in (["--presence-threshold", "high"], ["--presence-threshold", "none"]):
+        with pytest.raises(SystemExit):
+            embedded_eval.main(["--model", str(model_dir if bad[1] == "none" else pointing_dir), "--videos", "1",
+                                *bad])
 
 
 def test_oracle_prior_points_at_the_target_on_the_real_prior_grid(model_dir, tmp_path):

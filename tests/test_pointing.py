@@ -3,6 +3,9 @@ maps and their loss, the spatial prior from training to the pipeline, and the sy
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -111,7 +114,8 @@ def test_pipeline_adds_the_prior_and_a_saved_model_keeps_its_head(pair, tmp_path
     video = open_video(synth.frames, fps=synth.fps)
     pipe = MomentSeg(pointing, device="cpu")
     text = synth.expressions[0].text
-    embedding, _, prior = pipe.seg_prompt(video, text, [0, 5])
+    embedding, _, prior, present = pipe.seg_prompt(video, text, [0, 5])
+    assert present  # no presence threshold: every text has a target
     ctx = uniform_frames(len(video), pointing.config.context_frames)
     assert embedding.shape == (pointing.config.seg_dim,) and prior.maps.shape[0] == -(-len(ctx) // 2)
     assert np.array_equal(prior.frame_patch, nearest_patches(np.arange(len(video)), ctx, 2))
@@ -129,6 +133,66 @@ def test_pipeline_adds_the_prior_and_a_saved_model_keeps_its_head(pair, tmp_path
     finally:
         with torch.no_grad():
             pointing.point_prior_scale.zero_()
+
+
+def test_a_text_whose_map_points_nowhere_gets_empty_masks_without_a_sam2_decode(pair, tmp_path):
+    """MomentSegConfig.point_presence_threshold: a query whose pointing map's maximum is below it has no target."""
+    _, pointing = pair
+    synth = generate_video(3, config=WorldConfig(min_frames=20, max_frames=22))
+    video = open_video(synth.frames, fps=synth.fps)
+    pipe = MomentSeg(pointing, device="cpu")
+    texts = [e.text for e in synth.expressions[:2]]
+    kf = video.get_frames([0, 5], size=(64, 64))
+    ctx = pipe.context_frames(video)
+    with torch.no_grad():
+        pointing.point_prior_scale.copy_(torch.tensor([1.0, 0.0]))  # prior = 2σ(map) − 1: the map's order
+    try:
+        plain = pointing.seg_prompts(kf, texts, ctx)
+        base = pipe.segment(video, texts, keyframes=2)
+        tops = torch.atanh(plain.priors.flatten(1).amax(1).clamp(-0.999999, 0.999999)) * 2  # each map's maximum
+        assert plain.present is None and len(set(tops.tolist())) == 2
+        pointing.config.point_presence_threshold = float(tops.mean())  # between the two queries' maxima
+        gated = pointing.seg_prompts(kf, texts, ctx)
+        assert gated.present.tolist() == (tops >= tops.mean()).tolist()
+        assert torch.equal(gated.priors, plain.priors) and torch.equal(gated.embeddings, plain.embeddings)
+        pointing.config.point_presence_threshold = float(tops.max()) + 1.0  # no map reaches it: no target at all
+        seen = []
+        result = pipe.segment(video, texts, keyframes=2, out=tmp_path / "out",
+                              progress=lambda label, done, total: seen.append((label, done, total)))
+        for r in result.expressions:
+            assert not r.present and not r.masks.to_array().any() and not r.object_probs.any()
+        assert ("segment 1", len(video), len(video)) in seen
+        saved = json.loads((tmp_path / "out" / "result.json").read_text())
+        assert [e["present"] for e in saved["expressions"]] == [False, False]
+        assert all(a == 0 for e in saved["expressions"] for a in e["mask_area"])
+        pointing.config.point_presence_threshold = float(tops.min()) - 1.0  # every map reaches it: as without
+        kept = pipe.segment(video, texts, keyframes=2)
+        for a, b in zip(kept.expressions, base.expressions, strict=True):
+            assert a.present and np.array_equal(a.masks.to_array(), b.masks.to_array())
+    finally:
+        pointing.config.point_presence_threshold = None
+        with torch.no_grad():
+            pointing.point_prior_scale.zero_()
+
+
+def test_the_presence_threshold_and_loss_of_a_train_config_need_the_pointing_head_and_task(pair, tmp_path):
+    from momentseg.train.loop import _initial_model
+
+    plain, _ = pair
+    plain.save_pretrained(tmp_path / "base")
+    data = {"sources": [{"type": "synthetic", "task": "refvos"}]}
+    model_keys = {"pretrained": str(tmp_path / "base"), "presence_threshold": 1.5}
+    with pytest.raises(InputError, match="'model.presence_threshold'"):
+        config_from_dict({"out": str(tmp_path / "run"), "data": data, "model": model_keys})
+    with pytest.raises(InputError, match="'loss.presence'"):
+        config_from_dict({"out": str(tmp_path / "run"), "data": data, "loss": {"presence": 1.0},
+                          "model": model_keys | {"pointing_head": True}})
+    model = _initial_model(config_from_dict({"out": str(tmp_path / "run"), "data": data,
+                                             "model": model_keys | {"pointing_head": True}}))
+    assert model.config.point_presence_threshold == 1.5
+    model.save_pretrained(tmp_path / "gated")
+    assert MomentSegModel.from_pretrained(tmp_path / "gated").config.point_presence_threshold == 1.5
+    assert MomentSegModel.from_pretrained(tmp_path / "base").config.point_presence_threshold is None
 
 
 def test_synthetic_refvos_samples_carry_the_context_patch_and_labels():
@@ -182,6 +246,32 @@ def test_forward_point_is_the_refvos_pointing_loss_without_sam2(pair):
         plain.forward_point(samples)
     with pytest.raises(ValueError, match="context_labels"):
         pointing.forward_point(_samples(with_labels=False))
+
+
+def test_the_presence_loss_scores_each_maps_maximum_against_whether_the_target_shows():
+    maps = [torch.tensor([[[-3.0, 2.0]]]), torch.tensor([[[-1.0, -4.0]]]), torch.tensor([[[0.5, -2.0]]])]
+    shows, absent = np.array([[[1, 0]]]), np.array([[[0, -1]]])
+    loss = MomentSegModel._presence_loss([(maps[0], shows), (maps[1], absent), (maps[2], absent)])
+    # positives: BCE(2, 1); negatives: the mean of BCE(-1, 0) and BCE(0.5, 0); balanced: the mean of the two
+    pos = -torch.nn.functional.logsigmoid(torch.tensor(2.0))
+    neg = -torch.nn.functional.logsigmoid(-torch.tensor([-1.0, 0.5])).mean()
+    assert torch.allclose(loss, 0.5 * (pos + neg))
+    grad = maps[2].clone().requires_grad_(True)
+    MomentSegModel._presence_loss([(maps[0], shows), (grad, absent)]).backward()
+    assert grad.grad.flatten().tolist()[1] == 0.0 and grad.grad.flatten()[0] > 0  # only the maximum moves, down
+
+
+def test_forward_point_gives_the_presence_loss_that_its_weight_adds(pair):
+    _, pointing = pair
+    samples = _samples()
+    samples[1] = dataclasses.replace(samples[1], context_labels=np.where(samples[1].context_labels > 0, 0,
+                                                                         samples[1].context_labels))
+    with torch.no_grad():
+        out = pointing.forward_point(samples)
+    assert float(out.presence_bce) > 0
+    assert LossConfig().presence == 0.0  # off unless a config asks for it
+    on = LossConfig(presence=2.0).by_component()
+    assert torch.allclose(out.weighted(on), out.point_bce + 2.0 * out.presence_bce)
 
 
 def test_the_point_stage_trains_the_head_alone_on_a_frozen_model(pair, tmp_path):
@@ -333,9 +423,9 @@ def test_a_pointing_vision_tower_needs_the_pointing_head(tmp_path):
                           "model": {"preset": "tiny", "pointing_head": True, "pointing_vision_from": "x"}})
 
 
-def test_the_pointing_vision_config_trains_only_the_head_on_round_14_with_the_long_stage_1d_tower(monkeypatch):
-    """configs/tiny-pointing-vision.yaml (round 17): the committed round-14 model as it is, its pointing head given
-    the committed stage-1d continuation's tower (frozen) through a zero projection; only the head trains."""
+def _head_stage(monkeypatch, config: str):
+    """The repository root, the validated config ``configs/<config>`` and its initial model, whose only trainable
+    weights are the pointing head's."""
     from pathlib import Path
 
     from momentseg.train.config import load_config, validate
@@ -343,10 +433,17 @@ def test_the_pointing_vision_config_trains_only_the_head_on_round_14_with_the_lo
 
     root = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(root)
-    cfg = load_config(root / "configs" / "tiny-pointing-vision.yaml")
+    cfg = load_config(root / "configs" / config)
     validate(cfg)
     model = _initial_model(cfg)
     assert {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad} == {"pointing_head"}
+    return root, cfg, model
+
+
+def test_the_pointing_vision_config_trains_only_the_head_on_round_14_with_the_long_stage_1d_tower(monkeypatch):
+    """configs/tiny-pointing-vision.yaml (round 17): the committed round-14 model as it is, its pointing head given
+    the committed stage-1d continuation's tower (frozen) through a zero projection; only the head trains."""
+    root, _, model = _head_stage(monkeypatch, "tiny-pointing-vision.yaml")
     base = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-moment-r14").state_dict()
     weights = model.state_dict()
     assert all(torch.equal(v, weights[k]) for k, v in base.items())
@@ -358,11 +455,30 @@ def test_the_pointing_vision_config_trains_only_the_head_on_round_14_with_the_lo
     assert all(torch.equal(v, own[k]) for k, v in tower.items())
     lm_tower = model.qwen.model.visual.state_dict()
     assert any(not torch.equal(v, lm_tower[k]) for k, v in tower.items())
-    # the shipped model is this stage's result (round 17): round 14's weights, the tower, a head that learned to
-    # read it
-    shipped = MomentSegModel.from_pretrained(root / "src" / "momentseg" / "embedded")
+    # this stage's result (round 17, committed for the next stage): round 14's weights, the tower, a head that
+    # learned to read it
+    shipped = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-pointing-r17")
     assert shipped.config.seg_pointing_vision
     shipped_weights, shipped_tower = shipped.state_dict(), shipped.pointing_visual.state_dict()
     assert all(torch.equal(v, shipped_weights[k]) for k, v in base.items() if not k.startswith("pointing_head."))
     assert all(torch.equal(v, shipped_tower[k]) for k, v in tower.items())
     assert shipped.pointing_head.vision_in[1].weight.abs().sum() > 0
+
+
+def test_the_long_pointing_config_trains_only_round_17s_head_on_and_the_shipped_model_is_its_result(monkeypatch):
+    """configs/tiny-pointing-long.yaml (round 18): the committed round-17 model as it is (no head or tower
+    re-added), the presence threshold set; only its pointing head trains, with the pointing and the presence
+    loss. The shipped model is that stage's result."""
+    root, cfg, model = _head_stage(monkeypatch, "tiny-pointing-long.yaml")
+    base = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-pointing-r17").state_dict()
+    weights = model.state_dict()
+    assert weights.keys() == base.keys()
+    assert all(torch.equal(v, weights[k]) for k, v in base.items())
+    assert model.config.point_presence_threshold == cfg.model.presence_threshold == 1.0
+    assert cfg.loss.presence > 0 and cfg.loss.point > 0
+    shipped_model = MomentSegModel.from_pretrained(root / "src" / "momentseg" / "embedded")
+    assert shipped_model.config.point_presence_threshold == cfg.model.presence_threshold
+    shipped = shipped_model.state_dict()
+    assert shipped.keys() == base.keys()
+    assert all(torch.equal(v, shipped[k]) for k, v in base.items() if not k.startswith("pointing_head."))
+    assert any(not torch.equal(v, shipped[k]) for k, v in base.items() if k.startswith("pointing_head."))

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -122,6 +122,15 @@ class Grounding:
         }
 
 
+class SegPrompt(NamedTuple):
+    """What stage 4 (:meth:`MomentSeg.seg_prompt`) gives stage 5 for one text."""
+
+    embedding: torch.Tensor  # (P,) the SAM2 prompt
+    answer: str  # the model's text answer
+    prior: SpatialPrior | None  # the spatial prior (a model with seg_pointing)
+    present: bool = True  # False: the model's pointing map says the text has no target in the video
+
+
 @dataclass
 class ExpressionResult:
     """Everything produced for one referring expression."""
@@ -133,6 +142,7 @@ class ExpressionResult:
     answer: str  # the model's text answer of the [SEG] pass
     masks: MaskSequence
     object_probs: np.ndarray  # (T,) SAM2 object-presence probability per frame
+    present: bool = True  # False: the [SEG] pass found no target (MomentSegConfig.point_presence_threshold)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -141,6 +151,7 @@ class ExpressionResult:
             "keyframes": [int(k) for k in self.keyframes],
             "anchor": int(self.anchor),
             "answer": self.answer,
+            "present": bool(self.present),
             "mask_area": [int(a) for a in self.masks.areas()],
         }
 
@@ -383,25 +394,26 @@ class MomentSeg:
         return SegmentResult(video, results, settings)
 
     @torch.no_grad()
-    def _segment_one(self, video, text, grounding, choice, frames, prompt, propagation, i,
+    def _segment_one(self, video, text, grounding, choice, frames, prompt: SegPrompt, propagation, i,
                      progress, mask_folder: Path | None = None) -> ExpressionResult:
-        embedding, answer, prior = prompt
         writer = MaskWriter(video.height, video.width, video.frame_names, mask_folder)
-        masks, probs = self.propagate(video, choice, embedding, frames, propagation, label=f"segment {i}",
-                                      progress=progress, writer=writer, prior=prior)
-        return ExpressionResult(text, grounding, choice.indices, choice.anchor, answer, masks, probs)
+        masks, probs = self.propagate(video, choice, prompt.embedding, frames, propagation, label=f"segment {i}",
+                                      progress=progress, writer=writer, prior=prompt.prior, present=prompt.present)
+        return ExpressionResult(text, grounding, choice.indices, choice.anchor, prompt.answer, masks, probs,
+                                prompt.present)
 
     @torch.no_grad()
     def seg_prompt(self, video: Video, text: str, keyframes: Sequence[int],
-                   context: np.ndarray | None = None) -> tuple[torch.Tensor, str, SpatialPrior | None]:
+                   context: np.ndarray | None = None) -> SegPrompt:
         """Stage 4, the ``[SEG]`` pass: the high-res ``keyframes`` (frame indices, e.g. a
         :meth:`keyframes` choice's ``indices``) + the low-res ``context`` (default: :meth:`context_frames`)
-        → the SAM2 prompt embedding (P,), the model's answer text, and the spatial prior (a model with
-        ``seg_pointing``; else None)."""
+        → a :class:`SegPrompt`: the SAM2 prompt embedding (P,), the model's answer text, the spatial prior (a model
+        with ``seg_pointing``; else None) and whether the text has a target (False only for a model with
+        ``point_presence_threshold`` whose map points nowhere)."""
         return self._seg_prompt_group(video, [text], keyframes, context, share_prefix=False)[0]
 
     def _seg_prompt_group(self, video: Video, texts: list[str], keyframes: Sequence[int], context: np.ndarray | None,
-                          share_prefix: bool) -> list[tuple[torch.Tensor, str, SpatialPrior | None]]:
+                          share_prefix: bool) -> list[SegPrompt]:
         """:meth:`seg_prompt` of ``texts`` on the same keyframes (``share_prefix``: one [SEG] prefix)."""
         if context is None:
             context = self.context_frames(video)
@@ -411,7 +423,8 @@ class MomentSeg:
         if out.priors is not None:  # each frame reads the context patch nearest it
             frame_patch = nearest_patches(np.arange(len(video)), self._context_indices(video),
                                           self.model.layout.temporal_patch_size)
-        return [(emb, answer, None if out.priors is None else SpatialPrior(out.priors[j], frame_patch))
+        return [SegPrompt(emb, answer, None if out.priors is None else SpatialPrior(out.priors[j], frame_patch),
+                          True if out.present is None else bool(out.present[j]))
                 for j, (emb, answer) in enumerate(zip(out.embeddings, out.answers, strict=True))]
 
     def _keyframe_images(self, video: Video, keyframes: Sequence[int]) -> np.ndarray:
@@ -438,11 +451,12 @@ class MomentSeg:
     def propagate(self, video: Video, choice: KeyframeChoice, embedding: torch.Tensor, frames,
                   propagation: str = DEFAULT_MODE, *, anchor_update: bool = True, label: str = "segment",
                   progress: Progress | None = None, writer: MaskWriter | None = None,
-                  prior: SpatialPrior | None = None) -> tuple[MaskSequence, np.ndarray]:
+                  prior: SpatialPrior | None = None, present: bool = True) -> tuple[MaskSequence, np.ndarray]:
         """Stage 5: SAM2 propagation of ``embedding`` from ``choice``'s keyframes over every frame
         (:func:`momentseg.propagation.bap.propagate`; ``propagation``: bap | forward | anchor-forward;
-        ``anchor_update``: BAP's memory-clearing rule on or off; ``prior``: the embedding's spatial prior,
-        from :meth:`seg_prompt`).
+        ``anchor_update``: BAP's memory-clearing rule on or off; ``prior`` and ``present``: the embedding's
+        spatial prior and whether it has a target, from :meth:`seg_prompt` — without one every mask is empty and
+        SAM2 decodes nothing).
 
         ``frames``: SAM2 inputs, a callable ``idx -> (3,S,S)`` (e.g. :class:`_SamFrames`) or a (T,3,S,S) tensor.
         Each mask, upsampled to the original size, goes to ``writer`` as it is produced (default: kept as RLE).
@@ -452,6 +466,13 @@ class MomentSeg:
         if writer is None:
             writer = MaskWriter(H, W, video.frame_names)
         probs = np.zeros(T, dtype=np.float32)
+        if not present:
+            empty = np.zeros((H, W), dtype=bool)
+            for t in range(T):
+                writer.put(t, empty)
+                if progress is not None:
+                    progress(label, t + 1, T)
+            return writer.finish(), probs
         outputs = propagate(
             self.model.sam2,
             frames,

@@ -104,6 +104,12 @@ class MomentSegConfig:
     # tower does not tell it (shapes: 40 % per-token accuracy, "Stage 1d"). Only the pointing map changes; the
     # [SEG] embedding and the [FIND] curves do not. Measured in BENCHMARKS.md ("Rounds 16, 17").
     seg_pointing_vision: bool = False
+    # This project's addition (tiny preset, train config model.presence_threshold; needs seg_pointing): a query
+    # whose pointing map's maximum logit over the context video is below this has no target — the head points
+    # nowhere — and its masks are empty in every frame, without a SAM2 decode. The map's maximum is trained as the
+    # logit of "the target shows" (loss.presence); the threshold is chosen on val. None: off. Measured in
+    # BENCHMARKS.md ("Round 18").
+    point_presence_threshold: float | None = None
     # This project's addition (tiny preset, train config model.moment_head): the [FIND] curve also gets a
     # *moment head* — the pointing head's architecture (momentseg.model.pointing) over the [FIND] head's input and
     # the dense pass's video tokens, bidirectional in time, so a frame can be judged by what its objects do before

@@ -709,7 +709,8 @@ class MomentSegModel(nn.Module):
     @torch.no_grad()
     def seg_prompts(self, keyframes, queries: list[str], context=None, share_prefix: bool = True) -> SegPrompts:
         """Every query's SAM2 prompt on the same ``keyframes`` and ``context``: embeddings, answers and (with
-        ``seg_pointing`` and a context) the spatial priors per context temporal patch. ``share_prefix``: the
+        ``seg_pointing`` and a context) the spatial priors per context temporal patch and, with
+        ``point_presence_threshold``, whether each query's map points anywhere. ``share_prefix``: the
         vision prefix runs once and the queries' suffixes against its KV cache; False: one full forward pass per
         query."""
         queries = list(queries)
@@ -735,8 +736,11 @@ class MomentSegModel(nn.Module):
                     video = hidden[0][(batch.mm_token_type_ids[0] == VIDEO).to(hidden.device)]
                     priors.append(self._point_maps(video, batch.videos.grid_thw[0], rows, query_ids,
                                                    self._pointing_vision(batch.videos)[0]))
-        return SegPrompts(torch.cat(embs), [self.config.answer_seg] * len(queries),
-                          self.point_prior(torch.cat(priors)) if pointing else None)
+        if not pointing:
+            return SegPrompts(torch.cat(embs), [self.config.answer_seg] * len(queries), None)
+        maps, threshold = torch.cat(priors), self.config.point_presence_threshold
+        present = None if threshold is None else maps.flatten(1).amax(1) >= threshold
+        return SegPrompts(torch.cat(embs), [self.config.answer_seg] * len(queries), self.point_prior(maps), present)
 
     def forward_refvos(self, samples: list[RefVOSSample]) -> RefVOSOutput:
         """Training loss components for RefVOS samples (one padded LLM pass for the batch). The [SEG] embedding prompts
@@ -816,7 +820,15 @@ class MomentSegModel(nn.Module):
         vision = self._pointing_vision(batch.videos)
         pointed = [(self._sample_point_maps(hidden, batch, rows, query_ids, vision, i), s.context_labels)
                    for i, s in enumerate(samples)]
-        return PointOutput(self._point_loss(pointed))
+        return PointOutput(self._point_loss(pointed), self._presence_loss(pointed))
+
+    @staticmethod
+    def _presence_loss(pointed: list) -> torch.Tensor:
+        """Over (maps, context labels) pairs: each map's maximum as the logit of "the target shows in the
+        context" (some label is 1), a BCE balanced over the samples with and without it (:func:`balanced_bce`)."""
+        x = torch.stack([maps.amax() for maps, _ in pointed])
+        y = torch.tensor([float((np.asarray(labels) > 0).any()) for _, labels in pointed], device=x.device)
+        return balanced_bce(x, y, torch.ones_like(y))
 
     def _point_loss(self, pointed: list) -> torch.Tensor:
         """The pointing maps' loss over (maps (t, h, w), context labels (Tc, H, W)) pairs (0 when there are

@@ -68,10 +68,11 @@ class MomentOutput(_LossOutput):
 
 @dataclass
 class PointOutput(_LossOutput):
-    """``forward_point`` (the pointing head alone): point_bce."""
+    """``forward_point`` (the pointing head alone): point_bce and presence_bce."""
 
-    COMPONENTS: ClassVar[tuple[str, ...]] = ("point_bce",)
+    COMPONENTS: ClassVar[tuple[str, ...]] = ("point_bce", "presence_bce")
     point_bce: torch.Tensor
+    presence_bce: torch.Tensor
 
 
 @dataclass
@@ -106,11 +107,13 @@ class TokensOutput(_LossOutput):
 class SegPrompts(NamedTuple):
     """What the ``[SEG]`` pass gives SAM2 for n queries: ``embeddings`` (n, P) (token, plus pixel query), the
     ``answers`` and, for a model with ``seg_pointing`` and a context video, ``priors`` (n, J, h, w): mask logits
-    per context temporal patch (else None)."""
+    per context temporal patch (else None); with ``point_presence_threshold`` too, ``present`` (n,) bool: whether
+    each query's map points anywhere (else None: every query has a target)."""
 
     embeddings: torch.Tensor
     answers: list[str]
     priors: torch.Tensor | None
+    present: torch.Tensor | None = None
 
 
 @dataclass

@@ -90,6 +90,9 @@ class ModelConfig:
     #: set the pointing prior's [gain, bias] (``point_prior_scale``; chosen on val when the head is trained
     #: alone, where nothing learns them)
     point_prior: list[float] | None = None
+    #: set the model's ``point_presence_threshold`` (a text whose pointing map's maximum is below it has no
+    #: target; chosen on val; the model needs a pointing head)
+    presence_threshold: float | None = None
     #: give the model the [FIND] curve's moment head (``MomentSegConfig.find_moment_head``) if it has none
     moment_head: bool = False
 
@@ -168,13 +171,18 @@ class LossConfig:
     token_motion: float = 1.0
     events: float = 1.0
     point: float = 1.0
+    #: the pointing map's maximum over the context video as the logit of "the target shows in it" (a BCE balanced
+    #: over the samples with and without one), so a map that points nowhere says "no target" (BENCHMARKS.md,
+    #: "Round 18"); task ``point`` only
+    presence: float = 0.0
 
     def by_component(self) -> dict[str, float]:
         """The weights by the name of the component each weighs (the typed outputs' ``COMPONENTS``)."""
         return {"find_loss": self.find, "lm_loss": self.lm, "mask_bce": self.mask_bce, "mask_dice": self.mask_dice,
                 "object_bce": self.object_score, "shape_ce": self.pixel_shape, "colour_ce": self.pixel_colour,
                 "token_shape_ce": self.token_shape, "token_colour_ce": self.token_colour,
-                "token_motion_ce": self.token_motion, "event_bce": self.events, "point_bce": self.point}
+                "token_motion_ce": self.token_motion, "event_bce": self.events, "point_bce": self.point,
+                "presence_bce": self.presence}
 
 
 @dataclass
@@ -351,6 +359,10 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
     if not 0.0 <= d.tsg_ratio <= 1.0:
         raise bad("data.tsg_ratio", "must be within [0, 1]")
     tasks = {s.task for s in d.sources}
+    if cfg.loss.presence < 0 or (cfg.loss.presence > 0 and "point" not in tasks):
+        raise bad("loss.presence", "weighs task point's presence loss: needs a source with task: point (and ≥ 0)")
+    if m.presence_threshold is not None and not m.pointing_head:
+        raise bad("model.presence_threshold", "reads the pointing map: needs model.pointing_head: true")
     if not 0.0 <= d.track_ratio < 1.0:
         raise bad("data.track_ratio", "must be within [0, 1)")
     if (d.track_ratio > 0) != ("track" in tasks and bool(tasks & {"tsg", "refvos"})):
