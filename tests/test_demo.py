@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from momentseg.apps.demo import OVERLAY_MIN_WIDTH, TABLE_COLUMNS, DemoScore, demo_video, run_demo
+from momentseg.apps.demo import (
+    NO_TARGET_FOUND,
+    OVERLAY_MIN_WIDTH,
+    TABLE_COLUMNS,
+    DemoScore,
+    demo_video,
+    run_demo,
+)
 from momentseg.grounding.moments import (
     DEFAULT_THRESHOLD,
     NO_CONFIDENT_MOMENT,
@@ -68,7 +75,7 @@ class FakePipe:
             grounding = Grounding(text, moments, p, np.arange(len(ts)), has_confident_moment(p))
             keyframes = np.array([int(np.argmax(p))])
             results.append(ExpressionResult(text, grounding, keyframes, int(keyframes[0]), "", ArrayMasks(masks),
-                                            np.zeros(len(ts))))
+                                            np.zeros(len(ts)), present=k == 0))
         return SegmentResult(video, results, {})
 
 
@@ -98,6 +105,7 @@ def test_demo_scores_and_no_confident_moment(tmp_path):
     # the never-confident one: no moment shown, tIoU 0 (not the whole video's overlap with the truth)
     assert not unsure.confident and unsure.tiou == 0.0
     assert unsure.row()[1] == NO_CONFIDENT_MOMENT and unsure.row()[3] == "0.00"
+    assert sure.present and NO_TARGET_FOUND not in row[0] and unsure.row()[0].endswith(NO_TARGET_FOUND)
     # result.json carries the flag; the fallback window is still there for TSG evaluation
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     flags = [e["confident"] for e in result["expressions"]]
@@ -109,6 +117,8 @@ def test_demo_score_row_is_checkable():
     s = DemoScore("the cross", (1.4, 2.0), [(1.0, 2.0)], 0.6, 0.5, 0.7)
     assert s.row() == ["the cross", "1.4-2.0", "1.0-2.0", "0.60", "60.0", "50.0", "70.0"]
     assert DemoScore("x", (0.0, 5.0), [(1.0, 2.0)], 0.0, 0.5, 0.7, confident=False).row()[1] == NO_CONFIDENT_MOMENT
+    gated = DemoScore("the cross", (1.4, 2.0), [(1.0, 2.0)], 0.6, 0.0, 0.0, present=False).row()
+    assert gated[0] == f"the cross {NO_TARGET_FOUND}" and gated[4] == "0.0"
 
 
 def test_similarity_plot_draws_no_span_without_a_confident_moment(tmp_path, monkeypatch):
@@ -156,6 +166,8 @@ def test_demo_cli_table_overlay_and_masks(tmp_path, cli, monkeypatch, capsys):
     printed = capsys.readouterr().out
     lines = [line for line in printed.splitlines() if NO_CONFIDENT_MOMENT in line]
     assert lines and "0.00" in lines[0] and "tIoU" in printed and "J&F" in printed
+    # the fake's second expression has no target: its row and the caption say so (not eaten as rich markup)
+    assert NO_TARGET_FOUND in lines[0] and printed.count(NO_TARGET_FOUND) == 2
     synth = demo_video(SEED)
     assert synth.frames.shape[1:3] == (120, 160)
     with av.open(str(out / "overlay.mp4")) as container:

@@ -18,12 +18,15 @@ from momentseg.io.video import open_video
 MAX_EXPRESSIONS = 3
 #: The demo's overlay.mp4 is drawn at least this wide (a small synthetic video is upscaled for display).
 OVERLAY_MIN_WIDTH = 480
+#: Added to an expression's cell when the model says it has no target (``ExpressionResult.present``).
+NO_TARGET_FOUND = "(no target found)"
 #: The columns of the demo's table, one row per expression (:meth:`DemoScore.row`).
 TABLE_COLUMNS = ("expression", "grounded moment (s)", "true moment (s)", "tIoU", "J&F", "J", "F")
 #: Printed under the table: how to read it.
 TABLE_CAPTION = (f"tIoU: how much the grounded and the true moment overlap in time (0 when there is "
                  f"{NO_CONFIDENT_MOMENT}: no frame's similarity is above {DEFAULT_THRESHOLD:g}). J&F, J, F (%): the "
-                 "masks against the true ones over all frames (J: region IoU, F: boundary accuracy).")
+                 "masks against the true ones over all frames (J: region IoU, F: boundary accuracy). "
+                 f"{NO_TARGET_FOUND}: the model found nothing the text names, so its masks are empty.")
 
 
 @dataclass
@@ -35,6 +38,7 @@ class DemoScore:
     j: float
     f: float
     confident: bool = True  # some frame passed the moment threshold
+    present: bool = True  # the model found a target (ExpressionResult.present)
 
     @property
     def jf(self) -> float:
@@ -44,7 +48,8 @@ class DemoScore:
         """This expression's cells of the demo table (:data:`TABLE_COLUMNS`)."""
         moment = f"{self.moment[0]:.1f}-{self.moment[1]:.1f}" if self.confident else NO_CONFIDENT_MOMENT
         truth = ", ".join(f"{a:.1f}-{b:.1f}" for a, b in self.truth)
-        return [self.text, moment, truth, f"{self.tiou:.2f}", f"{100 * self.jf:.1f}", f"{100 * self.j:.1f}",
+        text = self.text if self.present else f"{self.text} {NO_TARGET_FOUND}"
+        return [text, moment, truth, f"{self.tiou:.2f}", f"{100 * self.jf:.1f}", f"{100 * self.j:.1f}",
                 f"{100 * self.f:.1f}"]
 
 
@@ -72,5 +77,5 @@ def run_demo(pipe, seed: int, out: Path, progress=None, *, overwrite: bool = Fal
         confident = bool(r.grounding.confident)
         tiou = top1_iou(r.grounding.moments[:1] if confident else [], exp.moments)
         scores.append(DemoScore(exp.text, (s, e), list(exp.moments), tiou, float(np.mean(j_measure(gt, pred))),
-                                float(np.mean(f_measure(gt, pred))), confident))
+                                float(np.mean(f_measure(gt, pred))), confident, bool(r.present)))
     return synth, scores
