@@ -11,8 +11,10 @@ map per context temporal patch over the merged context tokens — is scored agai
   colour word of the world, ``appearance:shape`` when only a shape or size: "the triangle"). The same measure
   as ``seg_state_probe.py``'s pointing, there on keyframe tokens with a fitted probe, here on context tokens
   with the trained head.
-- **Presence**: AUC of the prior's maximum over the video (target vs no-target expressions), and at the threshold
-  that would flag ``NO_TARGET_AIM`` of the no-target expressions, the share of target expressions kept.
+- **Presence**: AUC of the presence logit (the maximum over the video of the presence head's map, or of the
+  pointing map without one; target vs no-target expressions), the share of target expressions kept at the
+  threshold that flags ``NO_TARGET_AIM`` of the no-target ones, and at each of ``THRESHOLDS`` the shares of
+  no-target expressions flagged and of target expressions lost.
 
     python benchmarks/pointing_eval.py --model runs/tiny-pointing/final --videos 60 --split val \\
         --json benchmarks/results/pointing_eval.json
@@ -35,6 +37,9 @@ from momentseg.io.video import open_video
 from momentseg.model.momentseg import token_pool
 from momentseg.pipeline import MomentSeg
 
+#: presence thresholds at which the shares of no-target expressions flagged and of target expressions lost are given
+THRESHOLDS = (-1.0, 0.0, 0.5, 1.0, 1.5, 2.0)
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from find_probe import auc  # noqa: E402
 from seg_state_probe import MIN_SHARE, NO_TARGET_AIM  # noqa: E402
@@ -44,7 +49,7 @@ COLOUR_WORDS = set(syn.COLOURS)
 
 @torch.no_grad()
 def collect(pipe: MomentSeg, split: str, videos: int) -> list[dict]:
-    """Per expression: its kind, flags, the prior (J, h, w) and, with a target, per context token the target's
+    """Per expression: its kind, flags, the prior (J, h, w), the presence logit and, with a target, per context token the target's
     and any object's pixel share (J, h, w)."""
     model, items = pipe.model, []
     tps = model.layout.temporal_patch_size
@@ -58,10 +63,11 @@ def collect(pipe: MomentSeg, split: str, videos: int) -> list[dict]:
         ctx = pipe._context_indices(video)
         any_object = np.any(np.stack(list(v.object_masks.values())), axis=0)[ctx]
         for e, g in zip(v.expressions, groundings, strict=True):
-            maps = pipe.seg_prompt(video, e.text, pipe.keyframes(g).indices, context).prior.maps.float().cpu()
+            prompt = pipe.seg_prompt(video, e.text, pipe.keyframes(g).indices, context)
+            maps = prompt.prior.maps.float().cpu()
             j, h, w = maps.shape
             item = {"kind": e.kind, "flags": expression_flags(v, e), "maps": maps, "has_target": bool(e.obj_ids),
-                    "text": e.text}
+                    "text": e.text, "presence": prompt.presence}
             if e.obj_ids:
                 shares = torch.stack([torch.as_tensor(m, dtype=torch.float32)
                                       for m in (v.expression_masks(e)[ctx], any_object)], 1)  # (Tc, 2, H, W)
@@ -100,13 +106,16 @@ def pointing(items: list[dict]) -> dict:
 
 
 def presence(items: list[dict]) -> dict:
-    score = np.array([float(it["maps"].max()) for it in items])
+    score = np.array([it["presence"] for it in items])
     label = np.array([it["has_target"] for it in items])
     if label.all() or not label.any():
         return {"auc": None, "targets": int(label.sum()), "no_target": int((~label).sum())}
     threshold = float(np.quantile(score[~label], NO_TARGET_AIM))
+    # a text is flagged "no target" below the threshold (MomentSegConfig.point_presence_threshold)
+    by_threshold = {str(x): {"no_target_flagged": float((score[~label] < x).mean()),
+                             "targets_lost": float((score[label] < x).mean())} for x in THRESHOLDS}
     return {"auc": auc(score, label), "kept_at_aim": float((score[label] > threshold).mean()),
-            "targets": int(label.sum()), "no_target": int((~label).sum())}
+            "by_threshold": by_threshold, "targets": int(label.sum()), "no_target": int((~label).sum())}
 
 
 def main(argv: list[str] | None = None) -> dict:

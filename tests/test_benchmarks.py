@@ -659,20 +659,24 @@ def test_pointing_eval_scores_hits_chance_and_presence(model_dir, tmp_path):
     wrong = torch.zeros(2, 2, 3)
     wrong[:, 0, 2] = 4.0
     items = [{"kind": "event", "flags": {"lookalike": True}, "has_target": True, "maps": right, "target": target,
-              "objects": objects, "text": "which star stops?"},
+              "objects": objects, "text": "which star stops?", "presence": 4.0},
              {"kind": "motion", "flags": {}, "has_target": True, "maps": wrong, "target": target, "objects": objects,
-              "text": "the star moving left"},
+              "text": "the star moving left", "presence": 4.0},
              {"kind": "appearance", "flags": {}, "has_target": True, "maps": right, "target": target,
-              "objects": objects, "text": "the red star"},
+              "objects": objects, "text": "the red star", "presence": 4.0},
              {"kind": "appearance", "flags": {}, "has_target": True, "maps": wrong, "target": target,
-              "objects": objects, "text": "the small star"},
-             {"kind": "none", "flags": {}, "has_target": False, "maps": torch.full((2, 2, 3), -1.0), "text": "the hat"}]
+              "objects": objects, "text": "the small star", "presence": 4.0},
+             {"kind": "none", "flags": {}, "has_target": False, "maps": torch.full((2, 2, 3), -1.0), "text": "the hat",
+              "presence": -1.0}]
     point = probe.pointing(items)
     assert point["event"] == {"hit": 1.0, "chance": pytest.approx(1 / 3), "n": 2}
     assert point["appearance:colour"]["hit"] == 1.0 and point["appearance:shape"]["hit"] == 0.0
     assert point["appearance"]["n"] == 4 and point["all"]["n"] == 8
     assert point["motion"]["hit"] == 0.0 and point["all"]["hit"] == 0.5 and point["lookalike"]["n"] == 2
-    assert probe.presence(items)["auc"] == 1.0  # both target maps peak above the no-target one
+    pres = probe.presence(items)
+    assert pres["auc"] == 1.0  # every target's presence logit is above the no-target one
+    assert pres["by_threshold"]["0.0"] == {"no_target_flagged": 1.0, "targets_lost": 0.0}  # -1 < 0 <= 4
+    assert pres["by_threshold"]["-1.0"] == {"no_target_flagged": 0.0, "targets_lost": 0.0}  # -1 is not below -1
     with pytest.raises(SystemExit):
         probe.main(["--model", str(model_dir), "--videos", "1"])  # no pointing head
     pointing_dir = tmp_path / "pointing"
@@ -754,3 +758,27 @@ def test_pointing_features_probe_caches_the_seg_pass_and_scores_heads(tmp_path):
                       "--json", str(tmp_path / "p.json")])
     assert set(out["variants"]) == set(probe.VARIANTS)
     assert json.loads((tmp_path / "p.json").read_text())["variants"]["cells-fine"]["loss_last_100"] > 0
+
+
+def test_mask_errors_splits_a_mask_into_target_other_objects_and_background(model_dir):
+    probe = _load("mask_errors")
+    gt = np.zeros((4, 6, 6), bool)
+    gt[:3, :2, :2] = True  # the target: visible in frames 0-2 (4 pixels)
+    other = np.zeros((4, 6, 6), bool)
+    other[:, 4:, 4:] = True  # another object: 4 pixels, every frame
+    pred = np.zeros((4, 6, 6), bool)
+    pred[0, :2, :2] = True  # frame 0: the target exactly
+    pred[1, 4:, 4:] = True  # frame 1: only the other object (missed)
+    # frame 2: empty while the target shows; frame 3: the target gone, 2 target-free background pixels
+    pred[3, 2, 2:4] = True
+    s = probe.mask_split(gt, pred, gt | other)
+    assert s["empty"] == pytest.approx(1 / 3) and s["missed"] == pytest.approx(1 / 3)
+    assert s["other_objects"] == pytest.approx((0 + 1 + 0) / 3) and s["background"] == pytest.approx(1 / 3)
+    assert s["J"] == pytest.approx(0.25)  # 1, 0, 0, 0 (a frame with no target and a mask scores 0)
+    assert s["J_without_others"] == pytest.approx(0.25)  # frame 1 becomes empty: J 0 still
+    prior = torch.tensor([[[3.0, -1.0, 2.0]]])
+    target, objects = torch.tensor([[[0.5, 0.0, 0.0]]]), torch.tensor([[[0.5, 0.4, 0.3]]])
+    assert probe.token_signs(prior, target, objects) == (1.0, 0.5)  # one target token, two other-object ones
+    out = probe.main(["--model", str(model_dir), "--videos", "1", "--split", "val"])
+    assert out["all"]["n"] == len(out["rows"]) > 0 and 0 <= out["all"]["J"] <= 1
+    assert all(r["J_independent"] is not None for r in out["rows"])

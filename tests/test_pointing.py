@@ -3,6 +3,7 @@ maps and their loss, the spatial prior from training to the pipeline, and the sy
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 
@@ -114,8 +115,10 @@ def test_pipeline_adds_the_prior_and_a_saved_model_keeps_its_head(pair, tmp_path
     video = open_video(synth.frames, fps=synth.fps)
     pipe = MomentSeg(pointing, device="cpu")
     text = synth.expressions[0].text
-    embedding, _, prior, present = pipe.seg_prompt(video, text, [0, 5])
-    assert present  # no presence threshold: every text has a target
+    prompt = pipe.seg_prompt(video, text, [0, 5])
+    embedding, prior = prompt.embedding, prompt.prior
+    assert prompt.present  # no presence threshold: every text has a target
+    assert isinstance(prompt.presence, float)  # its presence logit, the pointing map's maximum
     ctx = uniform_frames(len(video), pointing.config.context_frames)
     assert embedding.shape == (pointing.config.seg_dim,) and prior.maps.shape[0] == -(-len(ctx) // 2)
     assert np.array_equal(prior.frame_patch, nearest_patches(np.arange(len(video)), ctx, 2))
@@ -193,6 +196,70 @@ def test_the_presence_threshold_and_loss_of_a_train_config_need_the_pointing_hea
     model.save_pretrained(tmp_path / "gated")
     assert MomentSegModel.from_pretrained(tmp_path / "gated").config.point_presence_threshold == 1.5
     assert MomentSegModel.from_pretrained(tmp_path / "base").config.point_presence_threshold is None
+
+
+def test_a_presence_head_starts_as_the_pointing_map_and_alone_says_whether_a_target_shows(pair, tmp_path):
+    """MomentSegConfig.seg_presence_head: a copy of the pointing head whose map's maximum is the presence logit;
+    the prior stays the pointing head's, and the presence loss reaches only the copy."""
+    plain, pointing = pair
+    with pytest.raises(ValueError, match="no pointing head"):
+        copy.deepcopy(plain).add_presence_head()
+    model = copy.deepcopy(pointing)
+    model.add_presence_head()
+    with pytest.raises(ValueError, match="already has a presence head"):
+        model.add_presence_head()
+    synth = generate_video(3, config=WorldConfig(min_frames=20, max_frames=22))
+    video = open_video(synth.frames, fps=synth.fps)
+    kf, ctx = video.get_frames([0, 5], size=(64, 64)), MomentSeg(pointing, device="cpu").context_frames(video)
+    texts = [e.text for e in synth.expressions[:2]]
+    base, fresh = pointing.seg_prompts(kf, texts, ctx), model.seg_prompts(kf, texts, ctx)
+    assert torch.allclose(fresh.presence, base.presence, atol=1e-5) and torch.equal(fresh.priors, base.priors)  # a copy
+    with torch.no_grad():  # a presence head whose map is 0 everywhere: presence logit 0, the prior unchanged
+        model.presence_head.key_out.weight.zero_()
+        model.presence_head.key_out.bias.zero_()
+    model.config.point_presence_threshold = 0.5
+    gated = model.seg_prompts(kf, texts, ctx)
+    assert gated.presence.tolist() == [0.0, 0.0] and gated.present.tolist() == [False, False]
+    assert torch.equal(gated.priors, base.priors) and torch.equal(gated.embeddings, base.embeddings)
+    model.save_pretrained(tmp_path / "m")
+    loaded = MomentSegModel.from_pretrained(tmp_path / "m")
+    assert loaded.config.seg_presence_head and loaded.config.point_presence_threshold == 0.5
+    assert all(torch.equal(v, model.presence_head.state_dict()[k]) for k, v in loaded.presence_head.state_dict().items())
+
+    model = copy.deepcopy(pointing)
+    model.add_presence_head()
+    samples = _samples()
+    samples[1] = dataclasses.replace(samples[1], context_labels=np.where(samples[1].context_labels > 0, 0,
+                                                                         samples[1].context_labels))
+    with torch.no_grad():
+        alone = pointing.forward_point(samples)
+    out = model.forward_point(samples)
+    assert float(alone.presence_point_bce) == 0.0  # no presence head: no such term
+    for got, want in ((out.point_bce, alone.point_bce), (out.presence_point_bce, alone.point_bce),
+                      (out.presence_bce, alone.presence_bce)):
+        assert torch.allclose(got, want, atol=1e-6)  # the copy's map is the pointing map
+    weights = LossConfig(presence=2.0).by_component()
+    assert torch.allclose(out.weighted(weights), out.point_bce + out.presence_point_bce + 2.0 * out.presence_bce)
+    out.presence_bce.backward()
+    assert all(p.grad is None for p in model.pointing_head.parameters())  # the presence loss leaves the map alone
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.presence_head.parameters())
+
+
+def test_a_train_config_gives_the_presence_head_to_a_model_with_a_pointing_head(pair, tmp_path):
+    from momentseg.train.loop import _initial_model
+
+    _, pointing = pair
+    pointing.save_pretrained(tmp_path / "base")
+    data = {"sources": [{"type": "synthetic", "task": "point"}]}
+    model_keys = {"pretrained": str(tmp_path / "base"), "presence_head": True}
+    with pytest.raises(InputError, match="'model.presence_head'"):
+        config_from_dict({"out": str(tmp_path / "run"), "model": model_keys,
+                          "data": {"sources": [{"type": "synthetic", "task": "refvos"}]}})
+    model = _initial_model(config_from_dict({"out": str(tmp_path / "run"), "data": data,
+                                             "model": model_keys | {"pointing_head": True}}))
+    assert model.config.seg_presence_head
+    head = model.pointing_head.state_dict()
+    assert all(torch.equal(v, head[k]) for k, v in model.presence_head.state_dict().items())
 
 
 def test_synthetic_refvos_samples_carry_the_context_patch_and_labels():
@@ -423,9 +490,9 @@ def test_a_pointing_vision_tower_needs_the_pointing_head(tmp_path):
                           "model": {"preset": "tiny", "pointing_head": True, "pointing_vision_from": "x"}})
 
 
-def _head_stage(monkeypatch, config: str):
+def _head_stage(monkeypatch, config: str, head: str = "pointing_head"):
     """The repository root, the validated config ``configs/<config>`` and its initial model, whose only trainable
-    weights are the pointing head's."""
+    weights are ``head``'s."""
     from pathlib import Path
 
     from momentseg.train.config import load_config, validate
@@ -436,7 +503,7 @@ def _head_stage(monkeypatch, config: str):
     cfg = load_config(root / "configs" / config)
     validate(cfg)
     model = _initial_model(cfg)
-    assert {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad} == {"pointing_head"}
+    assert {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad} == {head}
     return root, cfg, model
 
 
@@ -465,10 +532,10 @@ def test_the_pointing_vision_config_trains_only_the_head_on_round_14_with_the_lo
     assert shipped.pointing_head.vision_in[1].weight.abs().sum() > 0
 
 
-def test_the_long_pointing_config_trains_only_round_17s_head_on_and_the_shipped_model_is_its_result(monkeypatch):
+def test_the_long_pointing_config_trains_only_round_17s_head_on(monkeypatch):
     """configs/tiny-pointing-long.yaml (round 18): the committed round-17 model as it is (no head or tower
     re-added), the presence threshold set; only its pointing head trains, with the pointing and the presence
-    loss. The shipped model is that stage's result."""
+    loss."""
     root, cfg, model = _head_stage(monkeypatch, "tiny-pointing-long.yaml")
     base = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-pointing-r17").state_dict()
     weights = model.state_dict()
@@ -476,9 +543,26 @@ def test_the_long_pointing_config_trains_only_round_17s_head_on_and_the_shipped_
     assert all(torch.equal(v, weights[k]) for k, v in base.items())
     assert model.config.point_presence_threshold == cfg.model.presence_threshold == 1.0
     assert cfg.loss.presence > 0 and cfg.loss.point > 0
+
+
+def test_the_presence_config_adds_a_copy_of_round_17s_head_and_the_shipped_model_is_its_result(monkeypatch):
+    """configs/tiny-presence.yaml (round 19): the committed round-17 model as it is, plus a presence head that
+    starts as a copy of its pointing head and is the only part that trains, with the pointing and the presence
+    loss; the presence threshold set. The shipped model is that stage's result: round 17's weights and a trained
+    presence head."""
+    root, cfg, model = _head_stage(monkeypatch, "tiny-presence.yaml", head="presence_head")
+    base = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-pointing-r17").state_dict()
+    weights = model.state_dict()
+    assert all(torch.equal(v, weights[k]) for k, v in base.items())
+    added = [k for k in weights if k not in base]
+    assert added and all(k.startswith("presence_head.") for k in added)
+    assert all(torch.equal(weights[k], weights["pointing_head." + k.removeprefix("presence_head.")]) for k in added)
+    assert model.config.seg_presence_head and model.config.point_presence_threshold == cfg.model.presence_threshold
+    assert cfg.loss.presence > 0 and cfg.loss.point > 0
     shipped_model = MomentSegModel.from_pretrained(root / "src" / "momentseg" / "embedded")
+    assert shipped_model.config.seg_presence_head
     assert shipped_model.config.point_presence_threshold == cfg.model.presence_threshold
     shipped = shipped_model.state_dict()
-    assert shipped.keys() == base.keys()
-    assert all(torch.equal(v, shipped[k]) for k, v in base.items() if not k.startswith("pointing_head."))
-    assert any(not torch.equal(v, shipped[k]) for k, v in base.items() if k.startswith("pointing_head."))
+    assert shipped.keys() == weights.keys()
+    assert all(torch.equal(v, shipped[k]) for k, v in base.items())  # the map is round 17's
+    assert any(not torch.equal(weights[k], shipped[k]) for k in added)  # the presence head learned

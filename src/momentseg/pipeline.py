@@ -129,6 +129,7 @@ class SegPrompt(NamedTuple):
     answer: str  # the model's text answer
     prior: SpatialPrior | None  # the spatial prior (a model with seg_pointing)
     present: bool = True  # False: the model's pointing map says the text has no target in the video
+    presence: float | None = None  # the presence logit ``present`` thresholds (a model with seg_pointing)
 
 
 @dataclass
@@ -424,7 +425,8 @@ class MomentSeg:
             frame_patch = nearest_patches(np.arange(len(video)), self._context_indices(video),
                                           self.model.layout.temporal_patch_size)
         return [SegPrompt(emb, answer, None if out.priors is None else SpatialPrior(out.priors[j], frame_patch),
-                          True if out.present is None else bool(out.present[j]))
+                          True if out.present is None else bool(out.present[j]),
+                          None if out.presence is None else float(out.presence[j]))
                 for j, (emb, answer) in enumerate(zip(out.embeddings, out.answers, strict=True))]
 
     def _keyframe_images(self, video: Video, keyframes: Sequence[int]) -> np.ndarray:

@@ -110,6 +110,11 @@ class MomentSegConfig:
     # logit of "the target shows" (loss.presence); the threshold is chosen on val. None: off. Measured in
     # BENCHMARKS.md ("Round 18").
     point_presence_threshold: float | None = None
+    # This project's addition (tiny preset, train config model.presence_head; needs seg_pointing): a second
+    # pointing head (``presence_head``, the same inputs) whose map's maximum is the presence logit the threshold
+    # reads, so the presence loss trains that head and the prior's map stays the pointing head's alone. Without
+    # it the pointing map's own maximum is read. Measured in BENCHMARKS.md ("Round 19").
+    seg_presence_head: bool = False
     # This project's addition (tiny preset, train config model.moment_head): the [FIND] curve also gets a
     # *moment head* — the pointing head's architecture (momentseg.model.pointing) over the [FIND] head's input and
     # the dense pass's video tokens, bidirectional in time, so a frame can be judged by what its objects do before

@@ -14,6 +14,7 @@ against it, up to :data:`QUERIES_PER_PASS` at a time.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections import Counter
 from collections.abc import Iterable
@@ -222,6 +223,8 @@ class MomentSegModel(nn.Module):
         self.point_prior_scale = nn.Parameter(torch.zeros(2))
         if self.config.seg_pointing_vision:
             self.pointing_visual = type(self.qwen.model.visual)(self.qwen.model.visual.config)
+        if self.config.seg_presence_head:
+            self.presence_head = PointingHead(self.config.hidden_size, vision=self.config.seg_pointing_vision)
 
     def add_pointing_head(self) -> None:
         """Give a model without one the ``[SEG]`` pass's pointing head (``config.seg_pointing``), freshly
@@ -250,6 +253,17 @@ class MomentSegModel(nn.Module):
         self.pointing_visual = type(self.qwen.model.visual)(self.qwen.model.visual.config)
         self.pointing_visual.load_state_dict(weights, strict=True)
         self.pointing_visual.to(self.device, next(self.qwen.model.visual.parameters()).dtype)
+
+    def add_presence_head(self) -> None:
+        """Give the model a presence head (``config.seg_presence_head``): a copy of its pointing head, so at first
+        it says what the pointing map's maximum says, trained on by the presence loss while the pointing head's
+        map stays the prior."""
+        if not self.config.seg_pointing:
+            raise ValueError("the model has no pointing head to copy into a presence head (model.pointing_head)")
+        if self.config.seg_presence_head:
+            raise ValueError("the model already has a presence head")
+        self.config.seg_presence_head = True
+        self.presence_head = copy.deepcopy(self.pointing_head)  # a copy draws no random numbers
 
     def _init_moment_head(self) -> None:
         self.moment_head = PointingHead(self.config.hidden_size)
@@ -663,14 +677,19 @@ class MomentSegModel(nn.Module):
         return emb
 
     def _point_maps(self, video_hidden: torch.Tensor, grid, rows: torch.Tensor,
-                    query_ids: list[torch.Tensor], vision: torch.Tensor | None) -> torch.Tensor:
-        """The pointing maps (b, t, h, w) of b queries (their [SEG] head inputs) over the merged video tokens of
-        one video (``video_hidden`` (t·h·w, d), ``grid`` its (t, H, W) patch grid; ``vision`` its tokens from
-        :meth:`_pointing_vision`): :class:`PointingHead`."""
+                    query_ids: list[torch.Tensor], vision: torch.Tensor | None,
+                    heads: tuple[str, ...] = ("pointing_head",)) -> tuple[torch.Tensor, ...]:
+        """Per head of ``heads`` (the pointing head; the presence head), the maps (b, t, h, w) of b queries (their
+        [SEG] head inputs) over the merged video tokens of one video (``video_hidden`` (t·h·w, d), ``grid`` its
+        (t, H, W) patch grid; ``vision`` its tokens from :meth:`_pointing_vision`): :class:`PointingHead`."""
         t, gh, gw = (int(x) for x in grid)
         m = self.layout.merge_size
         queries = self._head_inputs(rows, query_ids, video_hidden.dtype)
-        return self.pointing_head(video_hidden, (t, gh // m, gw // m), queries, vision)
+        return tuple(getattr(self, h)(video_hidden, (t, gh // m, gw // m), queries, vision) for h in heads)
+
+    def _map_heads(self) -> tuple[str, ...]:
+        """The heads whose maps the [SEG] pass computes: the pointing head, and the presence head if any."""
+        return ("pointing_head", "presence_head") if self.config.seg_presence_head else ("pointing_head",)
 
     def _pointing_vision(self, videos: VisionInputs | None) -> list[torch.Tensor | None]:
         """Per video of ``videos``, its merged tokens from the pointing head's own vision tower
@@ -709,13 +728,15 @@ class MomentSegModel(nn.Module):
     @torch.no_grad()
     def seg_prompts(self, keyframes, queries: list[str], context=None, share_prefix: bool = True) -> SegPrompts:
         """Every query's SAM2 prompt on the same ``keyframes`` and ``context``: embeddings, answers and (with
-        ``seg_pointing`` and a context) the spatial priors per context temporal patch and, with
-        ``point_presence_threshold``, whether each query's map points anywhere. ``share_prefix``: the
+        ``seg_pointing`` and a context) the spatial priors per context temporal patch, each query's presence logit
+        (the maximum of the presence head's map, or of the pointing map without one) and, with
+        ``point_presence_threshold``, whether it reaches the threshold. ``share_prefix``: the
         vision prefix runs once and the queries' suffixes against its KV cache; False: one full forward pass per
         query."""
         queries = list(queries)
         pointing = self.config.seg_pointing and context is not None and len(context) > 0
-        embs, priors = [], []
+        heads = self._map_heads()
+        embs, maps = [], []
         if share_prefix:
             pq = self.processor.refvos_queries(keyframes, queries, context)
             hidden, layers, first = self._prefix_pass(pq)
@@ -724,8 +745,8 @@ class MomentSegModel(nn.Module):
             for _, rows, query_ids in self._suffix_chunks(pq, layers, first):
                 embs.append(self._seg_vectors(rows, query_ids))
                 if pointing:
-                    priors.append(self._point_maps(video, pq.prefix.videos.grid_thw[0], rows, query_ids,
-                                                   vision[0]))
+                    maps.append(self._point_maps(video, pq.prefix.videos.grid_thw[0], rows, query_ids, vision[0],
+                                                 heads))
         else:
             for query in queries:
                 batch = self.processor.refvos([keyframes], [query], [context])
@@ -734,13 +755,16 @@ class MomentSegModel(nn.Module):
                 embs.append(self._seg_vectors(rows, query_ids))
                 if pointing:
                     video = hidden[0][(batch.mm_token_type_ids[0] == VIDEO).to(hidden.device)]
-                    priors.append(self._point_maps(video, batch.videos.grid_thw[0], rows, query_ids,
-                                                   self._pointing_vision(batch.videos)[0]))
+                    maps.append(self._point_maps(video, batch.videos.grid_thw[0], rows, query_ids,
+                                                 self._pointing_vision(batch.videos)[0], heads))
+        answers = [self.config.answer_seg] * len(queries)
         if not pointing:
-            return SegPrompts(torch.cat(embs), [self.config.answer_seg] * len(queries), None)
-        maps, threshold = torch.cat(priors), self.config.point_presence_threshold
-        present = None if threshold is None else maps.flatten(1).amax(1) >= threshold
-        return SegPrompts(torch.cat(embs), [self.config.answer_seg] * len(queries), self.point_prior(maps), present)
+            return SegPrompts(torch.cat(embs), answers, None)
+        # per chunk (pointing maps[, presence maps]): the last is the presence head's, or the pointing map itself
+        point, presence = torch.cat([m[0] for m in maps]), torch.cat([m[-1] for m in maps])
+        logits, threshold = presence.flatten(1).amax(1), self.config.point_presence_threshold
+        present = None if threshold is None else logits >= threshold
+        return SegPrompts(torch.cat(embs), answers, self.point_prior(point), present, logits)
 
     def forward_refvos(self, samples: list[RefVOSSample]) -> RefVOSOutput:
         """Training loss components for RefVOS samples (one padded LLM pass for the batch). The [SEG] embedding prompts
@@ -770,7 +794,7 @@ class MomentSegModel(nn.Module):
             cond = (0,) if c.train_memory_path else tuple(range(k))
             prior = None
             if c.seg_pointing and batch.sample_videos[i] is not None:
-                maps = self._sample_point_maps(hidden, batch, rows, query_ids, vision, i)
+                maps, = self._sample_point_maps(hidden, batch, rows, query_ids, vision, i)
                 if s.key_patch is not None:
                     prior = self.point_prior(maps[torch.as_tensor(np.asarray(s.key_patch), dtype=torch.long)])
                 if s.context_labels is not None:
@@ -800,27 +824,35 @@ class MomentSegModel(nn.Module):
         return batch, hidden, rows, [batch.query_ids(i) for i in range(len(batch))]
 
     def _sample_point_maps(self, hidden: torch.Tensor, batch: MomentSegBatch, rows: torch.Tensor,
-                           query_ids: list[torch.Tensor], vision: list, i: int) -> torch.Tensor:
-        """Sample ``i``'s pointing maps (t, h', w') over its context video in a padded [SEG] batch (``vision``:
-        :meth:`_pointing_vision` of its videos)."""
+                           query_ids: list[torch.Tensor], vision: list, i: int,
+                           heads: tuple[str, ...] = ("pointing_head",)) -> tuple[torch.Tensor, ...]:
+        """Sample ``i``'s maps (t, h', w') over its context video in a padded [SEG] batch, one per head of
+        ``heads`` (``vision``: :meth:`_pointing_vision` of its videos)."""
         is_video = (batch.mm_token_type_ids[i] == VIDEO).to(hidden.device)
         v = batch.sample_videos[i]
-        return self._point_maps(hidden[i][is_video], batch.videos.grid_thw[v], rows[i : i + 1],
-                                query_ids[i : i + 1], vision[v])[0]
+        return tuple(m[0] for m in self._point_maps(hidden[i][is_video], batch.videos.grid_thw[v], rows[i : i + 1],
+                                                    query_ids[i : i + 1], vision[v], heads))
 
     def forward_point(self, samples: list[RefVOSSample]) -> PointOutput:
         """Pointing-head training loss (a model with ``seg_pointing``): the [SEG] pass of RefVOS samples with a
         context and ``context_labels``, the pointing maps and their :meth:`_point_loss` — no SAM2 decode, so a
-        stage that trains the head alone on a frozen model runs at the language model's speed."""
+        stage that trains the head alone on a frozen model runs at the language model's speed. With a presence
+        head (``seg_presence_head``) the presence loss reads its map, which also gets the pointing loss
+        (``presence_point_bce``), and the pointing map only the pointing loss."""
         if not self.config.seg_pointing:
             raise ValueError("this model has no pointing head (train config: model.pointing_head: true)")
         if any(s.context is None or s.context_labels is None for s in samples):
             raise ValueError("pointing samples need a context video and its context_labels")
         batch, hidden, rows, query_ids = self._seg_pass(samples)
         vision = self._pointing_vision(batch.videos)
-        pointed = [(self._sample_point_maps(hidden, batch, rows, query_ids, vision, i), s.context_labels)
-                   for i, s in enumerate(samples)]
-        return PointOutput(self._point_loss(pointed), self._presence_loss(pointed))
+        heads = self._map_heads()
+        maps = [self._sample_point_maps(hidden, batch, rows, query_ids, vision, i, heads)
+                for i in range(len(samples))]
+        pointed = [(m[0], s.context_labels) for m, s in zip(maps, samples, strict=True)]
+        if len(heads) == 1:
+            return PointOutput(self._point_loss(pointed), self._presence_loss(pointed), self._point_loss([]))
+        present = [(m[1], s.context_labels) for m, s in zip(maps, samples, strict=True)]
+        return PointOutput(self._point_loss(pointed), self._presence_loss(present), self._point_loss(present))
 
     @staticmethod
     def _presence_loss(pointed: list) -> torch.Tensor:

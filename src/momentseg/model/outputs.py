@@ -68,11 +68,13 @@ class MomentOutput(_LossOutput):
 
 @dataclass
 class PointOutput(_LossOutput):
-    """``forward_point`` (the pointing head alone): point_bce and presence_bce."""
+    """``forward_point`` (the pointing head alone): point_bce, presence_bce and presence_point_bce (the presence
+    head's map's pointing loss; 0 without ``seg_presence_head``)."""
 
-    COMPONENTS: ClassVar[tuple[str, ...]] = ("point_bce", "presence_bce")
+    COMPONENTS: ClassVar[tuple[str, ...]] = ("point_bce", "presence_bce", "presence_point_bce")
     point_bce: torch.Tensor
     presence_bce: torch.Tensor
+    presence_point_bce: torch.Tensor
 
 
 @dataclass
@@ -107,13 +109,15 @@ class TokensOutput(_LossOutput):
 class SegPrompts(NamedTuple):
     """What the ``[SEG]`` pass gives SAM2 for n queries: ``embeddings`` (n, P) (token, plus pixel query), the
     ``answers`` and, for a model with ``seg_pointing`` and a context video, ``priors`` (n, J, h, w): mask logits
-    per context temporal patch (else None); with ``point_presence_threshold`` too, ``present`` (n,) bool: whether
-    each query's map points anywhere (else None: every query has a target)."""
+    per context temporal patch (else None) and ``presence`` (n,): each query's presence logit (its presence head's
+    map's maximum, or its pointing map's); with ``point_presence_threshold`` too, ``present`` (n,) bool: whether
+    that logit reaches it (else None: every query has a target)."""
 
     embeddings: torch.Tensor
     answers: list[str]
     priors: torch.Tensor | None
     present: torch.Tensor | None = None
+    presence: torch.Tensor | None = None
 
 
 @dataclass

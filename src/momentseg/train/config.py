@@ -93,6 +93,9 @@ class ModelConfig:
     #: set the model's ``point_presence_threshold`` (a text whose pointing map's maximum is below it has no
     #: target; chosen on val; the model needs a pointing head)
     presence_threshold: float | None = None
+    #: give the model a presence head (``MomentSegConfig.seg_presence_head``) if it has none: a copy of its
+    #: pointing head whose map's maximum the presence loss and threshold read (needs ``pointing_head``)
+    presence_head: bool = False
     #: give the model the [FIND] curve's moment head (``MomentSegConfig.find_moment_head``) if it has none
     moment_head: bool = False
 
@@ -170,6 +173,7 @@ class LossConfig:
     token_colour: float = 1.0
     token_motion: float = 1.0
     events: float = 1.0
+    #: the pointing loss (task point / the fine-tuning's pointing map); also that of a presence head's map
     point: float = 1.0
     #: the pointing map's maximum over the context video as the logit of "the target shows in it" (a BCE balanced
     #: over the samples with and without one), so a map that points nowhere says "no target" (BENCHMARKS.md,
@@ -182,7 +186,7 @@ class LossConfig:
                 "object_bce": self.object_score, "shape_ce": self.pixel_shape, "colour_ce": self.pixel_colour,
                 "token_shape_ce": self.token_shape, "token_colour_ce": self.token_colour,
                 "token_motion_ce": self.token_motion, "event_bce": self.events, "point_bce": self.point,
-                "presence_bce": self.presence}
+                "presence_bce": self.presence, "presence_point_bce": self.point}
 
 
 @dataclass
@@ -363,6 +367,8 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
         raise bad("loss.presence", "weighs task point's presence loss: needs a source with task: point (and ≥ 0)")
     if m.presence_threshold is not None and not m.pointing_head:
         raise bad("model.presence_threshold", "reads the pointing map: needs model.pointing_head: true")
+    if m.presence_head and not m.pointing_head:
+        raise bad("model.presence_head", "is a copy of the pointing head: needs model.pointing_head: true")
     if not 0.0 <= d.track_ratio < 1.0:
         raise bad("data.track_ratio", "must be within [0, 1)")
     if (d.track_ratio > 0) != ("track" in tasks and bool(tasks & {"tsg", "refvos"})):
