@@ -77,7 +77,8 @@ def test_ablation_rows_equal_the_public_segment_api(model_dir):
         # the memory-clearing rule off: what propagate gives with anchor_update=False, no memory clears
         off = ablation._propagation_scores(pipe, video, exp.text, choice, pipe.context_frames(video), frames, gt,
                                            anchor_update=False, cache=cache)
-        embedding, _, prior, _ = cache[("seg", tuple(int(i) for i in choice.indices))]
+        prompt = cache[("seg", tuple(int(i) for i in choice.indices))]
+        embedding, prior = prompt.embedding, prompt.prior
         masks = np.zeros_like(gt)
         for out in propagate(sam2, frames, choice.indices, choice.anchor, embedding, prompt_prior=prior,
                              num_frames=len(video), anchor_update=False):

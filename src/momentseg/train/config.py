@@ -90,11 +90,12 @@ class ModelConfig:
     #: set the pointing prior's [gain, bias] (``point_prior_scale``; chosen on val when the head is trained
     #: alone, where nothing learns them)
     point_prior: list[float] | None = None
-    #: set the model's ``point_presence_threshold`` (a text whose pointing map's maximum is below it has no
-    #: target; chosen on val; the model needs a pointing head)
+    #: set the model's ``point_presence_threshold`` (a text whose presence logit — the maximum of its presence
+    #: head's map, or of its pointing map — is below it has no target; chosen on val; needs a pointing head)
     presence_threshold: float | None = None
     #: give the model a presence head (``MomentSegConfig.seg_presence_head``) if it has none: a copy of its
-    #: pointing head whose map's maximum the presence loss and threshold read (needs ``pointing_head``)
+    #: pointing head whose map's maximum the presence loss and threshold read, trained by task ``point`` (needs
+    #: ``pointing_head``)
     presence_head: bool = False
     #: give the model the [FIND] curve's moment head (``MomentSegConfig.find_moment_head``) if it has none
     moment_head: bool = False
@@ -175,9 +176,9 @@ class LossConfig:
     events: float = 1.0
     #: the pointing loss (task point / the fine-tuning's pointing map); also that of a presence head's map
     point: float = 1.0
-    #: the pointing map's maximum over the context video as the logit of "the target shows in it" (a BCE balanced
-    #: over the samples with and without one), so a map that points nowhere says "no target" (BENCHMARKS.md,
-    #: "Round 18"); task ``point`` only
+    #: the pointing map's maximum over the context video (the presence head's map, if the model has one) as the
+    #: logit of "the target shows in it" (a BCE balanced over the samples with and without one), so a map that
+    #: points nowhere says "no target" (BENCHMARKS.md, "Rounds 18 and 19"); task ``point`` only
     presence: float = 0.0
 
     def by_component(self) -> dict[str, float]:
