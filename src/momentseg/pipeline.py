@@ -128,7 +128,7 @@ class SegPrompt(NamedTuple):
     embedding: torch.Tensor  # (P,) the SAM2 prompt
     answer: str  # the model's text answer
     prior: SpatialPrior | None  # the spatial prior (a model with seg_pointing)
-    present: bool = True  # False: the model's pointing map says the text has no target in the video
+    present: bool = True  # False: the text's presence logit is below point_presence_threshold: no target
     presence: float | None = None  # the presence logit ``present`` thresholds (a model with seg_pointing)
 
 
@@ -409,8 +409,8 @@ class MomentSeg:
         """Stage 4, the ``[SEG]`` pass: the high-res ``keyframes`` (frame indices, e.g. a
         :meth:`keyframes` choice's ``indices``) + the low-res ``context`` (default: :meth:`context_frames`)
         → a :class:`SegPrompt`: the SAM2 prompt embedding (P,), the model's answer text, the spatial prior (a model
-        with ``seg_pointing``; else None) and whether the text has a target (False only for a model with
-        ``point_presence_threshold`` whose map points nowhere)."""
+        with ``seg_pointing``; else None), whether the text has a target (False only for a model with
+        ``point_presence_threshold`` whose presence logit is below it) and that logit."""
         return self._seg_prompt_group(video, [text], keyframes, context, share_prefix=False)[0]
 
     def _seg_prompt_group(self, video: Video, texts: list[str], keyframes: Sequence[int], context: np.ndarray | None,

@@ -105,10 +105,10 @@ class MomentSegConfig:
     # [SEG] embedding and the [FIND] curves do not. Measured in BENCHMARKS.md ("Rounds 16, 17").
     seg_pointing_vision: bool = False
     # This project's addition (tiny preset, train config model.presence_threshold; needs seg_pointing): a query
-    # whose pointing map's maximum logit over the context video is below this has no target — the head points
-    # nowhere — and its masks are empty in every frame, without a SAM2 decode. The map's maximum is trained as the
-    # logit of "the target shows" (loss.presence); the threshold is chosen on val. None: off. Measured in
-    # BENCHMARKS.md ("Round 18").
+    # whose pointing map's maximum logit over the context video (its presence head's map with seg_presence_head)
+    # is below this has no target — the head points nowhere — and its masks are empty in every frame, without a
+    # SAM2 decode. The map's maximum is trained as the logit of "the target shows" (loss.presence); the threshold
+    # is chosen on val. None: off. Measured in BENCHMARKS.md ("Rounds 18, 19").
     point_presence_threshold: float | None = None
     # This project's addition (tiny preset, train config model.presence_head; needs seg_pointing): a second
     # pointing head (``presence_head``, the same inputs) whose map's maximum is the presence logit the threshold
