@@ -16,12 +16,13 @@ from momentseg.errors import InputError
 from momentseg.grounding.sampling import nearest_patches, uniform_frames
 from momentseg.io.video import open_video
 from momentseg.model import MomentSegModel, RefVOSSample
+from momentseg.model.momentseg import token_objects
 from momentseg.model.pointing import PointingHead, grid_positions
 from momentseg.pipeline import MomentSeg
 from momentseg.train.config import LossConfig, config_from_dict
 from momentseg.train.data import SyntheticSource
 from momentseg.train.loop import train
-from momentseg.train.shapes import SampleShape
+from momentseg.train.shapes import SampleShape, resize_masks
 from tiny_heads import model_pair, random_video, tiny_model
 
 WEIGHTS = LossConfig().by_component()
@@ -262,6 +263,78 @@ def test_a_train_config_gives_the_presence_head_to_a_model_with_a_pointing_head(
     assert all(torch.equal(v, head[k]) for k, v in model.presence_head.state_dict().items())
 
 
+def test_a_deepened_pointing_head_keeps_every_map_until_its_new_layers_train(pair, tmp_path):
+    """PointingHead.deepen / MomentSegModel.deepen_pointing_head (MomentSegConfig.seg_pointing_layers): new layers
+    on top start as the identity, so the maps are the same; they get gradients; the presence head keeps its own
+    depth; both depths survive save and load."""
+    head = PointingHead(32)
+    grid, video, queries = (2, 2, 3), torch.randn(12, 32), torch.randn(3, 32)
+    before = head(video, grid, queries)
+    head.deepen(4)
+    assert head.layers == 4
+    after = head(video, grid, queries)
+    assert torch.allclose(after, before, atol=1e-5)
+    after.sum().backward()
+    top = head.mixer.layers[3]
+    assert top.linear2.weight.grad.abs().sum() > 0 and top.self_attn.out_proj.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="cannot shrink"):
+        head.deepen(3)
+
+    plain, pointing = pair
+    with pytest.raises(ValueError, match="no pointing head"):
+        copy.deepcopy(plain).deepen_pointing_head(3)
+    base = copy.deepcopy(pointing)
+    with torch.no_grad():  # a prior that shows the map (a fresh head's gain is 0)
+        base.point_prior_scale.copy_(torch.tensor([4.0, 0.5]))
+    model = copy.deepcopy(base)
+    model.deepen_pointing_head(3)
+    synth = generate_video(3, config=WorldConfig(min_frames=20, max_frames=22))
+    video = open_video(synth.frames, fps=synth.fps)
+    kf, ctx = video.get_frames([0, 5], size=(64, 64)), MomentSeg(pointing, device="cpu").context_frames(video)
+    texts = [e.text for e in synth.expressions[:2]]
+    want, deep = base.seg_prompts(kf, texts, ctx), model.seg_prompts(kf, texts, ctx)
+    assert want.priors.abs().amax() > 0.1 and torch.allclose(deep.priors, want.priors, atol=1e-4)
+    assert torch.allclose(deep.presence, want.presence, atol=1e-5) and torch.equal(deep.embeddings, want.embeddings)
+    model = copy.deepcopy(pointing)
+    model.add_presence_head()
+    model.deepen_pointing_head(3)
+    assert (model.config.seg_pointing_layers, model.config.seg_presence_layers) == (3, 2)
+    assert (model.pointing_head.layers, model.presence_head.layers) == (3, 2)
+    model.save_pretrained(tmp_path / "deep")
+    loaded = MomentSegModel.from_pretrained(tmp_path / "deep")
+    assert (loaded.pointing_head.layers, loaded.presence_head.layers) == (3, 2)
+    state = model.state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in loaded.state_dict().items())
+    copy_of_deep = copy.deepcopy(model)  # a presence head copied from a deepened head has its depth
+    del copy_of_deep.presence_head
+    copy_of_deep.config.seg_presence_head = False
+    copy_of_deep.add_presence_head()
+    assert copy_of_deep.config.seg_presence_layers == 3
+
+
+def test_a_train_config_deepens_the_pointing_head_and_never_shrinks_it(pair, tmp_path):
+    from momentseg.train.loop import _initial_model
+
+    _, pointing = pair
+    pointing.save_pretrained(tmp_path / "base")
+    data = {"sources": [{"type": "synthetic", "task": "point"}]}
+
+    def build(**model_keys):
+        return _initial_model(config_from_dict({"out": str(tmp_path / "run"), "data": data,
+                                                "model": {"pretrained": str(tmp_path / "base")} | model_keys}))
+
+    with pytest.raises(InputError, match="'model.pointing_layers'"):
+        config_from_dict({"out": str(tmp_path / "run"), "model": {"preset": "tiny", "pointing_layers": 3},
+                          "data": {"sources": [{"type": "synthetic", "task": "refvos"}]}})
+    with pytest.raises(InputError, match="at least 1"):
+        build(pointing_head=True, pointing_layers=0)
+    with pytest.raises(InputError, match="fewer than the 2 layers"):
+        build(pointing_head=True, pointing_layers=1)
+    model = build(pointing_head=True, pointing_layers=3)
+    assert model.config.seg_pointing_layers == 3 and model.pointing_head.layers == 3
+    assert build(pointing_head=True, pointing_layers=2).pointing_head.layers == 2
+
+
 def test_synthetic_refvos_samples_carry_the_context_patch_and_labels():
     shape = SampleShape(tsg_side=56, context_side=56, keyframe_side=64, tsg_max_frames=8, tsg_fps=5.0,
                         context_frames=8, keyframes=3, keyframe_window=4)
@@ -281,7 +354,55 @@ def test_synthetic_refvos_samples_carry_the_context_patch_and_labels():
         seen_target |= bool(target.any())
         objects = (s.context_labels >= 0).mean()
         assert 0 < objects < 0.5  # objects, not the whole frame
+        # which object each pixel shows: the same foreground, each index one of the world's objects
+        assert s.context_objects.shape == s.context_labels.shape
+        assert np.array_equal(s.context_objects >= 0, s.context_labels >= 0)
+        ids = sorted(video.object_masks)
+        for i in np.unique(s.context_objects[s.context_objects >= 0]):
+            shown = resize_masks(video.object_masks[ids[i]][ctx], s.context.shape[1:3])
+            assert (shown[s.context_objects == i]).all()
     assert seen_target
+
+
+def test_token_objects_name_the_object_that_dominates_each_token():
+    objects = np.full((4, 16, 16), -1, np.int16)  # 2 temporal patches of 2 frames, 2 x 2 tokens of 8 x 8 pixels
+    objects[:, 0:3, 0:3] = 0  # object 0 in token (0, 0): 9 of its 64 pixels
+    objects[:, 8:16, 8:16] = 1  # object 1 fills token (1, 1)
+    objects[:2, 0:8, 8:12] = 2  # token (0, 1) of patch 0: objects 2 and 3 side by side, neither dominates
+    objects[:2, 0:8, 12:16] = 3
+    objects[2, 0, 8] = 2  # token (0, 1) of patch 1: one pixel of object 2 (1/128, under the minimum share)
+    got = token_objects(objects, 2, 2, (2, 2)).reshape(2, 2, 2)
+    assert got.tolist() == [[[0, -1], [-1, 1]], [[0, -1], [-1, 1]]]
+    assert token_objects(np.full((2, 4, 4), -1, np.int16), 1, 2, (2, 2)).tolist() == [-1] * 4
+
+
+def test_the_identity_loss_is_least_when_each_objects_keys_agree(pair):
+    """MomentSegModel._identity_loss: a supervised contrastive loss over the tokens one object dominates; keys
+    that name the object score its floor (the mean log of each token's positives), shuffled keys more, and samples
+    without objects give 0; forward_point reports it and it reaches the pointing head."""
+    _, pointing = pair
+    objects = np.full((4, 8, 8), -1, np.int16)
+    objects[:, 0:4, 0:4], objects[:, 4:8, 4:8], objects[:2, 0:4, 4:8] = 0, 1, 2  # tokens 0,0 / 1,1 / 0,1 (patch 0)
+    ids = token_objects(objects, 2, 2, (2, 2))
+    assert ids.tolist() == [0, 2, -1, 1, 0, -1, -1, 1]
+    named = torch.eye(3)[ids.clamp(min=0)] * 10  # each token's key is its object's axis
+    best = float(pointing._identity_loss([(named, (2, 2, 2), objects)]))
+    # tokens of objects 0 and 1 have one positive each (log 1 = 0); object 2's only token has none (no anchor)
+    assert best == pytest.approx(0.0, abs=1e-3)
+    swapped = named.clone()
+    swapped[[3, 4]] = named[[4, 3]]  # tokens 3 and 4 trade keys: each now matches the other object
+    assert float(pointing._identity_loss([(swapped, (2, 2, 2), objects)])) > best + 1.0
+    assert float(pointing._identity_loss([(named, (2, 2, 2), None)])) == 0.0
+
+    samples = _samples()
+    samples = [dataclasses.replace(s, context_objects=np.where(s.context_labels >= 0, (s.context_labels > 0) * 1, -1)
+                                   .astype(np.int16)) for s in samples]
+    model = copy.deepcopy(pointing)
+    out = model.forward_point(samples)
+    assert float(out.point_identity.detach()) > 0
+    assert float(model.forward_point(_samples()).point_identity) == 0.0  # no context objects: no identity loss
+    out.point_identity.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.pointing_head.parameters())
 
 
 def test_the_head_mixes_tokens_across_time_and_checks_its_grid():

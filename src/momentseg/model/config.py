@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from momentseg.errors import CheckpointError
+from momentseg.model.pointing import LAYERS as POINTING_LAYERS
 from momentseg.model.preprocess import CLIP_MEAN, CLIP_STD
 from momentseg.model.tokenizer import token_ids
 from momentseg.sam2.config import (
@@ -115,6 +116,11 @@ class MomentSegConfig:
     # reads, so the presence loss trains that head and the prior's map stays the pointing head's alone. Without
     # it the pointing map's own maximum is read. Measured in BENCHMARKS.md ("Round 19").
     seg_presence_head: bool = False
+    # Transformer layers of the pointing head's and of the presence head's mixers (momentseg.model.pointing; train
+    # config model.pointing_layers deepens the pointing head of a trained model, its new layers starting as the
+    # identity). Measured in BENCHMARKS.md ("Round 20").
+    seg_pointing_layers: int = POINTING_LAYERS
+    seg_presence_layers: int = POINTING_LAYERS
     # This project's addition (tiny preset, train config model.moment_head): the [FIND] curve also gets a
     # *moment head* — the pointing head's architecture (momentseg.model.pointing) over the [FIND] head's input and
     # the dense pass's video tokens, bidirectional in time, so a frame can be judged by what its objects do before

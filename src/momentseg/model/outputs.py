@@ -68,13 +68,15 @@ class MomentOutput(_LossOutput):
 
 @dataclass
 class PointOutput(_LossOutput):
-    """``forward_point`` (the pointing head alone): point_bce, presence_bce and presence_point_bce (the presence
-    head's map's pointing loss; 0 without ``seg_presence_head``)."""
+    """``forward_point`` (the pointing head alone): point_bce, presence_bce, presence_point_bce (the presence
+    head's map's pointing loss; 0 without ``seg_presence_head``) and point_identity (the pointing head's
+    track-identity loss; 0 without context objects)."""
 
-    COMPONENTS: ClassVar[tuple[str, ...]] = ("point_bce", "presence_bce", "presence_point_bce")
+    COMPONENTS: ClassVar[tuple[str, ...]] = ("point_bce", "presence_bce", "presence_point_bce", "point_identity")
     point_bce: torch.Tensor
     presence_bce: torch.Tensor
     presence_point_bce: torch.Tensor
+    point_identity: torch.Tensor
 
 
 @dataclass

@@ -19,10 +19,18 @@ import math
 import torch
 from torch import nn
 
-#: width, transformer layers and attention heads of the pointing head (every preset)
+#: width, transformer layers (by default: ``MomentSegConfig.seg_pointing_layers`` can deepen the pointing head) and
+#: attention heads of the pointing head (every preset)
 WIDTH, LAYERS, HEADS = 128, 2, 4
 #: Fourier frequencies 2^k·π, k < FREQUENCIES, per position axis
 FREQUENCIES = 4
+
+
+def _mixer(layers: int) -> nn.TransformerEncoder:
+    if layers < 1:
+        raise ValueError(f"a pointing head needs at least one layer, not {layers}")
+    layer = nn.TransformerEncoderLayer(WIDTH, HEADS, 2 * WIDTH, dropout=0.0, batch_first=True, norm_first=True)
+    return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
 
 def grid_positions(t: int, h: int, w: int) -> torch.Tensor:
@@ -35,9 +43,10 @@ def grid_positions(t: int, h: int, w: int) -> torch.Tensor:
 
 class PointingHead(nn.Module):
     """(video tokens (N, d) of one video on a (t, h, w) merged grid, queries (b, d)[, the head's own vision
-    tokens (N, d)]) → maps (b, t, h, w)."""
+    tokens (N, d)]) → maps (b, t, h, w); with ``keys`` also each token's key (b, N, WIDTH), whose dot product
+    with the query's is the token's logit (the identity loss reads them)."""
 
-    def __init__(self, hidden_size: int, vision: bool = False):
+    def __init__(self, hidden_size: int, vision: bool = False, layers: int = LAYERS):
         super().__init__()
         self.video_in = nn.Sequential(nn.LayerNorm(hidden_size), nn.Linear(hidden_size, WIDTH))
         if vision:
@@ -46,14 +55,36 @@ class PointingHead(nn.Module):
             nn.init.zeros_(self.vision_in[1].bias)
         self.query_in = nn.Sequential(nn.LayerNorm(hidden_size), nn.Linear(hidden_size, WIDTH))
         self.position = nn.Linear(3 * 2 * FREQUENCIES, WIDTH)
-        layer = nn.TransformerEncoderLayer(WIDTH, HEADS, 2 * WIDTH, dropout=0.0, batch_first=True, norm_first=True)
-        self.mixer = nn.TransformerEncoder(layer, LAYERS, enable_nested_tensor=False)
+        self.mixer = _mixer(layers)
         self.norm = nn.LayerNorm(WIDTH)
         self.key_out = nn.Linear(WIDTH, WIDTH)
         self.query_out = nn.Linear(WIDTH, WIDTH)
 
+    @property
+    def layers(self) -> int:
+        """Transformer layers of the mixer."""
+        return len(self.mixer.layers)
+
+    def deepen(self, layers: int) -> None:
+        """Grow the mixer to ``layers`` layers (in place): the new ones go on top and start as the identity (their
+        attention and feed-forward outputs are zero; ``norm_first`` makes each a residual), so every map is
+        unchanged until they train."""
+        if layers < self.layers:
+            raise ValueError(f"a pointing head of {self.layers} layers cannot shrink to {layers}")
+        old = self.mixer
+        self.mixer = _mixer(layers)
+        param = next(old.parameters())
+        self.mixer.to(param.device, param.dtype)
+        for i, layer in enumerate(self.mixer.layers):
+            if i < len(old.layers):
+                layer.load_state_dict(old.layers[i].state_dict())
+                continue
+            for linear in (layer.self_attn.out_proj, layer.linear2):
+                nn.init.zeros_(linear.weight)
+                nn.init.zeros_(linear.bias)
+
     def forward(self, video: torch.Tensor, grid: tuple[int, int, int], queries: torch.Tensor,
-                vision: torch.Tensor | None = None) -> torch.Tensor:
+                vision: torch.Tensor | None = None, keys: bool = False):
         t, h, w = grid
         if video.shape[0] != t * h * w:
             raise ValueError(f"{video.shape[0]} video tokens do not fill a {t}×{h}×{w} grid")
@@ -68,5 +99,7 @@ class PointingHead(nn.Module):
             tokens = tokens + self.vision_in(vision.to(dtype))
         tokens = tokens[None].expand(len(queries), -1, -1)
         x = self.norm(self.mixer(torch.cat([self.query_in(queries.to(dtype))[:, None], tokens], 1)))
-        logits = (self.key_out(x[:, 1:]) * self.query_out(x[:, :1])).sum(-1) / math.sqrt(WIDTH)
-        return logits.float().reshape(len(queries), t, h, w)
+        k = self.key_out(x[:, 1:])
+        logits = (k * self.query_out(x[:, :1])).sum(-1) / math.sqrt(WIDTH)
+        maps = logits.float().reshape(len(queries), t, h, w)
+        return (maps, k.float()) if keys else maps

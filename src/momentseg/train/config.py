@@ -97,6 +97,9 @@ class ModelConfig:
     #: pointing head whose map's maximum the presence loss and threshold read, trained by task ``point`` (needs
     #: ``pointing_head``)
     presence_head: bool = False
+    #: deepen the pointing head's mixer to this many layers (``MomentSegConfig.seg_pointing_layers``) if it has
+    #: fewer; the new layers start as the identity, so the maps are unchanged at step 0 (needs ``pointing_head``)
+    pointing_layers: int | None = None
     #: give the model the [FIND] curve's moment head (``MomentSegConfig.find_moment_head``) if it has none
     moment_head: bool = False
 
@@ -180,6 +183,9 @@ class LossConfig:
     #: logit of "the target shows in it" (a BCE balanced over the samples with and without one), so a map that
     #: points nowhere says "no target" (BENCHMARKS.md, "Rounds 18 and 19"); task ``point`` only
     presence: float = 0.0
+    #: the pointing head's track-identity loss: each token's key finds the tokens of its own object at every time
+    #: of the context video (a supervised contrastive loss; BENCHMARKS.md, "Round 20"); task ``point`` only
+    point_identity: float = 0.0
 
     def by_component(self) -> dict[str, float]:
         """The weights by the name of the component each weighs (the typed outputs' ``COMPONENTS``)."""
@@ -187,7 +193,8 @@ class LossConfig:
                 "object_bce": self.object_score, "shape_ce": self.pixel_shape, "colour_ce": self.pixel_colour,
                 "token_shape_ce": self.token_shape, "token_colour_ce": self.token_colour,
                 "token_motion_ce": self.token_motion, "event_bce": self.events, "point_bce": self.point,
-                "presence_bce": self.presence, "presence_point_bce": self.point}
+                "presence_bce": self.presence, "presence_point_bce": self.point,
+                "point_identity": self.point_identity}
 
 
 @dataclass
@@ -366,10 +373,17 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
     tasks = {s.task for s in d.sources}
     if cfg.loss.presence < 0 or (cfg.loss.presence > 0 and "point" not in tasks):
         raise bad("loss.presence", "weighs task point's presence loss: needs a source with task: point (and ≥ 0)")
+    if cfg.loss.point_identity < 0 or (cfg.loss.point_identity > 0 and "point" not in tasks):
+        raise bad("loss.point_identity", "weighs task point's identity loss: needs a source with task: point "
+                  "(and ≥ 0)")
     if m.presence_threshold is not None and not m.pointing_head:
         raise bad("model.presence_threshold", "reads the pointing map: needs model.pointing_head: true")
     if m.presence_head and not m.pointing_head:
         raise bad("model.presence_head", "is a copy of the pointing head: needs model.pointing_head: true")
+    if m.pointing_layers is not None and not m.pointing_head:
+        raise bad("model.pointing_layers", "deepens the pointing head: needs model.pointing_head: true")
+    if m.pointing_layers is not None and m.pointing_layers < 1:
+        raise bad("model.pointing_layers", f"must be at least 1, not {m.pointing_layers}")
     if not 0.0 <= d.track_ratio < 1.0:
         raise bad("data.track_ratio", "must be within [0, 1)")
     if (d.track_ratio > 0) != ("track" in tasks and bool(tasks & {"tsg", "refvos"})):

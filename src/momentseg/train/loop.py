@@ -469,6 +469,11 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
         model.add_pointing_vision(m.pointing_vision_from)
     if m.presence_head and not model.config.seg_presence_head:
         model.add_presence_head()
+    if m.pointing_layers is not None and m.pointing_layers != model.config.seg_pointing_layers:
+        if m.pointing_layers < model.config.seg_pointing_layers:
+            raise InputError(f"model.pointing_layers: {m.pointing_layers} is fewer than the "
+                             f"{model.config.seg_pointing_layers} layers of {m.pretrained}'s pointing head")
+        model.deepen_pointing_head(m.pointing_layers)
     if m.moment_head and not model.config.find_moment_head:
         model.add_moment_head()
     if m.point_prior is not None:
