@@ -16,13 +16,12 @@ from momentseg.errors import InputError
 from momentseg.grounding.sampling import nearest_patches, uniform_frames
 from momentseg.io.video import open_video
 from momentseg.model import MomentSegModel, RefVOSSample
-from momentseg.model.momentseg import token_objects
 from momentseg.model.pointing import PointingHead, grid_positions
 from momentseg.pipeline import MomentSeg
 from momentseg.train.config import LossConfig, config_from_dict
 from momentseg.train.data import SyntheticSource
 from momentseg.train.loop import train
-from momentseg.train.shapes import SampleShape, resize_masks
+from momentseg.train.shapes import SampleShape
 from tiny_heads import model_pair, random_video, tiny_model
 
 WEIGHTS = LossConfig().by_component()
@@ -354,55 +353,7 @@ def test_synthetic_refvos_samples_carry_the_context_patch_and_labels():
         seen_target |= bool(target.any())
         objects = (s.context_labels >= 0).mean()
         assert 0 < objects < 0.5  # objects, not the whole frame
-        # which object each pixel shows: the same foreground, each index one of the world's objects
-        assert s.context_objects.shape == s.context_labels.shape
-        assert np.array_equal(s.context_objects >= 0, s.context_labels >= 0)
-        ids = sorted(video.object_masks)
-        for i in np.unique(s.context_objects[s.context_objects >= 0]):
-            shown = resize_masks(video.object_masks[ids[i]][ctx], s.context.shape[1:3])
-            assert (shown[s.context_objects == i]).all()
     assert seen_target
-
-
-def test_token_objects_name_the_object_that_dominates_each_token():
-    objects = np.full((4, 16, 16), -1, np.int16)  # 2 temporal patches of 2 frames, 2 x 2 tokens of 8 x 8 pixels
-    objects[:, 0:3, 0:3] = 0  # object 0 in token (0, 0): 9 of its 64 pixels
-    objects[:, 8:16, 8:16] = 1  # object 1 fills token (1, 1)
-    objects[:2, 0:8, 8:12] = 2  # token (0, 1) of patch 0: objects 2 and 3 side by side, neither dominates
-    objects[:2, 0:8, 12:16] = 3
-    objects[2, 0, 8] = 2  # token (0, 1) of patch 1: one pixel of object 2 (1/128, under the minimum share)
-    got = token_objects(objects, 2, 2, (2, 2)).reshape(2, 2, 2)
-    assert got.tolist() == [[[0, -1], [-1, 1]], [[0, -1], [-1, 1]]]
-    assert token_objects(np.full((2, 4, 4), -1, np.int16), 1, 2, (2, 2)).tolist() == [-1] * 4
-
-
-def test_the_identity_loss_is_least_when_each_objects_keys_agree(pair):
-    """MomentSegModel._identity_loss: a supervised contrastive loss over the tokens one object dominates; keys
-    that name the object score its floor (the mean log of each token's positives), shuffled keys more, and samples
-    without objects give 0; forward_point reports it and it reaches the pointing head."""
-    _, pointing = pair
-    objects = np.full((4, 8, 8), -1, np.int16)
-    objects[:, 0:4, 0:4], objects[:, 4:8, 4:8], objects[:2, 0:4, 4:8] = 0, 1, 2  # tokens 0,0 / 1,1 / 0,1 (patch 0)
-    ids = token_objects(objects, 2, 2, (2, 2))
-    assert ids.tolist() == [0, 2, -1, 1, 0, -1, -1, 1]
-    named = torch.eye(3)[ids.clamp(min=0)] * 10  # each token's key is its object's axis
-    best = float(pointing._identity_loss([(named, (2, 2, 2), objects)]))
-    # tokens of objects 0 and 1 have one positive each (log 1 = 0); object 2's only token has none (no anchor)
-    assert best == pytest.approx(0.0, abs=1e-3)
-    swapped = named.clone()
-    swapped[[3, 4]] = named[[4, 3]]  # tokens 3 and 4 trade keys: each now matches the other object
-    assert float(pointing._identity_loss([(swapped, (2, 2, 2), objects)])) > best + 1.0
-    assert float(pointing._identity_loss([(named, (2, 2, 2), None)])) == 0.0
-
-    samples = _samples()
-    samples = [dataclasses.replace(s, context_objects=np.where(s.context_labels >= 0, (s.context_labels > 0) * 1, -1)
-                                   .astype(np.int16)) for s in samples]
-    model = copy.deepcopy(pointing)
-    out = model.forward_point(samples)
-    assert float(out.point_identity.detach()) > 0
-    assert float(model.forward_point(_samples()).point_identity) == 0.0  # no context objects: no identity loss
-    out.point_identity.backward()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.pointing_head.parameters())
 
 
 def test_the_head_mixes_tokens_across_time_and_checks_its_grid():

@@ -69,12 +69,6 @@ QUERY_BAG_INIT_STD = 6.0
 #: ``seg_embedding_many``): the cache is expanded to this many rows per pass.
 QUERIES_PER_PASS = 16
 
-#: The pointing head's track-identity loss (``_identity_loss``): the temperature of its key cosines, and the share
-#: of a token's pixels its object must cover to count as the token's object (objects cover 5–10 % of a context
-#: token of the synthetic world).
-IDENTITY_TEMPERATURE = 0.1
-IDENTITY_MIN_SHARE = 0.02
-
 #: Weight of the background class in the per-pixel class cross-entropies (``forward_classes``): objects cover
 #: a few percent of a synthetic frame.
 PIXEL_BACKGROUND_WEIGHT = 0.2
@@ -99,9 +93,7 @@ class RefVOSSample:
     keyframes (K,H,W,3) uint8 with GT masks (K,H,W) bool, and the expression. For a model with
     ``seg_pointing``: ``key_patch`` (K,) int, the context temporal patch each keyframe reads
     (:func:`momentseg.grounding.sampling.nearest_patches`; None: no prior), and ``context_labels`` (Tc,h',w')
-    int of the context frames — 1 the target, 0 another object, -1 background (None: no pointing loss), and
-    ``context_objects`` (Tc,h',w') int, which object each pixel shows (0, 1, …; -1 background; None: no
-    identity loss)."""
+    int of the context frames — 1 the target, 0 another object, -1 background (None: no pointing loss)."""
 
     context: np.ndarray
     keyframes: np.ndarray
@@ -109,7 +101,6 @@ class RefVOSSample:
     masks: np.ndarray
     key_patch: np.ndarray | None = None
     context_labels: np.ndarray | None = None
-    context_objects: np.ndarray | None = None
 
 
 @dataclass
@@ -698,16 +689,14 @@ class MomentSegModel(nn.Module):
 
     def _point_maps(self, video_hidden: torch.Tensor, grid, rows: torch.Tensor,
                     query_ids: list[torch.Tensor], vision: torch.Tensor | None,
-                    heads: tuple[str, ...] = ("pointing_head",), keys: bool = False) -> tuple:
+                    heads: tuple[str, ...] = ("pointing_head",)) -> tuple[torch.Tensor, ...]:
         """Per head of ``heads`` (the pointing head; the presence head), the maps (b, t, h, w) of b queries (their
         [SEG] head inputs) over the merged video tokens of one video (``video_hidden`` (t·h·w, d), ``grid`` its
-        (t, H, W) patch grid; ``vision`` its tokens from :meth:`_pointing_vision`): :class:`PointingHead`; with
-        ``keys``, (maps, keys (b, t·h·w, ·)) per head."""
+        (t, H, W) patch grid; ``vision`` its tokens from :meth:`_pointing_vision`): :class:`PointingHead`."""
         t, gh, gw = (int(x) for x in grid)
         m = self.layout.merge_size
         queries = self._head_inputs(rows, query_ids, video_hidden.dtype)
-        return tuple(getattr(self, h)(video_hidden, (t, gh // m, gw // m), queries, vision, keys=keys)
-                     for h in heads)
+        return tuple(getattr(self, h)(video_hidden, (t, gh // m, gw // m), queries, vision) for h in heads)
 
     def _map_heads(self) -> tuple[str, ...]:
         """The heads whose maps the [SEG] pass computes: the pointing head, and the presence head if any."""
@@ -847,15 +836,13 @@ class MomentSegModel(nn.Module):
 
     def _sample_point_maps(self, hidden: torch.Tensor, batch: MomentSegBatch, rows: torch.Tensor,
                            query_ids: list[torch.Tensor], vision: list, i: int,
-                           heads: tuple[str, ...] = ("pointing_head",), keys: bool = False) -> tuple:
+                           heads: tuple[str, ...] = ("pointing_head",)) -> tuple[torch.Tensor, ...]:
         """Sample ``i``'s maps (t, h', w') over its context video in a padded [SEG] batch, one per head of
-        ``heads`` (``vision``: :meth:`_pointing_vision` of its videos); with ``keys``, (maps, keys (t·h'·w', ·))
-        per head."""
+        ``heads`` (``vision``: :meth:`_pointing_vision` of its videos)."""
         is_video = (batch.mm_token_type_ids[i] == VIDEO).to(hidden.device)
         v = batch.sample_videos[i]
-        out = self._point_maps(hidden[i][is_video], batch.videos.grid_thw[v], rows[i : i + 1], query_ids[i : i + 1],
-                               vision[v], heads, keys=keys)
-        return tuple((m[0][0], m[1][0]) if keys else m[0] for m in out)
+        return tuple(m[0] for m in self._point_maps(hidden[i][is_video], batch.videos.grid_thw[v], rows[i : i + 1],
+                                                    query_ids[i : i + 1], vision[v], heads))
 
     def forward_point(self, samples: list[RefVOSSample]) -> PointOutput:
         """Pointing-head training loss (a model with ``seg_pointing``): the [SEG] pass of RefVOS samples with a
@@ -870,47 +857,13 @@ class MomentSegModel(nn.Module):
         batch, hidden, rows, query_ids = self._seg_pass(samples)
         vision = self._pointing_vision(batch.videos)
         heads = self._map_heads()
-        out = [self._sample_point_maps(hidden, batch, rows, query_ids, vision, i, heads, keys=True)
-               for i in range(len(samples))]
-        maps = [tuple(m for m, _ in o) for o in out]
+        maps = [self._sample_point_maps(hidden, batch, rows, query_ids, vision, i, heads)
+                for i in range(len(samples))]
         pointed = [(m[0], s.context_labels) for m, s in zip(maps, samples, strict=True)]
-        identity = self._identity_loss([(o[0][1], m[0].shape, s.context_objects)
-                                        for o, m, s in zip(out, maps, samples, strict=True)])
         if len(heads) == 1:
-            return PointOutput(self._point_loss(pointed), self._presence_loss(pointed), self._point_loss([]), identity)
+            return PointOutput(self._point_loss(pointed), self._presence_loss(pointed), self._point_loss([]))
         present = [(m[1], s.context_labels) for m, s in zip(maps, samples, strict=True)]
-        return PointOutput(self._point_loss(pointed), self._presence_loss(present), self._point_loss(present),
-                           identity)
-
-    def _identity_loss(self, keyed: list) -> torch.Tensor:
-        """The pointing head's track-identity loss over (keys (N, ·), map shape (t, h, w), context objects
-        (Tc, H, W) or None) per sample (0 when no sample has objects): each token that one object dominates
-        (:func:`token_objects`) should find the tokens of the same object, at every time, among all such tokens of
-        its sample — a supervised contrastive loss on the cosine of their keys at temperature
-        :data:`IDENTITY_TEMPERATURE`, averaged over the tokens with another of their object. So the map can
-        follow each object's whole track (BENCHMARKS.md, "Round 20")."""
-        losses = []
-        for keys, (t, gh, gw), objects in keyed:
-            if objects is None:
-                continue
-            ids = token_objects(objects, t, self.layout.temporal_patch_size, (gh, gw)).to(keys.device)
-            keep = ids >= 0
-            if int(keep.sum()) < 2:
-                continue
-            k = F.normalize(keys[keep], dim=-1)
-            same = ids[keep][:, None] == ids[keep][None, :]
-            eye = torch.eye(len(k), dtype=torch.bool, device=k.device)
-            logits = (k @ k.T / IDENTITY_TEMPERATURE).masked_fill(eye, float("-inf"))
-            log_prob = logits.log_softmax(-1)
-            positive = same & ~eye
-            anchors = positive.any(-1)
-            if not anchors.any():
-                continue
-            per_anchor = -(log_prob.masked_fill(~positive, 0.0).sum(-1) / positive.sum(-1).clamp(min=1))
-            losses.append(per_anchor[anchors].mean())
-        if not losses:
-            return torch.zeros((), dtype=torch.float32, device=self.device)
-        return torch.stack(losses).mean()
+        return PointOutput(self._point_loss(pointed), self._presence_loss(present), self._point_loss(present))
 
     @staticmethod
     def _presence_loss(pointed: list) -> torch.Tensor:
@@ -1125,22 +1078,6 @@ def event_token_targets(events: np.ndarray, k: int, t: int, tps: int,
     bits = ((flags.clamp(min=0)[..., None] >> torch.arange(k)) & 1).float() * obj[..., None]
     pooled = token_pool(torch.cat([obj[..., None], bits], -1).permute(0, 3, 1, 2), t, tps, side)
     return pooled[:, 0], (pooled[:, 1:] / pooled[:, :1].clamp(min=1e-6)).clamp(max=1.0)
-
-
-def token_objects(objects: np.ndarray, t: int, tps: int, side: tuple[int, int]) -> torch.Tensor:
-    """Per merged vision token (t·h·w,) int64, the object that dominates it — the one that covers at least
-    :data:`IDENTITY_MIN_SHARE` of its pixels (both frames of its temporal patch) and at least twice as many as any
-    other — or -1, from per-pixel object indices (T,H,W) int (-1: background)."""
-    ids = torch.as_tensor(np.asarray(objects), dtype=torch.long)
-    n = int(ids.max()) + 1 if ids.numel() else 0
-    if n == 0:
-        return torch.full((t * side[0] * side[1],), -1, dtype=torch.long)
-    onehot = F.one_hot(ids.clamp(min=0), n).float() * (ids >= 0).float()[..., None]
-    shares = token_pool(onehot.permute(0, 3, 1, 2), t, tps, side)  # (N, n)
-    top = shares.topk(min(2, n), dim=-1).values
-    second = top[:, 1] if n > 1 else torch.zeros_like(top[:, 0])
-    dominant = (top[:, 0] >= IDENTITY_MIN_SHARE) & (top[:, 0] >= 2 * second)
-    return torch.where(dominant, shares.argmax(-1), torch.full_like(shares[:, 0], -1, dtype=torch.long))
 
 
 def token_pool(maps: torch.Tensor, t: int, tps: int, side: tuple[int, int]) -> torch.Tensor:

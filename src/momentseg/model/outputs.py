@@ -68,15 +68,13 @@ class MomentOutput(_LossOutput):
 
 @dataclass
 class PointOutput(_LossOutput):
-    """``forward_point`` (the pointing head alone): point_bce, presence_bce, presence_point_bce (the presence
-    head's map's pointing loss; 0 without ``seg_presence_head``) and point_identity (the pointing head's
-    track-identity loss; 0 without context objects)."""
+    """``forward_point`` (the pointing head alone): point_bce, presence_bce and presence_point_bce (the presence
+    head's map's pointing loss; 0 without ``seg_presence_head``)."""
 
-    COMPONENTS: ClassVar[tuple[str, ...]] = ("point_bce", "presence_bce", "presence_point_bce", "point_identity")
+    COMPONENTS: ClassVar[tuple[str, ...]] = ("point_bce", "presence_bce", "presence_point_bce")
     point_bce: torch.Tensor
     presence_bce: torch.Tensor
     presence_point_bce: torch.Tensor
-    point_identity: torch.Tensor
 
 
 @dataclass

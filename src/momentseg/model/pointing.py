@@ -43,8 +43,7 @@ def grid_positions(t: int, h: int, w: int) -> torch.Tensor:
 
 class PointingHead(nn.Module):
     """(video tokens (N, d) of one video on a (t, h, w) merged grid, queries (b, d)[, the head's own vision
-    tokens (N, d)]) → maps (b, t, h, w); with ``keys`` also each token's key (b, N, WIDTH), whose dot product
-    with the query's is the token's logit (the identity loss reads them)."""
+    tokens (N, d)]) → maps (b, t, h, w)."""
 
     def __init__(self, hidden_size: int, vision: bool = False, layers: int = LAYERS):
         super().__init__()
@@ -84,7 +83,7 @@ class PointingHead(nn.Module):
                 nn.init.zeros_(linear.bias)
 
     def forward(self, video: torch.Tensor, grid: tuple[int, int, int], queries: torch.Tensor,
-                vision: torch.Tensor | None = None, keys: bool = False):
+                vision: torch.Tensor | None = None) -> torch.Tensor:
         t, h, w = grid
         if video.shape[0] != t * h * w:
             raise ValueError(f"{video.shape[0]} video tokens do not fill a {t}×{h}×{w} grid")
@@ -99,7 +98,5 @@ class PointingHead(nn.Module):
             tokens = tokens + self.vision_in(vision.to(dtype))
         tokens = tokens[None].expand(len(queries), -1, -1)
         x = self.norm(self.mixer(torch.cat([self.query_in(queries.to(dtype))[:, None], tokens], 1)))
-        k = self.key_out(x[:, 1:])
-        logits = (k * self.query_out(x[:, :1])).sum(-1) / math.sqrt(WIDTH)
-        maps = logits.float().reshape(len(queries), t, h, w)
-        return (maps, k.float()) if keys else maps
+        logits = (self.key_out(x[:, 1:]) * self.query_out(x[:, :1])).sum(-1) / math.sqrt(WIDTH)
+        return logits.float().reshape(len(queries), t, h, w)

@@ -183,9 +183,6 @@ class LossConfig:
     #: logit of "the target shows in it" (a BCE balanced over the samples with and without one), so a map that
     #: points nowhere says "no target" (BENCHMARKS.md, "Rounds 18 and 19"); task ``point`` only
     presence: float = 0.0
-    #: the pointing head's track-identity loss: each token's key finds the tokens of its own object at every time
-    #: of the context video (a supervised contrastive loss; BENCHMARKS.md, "Round 20"); task ``point`` only
-    point_identity: float = 0.0
 
     def by_component(self) -> dict[str, float]:
         """The weights by the name of the component each weighs (the typed outputs' ``COMPONENTS``)."""
@@ -193,8 +190,7 @@ class LossConfig:
                 "object_bce": self.object_score, "shape_ce": self.pixel_shape, "colour_ce": self.pixel_colour,
                 "token_shape_ce": self.token_shape, "token_colour_ce": self.token_colour,
                 "token_motion_ce": self.token_motion, "event_bce": self.events, "point_bce": self.point,
-                "presence_bce": self.presence, "presence_point_bce": self.point,
-                "point_identity": self.point_identity}
+                "presence_bce": self.presence, "presence_point_bce": self.point}
 
 
 @dataclass
@@ -373,9 +369,6 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
     tasks = {s.task for s in d.sources}
     if cfg.loss.presence < 0 or (cfg.loss.presence > 0 and "point" not in tasks):
         raise bad("loss.presence", "weighs task point's presence loss: needs a source with task: point (and ≥ 0)")
-    if cfg.loss.point_identity < 0 or (cfg.loss.point_identity > 0 and "point" not in tasks):
-        raise bad("loss.point_identity", "weighs task point's identity loss: needs a source with task: point "
-                  "(and ≥ 0)")
     if m.presence_threshold is not None and not m.pointing_head:
         raise bad("model.presence_threshold", "reads the pointing map: needs model.pointing_head: true")
     if m.presence_head and not m.pointing_head:

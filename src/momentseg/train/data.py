@@ -116,7 +116,6 @@ class SyntheticSource:
             masks=resize_masks(masks[keys], key_hw),
             key_patch=nearest_patches(keys, ctx, shape.temporal_patch),
             context_labels=context_labels(video, masks, ctx, ctx_hw),
-            context_objects=context_objects(video, ctx, ctx_hw),
         )
 
 
@@ -143,15 +142,6 @@ def context_labels(video, target: np.ndarray, ctx: np.ndarray, size: tuple[int, 
         objects |= masks[ctx]
     fg, tg = resize_masks(objects, size), resize_masks(target[ctx], size)
     return np.where(tg, 1, np.where(fg, 0, -1)).astype(np.int8)
-
-
-def context_objects(video, ctx: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Per-pixel object indices (Tc, h, w) int16 of a synthetic video's context frames ``ctx`` at ``size``: the
-    index of the object in the order of its id (where objects overlap, the later one), -1 background."""
-    out = np.full((len(ctx), *size), -1, np.int16)
-    for i, obj in enumerate(sorted(video.object_masks)):
-        out[resize_masks(video.object_masks[obj][ctx], size)] = i
-    return out
 
 
 def track_sample(video, rng: np.random.Generator, shape: SampleShape):
