@@ -620,8 +620,8 @@ def test_the_long_pointing_config_trains_only_round_17s_head_on(monkeypatch):
 def test_the_presence_config_adds_a_copy_of_round_17s_head_and_the_shipped_model_is_its_result(monkeypatch):
     """configs/tiny-presence.yaml (round 19): the committed round-17 model as it is, plus a presence head that
     starts as a copy of its pointing head and is the only part that trains, with the pointing and the presence
-    loss; the presence threshold set. The shipped model is that stage's result: round 17's weights and a trained
-    presence head."""
+    loss; the presence threshold set. Round 19's model (pretrained/tiny-presence-r19, committed as shipped) is that
+    stage's result: round 17's weights and a trained presence head."""
     root, cfg, model = _head_stage(monkeypatch, "tiny-presence.yaml", head="presence_head")
     base = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-pointing-r17").state_dict()
     weights = model.state_dict()
@@ -631,10 +631,41 @@ def test_the_presence_config_adds_a_copy_of_round_17s_head_and_the_shipped_model
     assert all(torch.equal(weights[k], weights["pointing_head." + k.removeprefix("presence_head.")]) for k in added)
     assert model.config.seg_presence_head and model.config.point_presence_threshold == cfg.model.presence_threshold
     assert cfg.loss.presence > 0 and cfg.loss.point > 0
-    shipped_model = MomentSegModel.from_pretrained(root / "src" / "momentseg" / "embedded")
+    shipped_model = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-presence-r19")
     assert shipped_model.config.seg_presence_head
     assert shipped_model.config.point_presence_threshold == cfg.model.presence_threshold
     shipped = shipped_model.state_dict()
     assert shipped.keys() == weights.keys()
     assert all(torch.equal(v, shipped[k]) for k, v in base.items())  # the map is round 17's
     assert any(not torch.equal(weights[k], shipped[k]) for k in added)  # the presence head learned
+
+
+def test_the_deep_pointing_config_grows_round_19s_head_and_trains_only_it(monkeypatch):
+    """configs/tiny-pointing-deep.yaml (round 20a): the committed round-19 model (pretrained/tiny-presence-r19, a
+    copy of the embedded files it shipped) with its pointing head grown to 4 layers; the old layers and every other
+    weight as committed, the new layers the identity; only the pointing head trains."""
+    root, cfg, model = _head_stage(monkeypatch, "tiny-pointing-deep.yaml")
+    base = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-presence-r19").state_dict()
+    weights = model.state_dict()
+    assert all(torch.equal(v, weights[k]) for k, v in base.items())
+    added = [k for k in weights if k not in base]
+    assert added and all(k.startswith(("pointing_head.mixer.layers.2.", "pointing_head.mixer.layers.3.")) for k in added)
+    assert model.pointing_head.layers == cfg.model.pointing_layers == 4 and model.presence_head.layers == 2
+    top = model.pointing_head.mixer.layers[3]
+    assert not top.linear2.weight.any() and not top.self_attn.out_proj.weight.any()
+    assert model.config.seg_presence_head and model.config.point_presence_threshold == 1.0
+
+
+def test_the_ctx32_pointing_config_trains_round_19s_head_on_32_context_frames(monkeypatch):
+    """configs/tiny-pointing-ctx32.yaml (round 20c): the committed round-19 model as it is; only its pointing head
+    trains, and the data config's 32 context frames become the model's, so its output infers as it trained."""
+    from momentseg.train.loop import build_stream
+
+    root, cfg, model = _head_stage(monkeypatch, "tiny-pointing-ctx32.yaml")
+    base = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-presence-r19")
+    weights = model.state_dict()
+    assert weights.keys() == base.state_dict().keys()
+    assert all(torch.equal(v, weights[k]) for k, v in base.state_dict().items())
+    assert base.config.context_frames == 16 and cfg.data.context_frames == 32
+    build_stream(cfg, model)
+    assert model.config.context_frames == 32
