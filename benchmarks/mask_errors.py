@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,10 +35,11 @@ from momentseg.data import synthetic as syn
 from momentseg.eval.metrics import j_measure
 from momentseg.io.atomic import atomic_write_text
 from momentseg.io.video import open_video
-from momentseg.model.momentseg import token_pool
-from momentseg.model.preprocess import target_size
 from momentseg.pipeline import MomentSeg
 from momentseg.sam2.config import preprocess_for_sam2
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pointing_eval import token_shares  # noqa: E402
 
 #: a visible target counts as missed by a non-empty mask holding less than this share of its pixels
 MISSED_RECALL = 0.1
@@ -83,8 +86,6 @@ def evaluate(pipe: MomentSeg, videos: int, split: str) -> dict:
         result = pipe.segment(video, [e.text for e in v.expressions])
         objects = np.any(np.stack(list(v.object_masks.values())), axis=0)
         context, ctx = pipe.context_frames(video), pipe._context_indices(video)
-        h, w = target_size(video.height, video.width, cfg.context_frame_size, lay)
-        side = (h // (lay.patch_size * lay.merge_size), w // (lay.patch_size * lay.merge_size))
         pixels = preprocess_for_sam2(v.frames, cfg.sam2_image_size)
         for exp, r in zip(v.expressions, result.expressions, strict=True):
             if not exp.obj_ids:
@@ -96,10 +97,8 @@ def evaluate(pipe: MomentSeg, videos: int, split: str) -> dict:
             prompt = pipe.seg_prompt(video, exp.text, r.keyframes, context)
             if prompt.prior is not None:
                 maps = prompt.prior.maps.float().cpu()
-                shares = torch.stack([torch.as_tensor(m[ctx], dtype=torch.float32) for m in (gt, objects)], 1)
-                pooled = token_pool(shares, len(maps), lay.temporal_patch_size, side).reshape(*maps.shape, 2)
-                row["target_tokens_positive"], row["other_tokens_negative"] = token_signs(
-                    maps, pooled[..., 0], pooled[..., 1])
+                target, any_object = token_shares(gt[ctx], objects[ctx], maps.shape, lay.temporal_patch_size)
+                row["target_tokens_positive"], row["other_tokens_negative"] = token_signs(maps, target, any_object)
             if r.present:
                 prior = None if prompt.prior is None else torch.stack(
                     [prompt.prior.at(t) for t in range(len(video))])

@@ -69,12 +69,20 @@ def collect(pipe: MomentSeg, split: str, videos: int) -> list[dict]:
             item = {"kind": e.kind, "flags": expression_flags(v, e), "maps": maps, "has_target": bool(e.obj_ids),
                     "text": e.text, "presence": prompt.presence}
             if e.obj_ids:
-                shares = torch.stack([torch.as_tensor(m, dtype=torch.float32)
-                                      for m in (v.expression_masks(e)[ctx], any_object)], 1)  # (Tc, 2, H, W)
-                pooled = token_pool(shares, j, tps, (h, w)).reshape(j, h, w, 2)
-                item.update(target=pooled[..., 0], objects=pooled[..., 1])
+                target, objects = token_shares(v.expression_masks(e)[ctx], any_object, (j, h, w), tps)
+                item.update(target=target, objects=objects)
             items.append(item)
     return items
+
+
+def token_shares(target: np.ndarray, objects: np.ndarray, grid: tuple[int, int, int],
+                 tps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per merged context token of ``grid`` (J, h, w), the target's and any object's pixel share, from the context
+    frames' target and object masks (Tc, H, W) bool."""
+    shares = torch.stack([torch.as_tensor(m, dtype=torch.float32) for m in (target, objects)], 1)  # (Tc, 2, H, W)
+    j, h, w = grid
+    pooled = token_pool(shares, j, tps, (h, w)).reshape(j, h, w, 2)
+    return pooled[..., 0], pooled[..., 1]
 
 
 def patch_hit(target: torch.Tensor, objects: torch.Tensor, scores: torch.Tensor) -> tuple[float, float] | None:

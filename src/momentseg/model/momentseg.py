@@ -222,9 +222,9 @@ class MomentSegModel(nn.Module):
         self.pointing_head = PointingHead(c.hidden_size, vision=c.seg_pointing_vision, layers=c.seg_pointing_layers)
         # gain and bias of the prior's mask logits; zero at first: SAM2's masks are unchanged
         self.point_prior_scale = nn.Parameter(torch.zeros(2))
-        if self.config.seg_pointing_vision:
+        if c.seg_pointing_vision:
             self.pointing_visual = type(self.qwen.model.visual)(self.qwen.model.visual.config)
-        if self.config.seg_presence_head:
+        if c.seg_presence_head:
             self.presence_head = PointingHead(c.hidden_size, vision=c.seg_pointing_vision, layers=c.seg_presence_layers)
 
     def add_pointing_head(self) -> None:
