@@ -8,7 +8,9 @@ map per context temporal patch over the merged context tokens — is scored agai
   at least two tokens hold an object, the object-holding token with the highest prior. Hit = it holds the
   target; chance = the share of object-holding tokens that do. Overall, by expression kind, and where the
   target has a look-alike; appearance expressions also split by what they name (``appearance:colour`` when a
-  colour word of the world, ``appearance:shape`` when only a shape or size: "the triangle"). The same measure
+  colour word of the world, ``appearance:shape`` when only a shape or size: "the triangle"); overall and by kind
+  also by when the patch is against the expression's ground-truth moment (``all@inside``, ``event@before``,
+  ``…@after``: the text describes the target inside its moment only). The same measure
   as ``seg_state_probe.py``'s pointing, there on keyframe tokens with a fitted probe, here on context tokens
   with the trained head.
 - **Presence**: AUC of the presence logit (the maximum over the video of the presence head's map, or of the
@@ -66,8 +68,9 @@ def collect(pipe: MomentSeg, split: str, videos: int) -> list[dict]:
             prompt = pipe.seg_prompt(video, e.text, pipe.keyframes(g).indices, context)
             maps = prompt.prior.maps.float().cpu()
             j, h, w = maps.shape
+            when = [moment_relation(t, e.moments) for t in patch_times(ctx, j, tps, v.fps)] if e.moments else None
             item = {"kind": e.kind, "flags": expression_flags(v, e), "maps": maps, "has_target": bool(e.obj_ids),
-                    "text": e.text, "presence": prompt.presence}
+                    "text": e.text, "presence": prompt.presence, "when": when}
             if e.obj_ids:
                 target, objects = token_shares(v.expression_masks(e)[ctx], any_object, (j, h, w), tps)
                 item.update(target=target, objects=objects)
@@ -83,6 +86,19 @@ def token_shares(target: np.ndarray, objects: np.ndarray, grid: tuple[int, int, 
     j, h, w = grid
     pooled = token_pool(shares, j, tps, (h, w)).reshape(j, h, w, 2)
     return pooled[..., 0], pooled[..., 1]
+
+
+def patch_times(ctx: np.ndarray, patches: int, tps: int, fps: float) -> np.ndarray:
+    """The time (s) of each of ``patches`` context temporal patches: the mean of its frames' times."""
+    return np.asarray(ctx, dtype=np.float64)[: patches * tps].reshape(patches, tps).mean(1) / fps
+
+
+def moment_relation(t: float, moments: list[tuple[float, float]]) -> str:
+    """Where time ``t`` (s) lies against an expression's ground-truth ``moments``: inside one, before the first, or
+    after (outside every moment, after the first)."""
+    if any(a <= t <= b for a, b in moments):
+        return "inside"
+    return "before" if t < min(a for a, _ in moments) else "after"
 
 
 def patch_hit(target: torch.Tensor, objects: torch.Tensor, scores: torch.Tensor) -> tuple[float, float] | None:
@@ -105,6 +121,8 @@ def pointing(items: list[dict]) -> dict:
             if scored is None:
                 continue
             keys = ["all", it["kind"]] + (["lookalike"] if it["flags"].get("lookalike") else [])
+            if it.get("when"):
+                keys += [f"{k}@{it['when'][j]}" for k in ("all", it["kind"])]
             if it["kind"] == "appearance":
                 keys.append("appearance:" + ("colour" if COLOUR_WORDS & set(it["text"].split()) else "shape"))
             for key in keys:

@@ -660,20 +660,26 @@ def test_pointing_eval_scores_hits_chance_and_presence(model_dir, tmp_path):
     wrong = torch.zeros(2, 2, 3)
     wrong[:, 0, 2] = 4.0
     items = [{"kind": "event", "flags": {"lookalike": True}, "has_target": True, "maps": right, "target": target,
-              "objects": objects, "text": "which star stops?", "presence": 4.0},
+              "objects": objects, "text": "which star stops?", "presence": 4.0, "when": ["before", "inside"]},
              {"kind": "motion", "flags": {}, "has_target": True, "maps": wrong, "target": target, "objects": objects,
-              "text": "the star moving left", "presence": 4.0},
+              "text": "the star moving left", "presence": 4.0, "when": ["before", "inside"]},
              {"kind": "appearance", "flags": {}, "has_target": True, "maps": right, "target": target,
-              "objects": objects, "text": "the red star", "presence": 4.0},
+              "objects": objects, "text": "the red star", "presence": 4.0, "when": ["before", "inside"]},
              {"kind": "appearance", "flags": {}, "has_target": True, "maps": wrong, "target": target,
-              "objects": objects, "text": "the small star", "presence": 4.0},
+              "objects": objects, "text": "the small star", "presence": 4.0, "when": ["before", "inside"]},
              {"kind": "none", "flags": {}, "has_target": False, "maps": torch.full((2, 2, 3), -1.0), "text": "the hat",
-              "presence": -1.0}]
+              "presence": -1.0, "when": None}]
     point = probe.pointing(items)
     assert point["event"] == {"hit": 1.0, "chance": pytest.approx(1 / 3), "n": 2}
     assert point["appearance:colour"]["hit"] == 1.0 and point["appearance:shape"]["hit"] == 0.0
     assert point["appearance"]["n"] == 4 and point["all"]["n"] == 8
     assert point["motion"]["hit"] == 0.0 and point["all"]["hit"] == 0.5 and point["lookalike"]["n"] == 2
+    assert point["all@before"]["n"] == 4 and point["all@inside"]["n"] == 4 and "all@after" not in point
+    assert point["event@inside"] == {"hit": 1.0, "chance": pytest.approx(1 / 3), "n": 1}
+    assert probe.moment_relation(0.5, [(1.0, 2.0)]) == "before" and probe.moment_relation(1.0, [(1.0, 2.0)]) == "inside"
+    assert probe.moment_relation(2.5, [(1.0, 2.0), (3.0, 4.0)]) == "after"  # after the first of two moments
+    assert probe.moment_relation(4.5, [(1.0, 2.0), (3.0, 4.0)]) == "after"
+    assert probe.patch_times(np.arange(0, 8, 2), 2, 2, 2.0).tolist() == [0.5, 2.5]
     pres = probe.presence(items)
     assert pres["auc"] == 1.0  # every target's presence logit is above the no-target one
     assert pres["by_threshold"]["0.0"] == {"no_target_flagged": 1.0, "targets_lost": 0.0}  # -1 < 0 <= 4

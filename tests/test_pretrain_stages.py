@@ -501,3 +501,31 @@ def test_the_shipped_fine_tuning_config_loads_the_shipped_backbones(monkeypatch)
     validate(vision)
     assert vision.model.token_class_head and vision.data.sources[0].task == "tokens"
     validate(load_config(root / "configs" / "tsg-only-probe.yaml"))  # BENCHMARKS' [FIND]-only control
+
+
+def test_the_sam2_restore_config_gives_round_19_stage_1hs_memory_and_trains_only_it(monkeypatch):
+    """configs/tiny-sam2-restore.yaml (round 21): round 19 as committed (pretrained/tiny-presence-r19) with the memory
+    path of stage 1h (pretrained/tiny-sam2-long); every other weight round 19's - its image encoder, prompt encoder
+    and mask decoder included - and only the memory path trains, on SAM2's own task."""
+    from pathlib import Path
+
+    from momentseg.train.config import validate
+    from momentseg.train.loop import _initial_model
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    cfg = load_config(root / "configs" / "tiny-sam2-restore.yaml")
+    validate(cfg)
+    model = _initial_model(cfg)
+    base = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-presence-r19").state_dict()
+    stage_1h = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-sam2-long").sam2.state_dict()
+    weights = model.state_dict()
+    assert weights.keys() == base.keys()
+    memory = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert memory and {n.split(".")[1] for n in memory} == {
+        "memory_attention", "memory_encoder", "memory_temporal_positional_encoding", "object_pointer_proj",
+        "temporal_positional_encoding_projection_layer", "mask_downsample"}
+    assert all(torch.equal(weights[n], stage_1h[n.removeprefix("sam2.")]) for n in memory)
+    assert any(not torch.equal(weights[n], base[n]) for n in memory)  # round 19's memory is not stage 1h's
+    assert all(torch.equal(v, weights[k]) for k, v in base.items() if k not in memory)
+    assert [s.task for s in cfg.data.sources] == ["track"] and cfg.data.track_frames == 6

@@ -59,8 +59,9 @@ class ModelConfig:
     #: a folder written by ``save_pretrained`` whose SAM2 weights replace the model's before training (the
     #: world-pretrained tiny SAM2 of ``configs/tiny-sam2.yaml``)
     sam2_from: str | None = None
-    #: SAM2 module-name prefixes (e.g. ``memory_encoder``) that keep the fresh model's initialisation instead of
-    #: taking ``sam2_from``'s weights: a module whose pretraining collapsed, learned again
+    #: SAM2 module-name prefixes (e.g. ``memory_encoder``) that keep this model's own weights - a preset's fresh
+    #: initialisation, or ``pretrained``'s - instead of taking ``sam2_from``'s: a module whose pretraining
+    #: collapsed, learned again; or the modules a fine-tuned model keeps while it takes another's memory path
     sam2_fresh: list[str] = field(default_factory=list)
     #: a folder written by ``save_pretrained`` whose Qwen2.5-VL vision-tower weights replace the model's before
     #: training (the tiny vision tower pretrained by ``configs/tiny-vision.yaml``)
