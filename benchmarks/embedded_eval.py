@@ -18,6 +18,7 @@ the defaults). The videos are regenerated in memory from the test split's seeds 
 gain of ``configs/tiny-pointing.yaml`` was chosen so on val videos); ``--presence-threshold X`` at another
 ``point_presence_threshold`` (``none``: off; chosen so for ``configs/tiny-pointing-long.yaml``).
 
+``--keyframes K`` and ``--language-on-tracked-frames on|off`` change those inference settings.
 ``--against OTHER.json`` (an earlier run's ``--json`` on the same videos) also prints the paired differences
 this − other with 95 % bootstrap intervals (``momentseg.eval.bootstrap.paired_difference``): J&F over every
 expression, R1@0.5 / R1@0.3 / mIoU over the expressions with a moment.
@@ -36,6 +37,7 @@ import torch
 from momentseg.data import synthetic as syn
 from momentseg.eval.metrics import f_measure, j_measure
 from momentseg.eval.tsg import score_query, summarize_exact
+from momentseg.grounding.sampling import DEFAULT_KEYFRAMES
 from momentseg.io.atomic import atomic_write_text
 from momentseg.io.video import open_video
 from momentseg.pipeline import MomentSeg
@@ -49,11 +51,11 @@ def pair_iou(a: np.ndarray, b: np.ndarray) -> float | None:
     return float(np.mean(inter[used] / union[used])) if used.any() else None
 
 
-def evaluate(pipe: MomentSeg, first: int, count: int, split: str = "test") -> dict:
+def evaluate(pipe: MomentSeg, first: int, count: int, split: str = "test", keyframes: int = DEFAULT_KEYFRAMES) -> dict:
     rows, pairs, tsg = [], [], []
     for i in range(first, first + count):
         v = syn.generate_video(syn.video_seed(syn.SPLIT_SEEDS[split], i), syn.video_id(i), syn.WorldConfig())
-        result = pipe.segment(open_video(v.frames, fps=v.fps), [e.text for e in v.expressions])
+        result = pipe.segment(open_video(v.frames, fps=v.fps), [e.text for e in v.expressions], keyframes=keyframes)
         preds = []
         for exp, r in zip(v.expressions, result.expressions, strict=True):
             gt, pred = v.expression_masks(exp), r.masks.to_array()
@@ -113,6 +115,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--videos", type=int, default=20)
     ap.add_argument("--split", default="test", choices=tuple(syn.SPLIT_SEEDS))
     ap.add_argument("--json", default=None)
+    ap.add_argument("--keyframes", type=int, default=DEFAULT_KEYFRAMES, help="K keyframes of the [SEG] pass")
+    ap.add_argument("--language-on-tracked-frames", choices=("on", "off"),
+                    help="replace the model's language_on_tracked_frames (off: Sa2VA's propagation, the [SEG] "
+                         "prompt and prior on the keyframes only, SAM2's memory on every other frame)")
     ap.add_argument("--against", default=None, help="an earlier --json on the same videos: paired differences")
     ap.add_argument("--point-prior", type=float, nargs=2, metavar=("GAIN", "BIAS"),
                     help="replace the pointing prior's gain and bias (a model with a pointing head)")
@@ -134,8 +140,11 @@ def main(argv: list[str] | None = None) -> dict:
         except ValueError:
             ap.error(f"--presence-threshold: a number or none, got {args.presence_threshold!r}")
         pipe.model.config.point_presence_threshold = value
+    if args.language_on_tracked_frames is not None:
+        pipe.model.config.language_on_tracked_frames = args.language_on_tracked_frames == "on"
+        pipe.model.sam2.language_on_tracked_frames = pipe.model.config.language_on_tracked_frames
     with torch.no_grad():
-        out = evaluate(pipe, args.first_video, args.videos, args.split)
+        out = evaluate(pipe, args.first_video, args.videos, args.split, args.keyframes)
     out["seconds"] = round(time.perf_counter() - t0, 1)
     out["args"] = vars(args)
     r, t = out["refvos"], out["tsg"]

@@ -452,6 +452,27 @@ def test_embedded_eval_reports_what_issue_14_asks(model_dir):
         embedded_eval.paired(out["rows"], other[::-1] if len(other) > 1 else [])
 
 
+def test_embedded_eval_segments_with_the_keyframes_and_propagation_it_is_given(model_dir, monkeypatch):
+    from momentseg.grounding.sampling import DEFAULT_KEYFRAMES
+    from momentseg.pipeline import MomentSeg
+
+    seen = []
+    segment = MomentSeg.segment
+
+    def spy(self, video, texts, **kwargs):
+        seen.append((kwargs.get("keyframes"), self.model.sam2.language_on_tracked_frames,
+                     self.model.config.language_on_tracked_frames))
+        return segment(self, video, texts, **kwargs)
+
+    monkeypatch.setattr(MomentSeg, "segment", spy)
+    embedded_eval.main(["--model", str(model_dir), "--videos", "1"])
+    embedded_eval.main(["--model", str(model_dir), "--videos", "1", "--keyframes", "3",
+                        "--language-on-tracked-frames", "off"])
+    assert seen == [(DEFAULT_KEYFRAMES, True, True), (3, False, False)]
+    with pytest.raises(SystemExit):
+        embedded_eval.main(["--model", str(model_dir), "--videos", "1", "--language-on-tracked-frames", "no"])
+
+
 def test_training_curves_plot_every_component(tmp_path):
     run = tmp_path / "run"
     run.mkdir()

@@ -529,3 +529,20 @@ def test_the_sam2_restore_config_gives_round_19_stage_1hs_memory_and_trains_only
     assert any(not torch.equal(weights[n], base[n]) for n in memory)  # round 19's memory is not stage 1h's
     assert all(torch.equal(v, weights[k]) for k, v in base.items() if k not in memory)
     assert [s.task for s in cfg.data.sources] == ["track"] and cfg.data.track_frames == 6
+
+
+def test_the_shipped_model_is_round_19_but_for_sam2s_memory_path():
+    """The embedded model (round 21) is configs/tiny-sam2-restore.yaml's output: round 19's weights everywhere but in
+    the SAM2 memory path that config trains, so its [FIND] pass, [SEG] pass and conditioning-frame decodes are
+    round 19's."""
+    from pathlib import Path
+
+    from momentseg.pipeline import embedded_model_dir
+
+    root = Path(__file__).resolve().parents[1]
+    shipped = MomentSegModel.from_pretrained(embedded_model_dir()).state_dict()
+    base = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-presence-r19").state_dict()
+    trained = tuple(load_config(root / "configs" / "tiny-sam2-restore.yaml").model.trainable)
+    assert shipped.keys() == base.keys()
+    assert all(torch.equal(v, base[k]) for k, v in shipped.items() if not k.startswith(trained))
+    assert not all(torch.equal(v, base[k]) for k, v in shipped.items() if k.startswith(trained))
