@@ -462,8 +462,9 @@ def test_the_pointing_config_trains_only_the_head_on_round_11(monkeypatch):
     base = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-synthetic-r11").state_dict()
     weights = model.state_dict()
     assert all(torch.equal(v, weights[k]) for k, v in base.items())
-    # the shipped model is this stage's result: round 11's weights, a trained head, the configured prior
-    shipped = MomentSegModel.from_pretrained(root / "src" / "momentseg" / "embedded")
+    # round 19 (the shipped model but for SAM2's memory path, test_pretrain_stages.py) descends from this stage:
+    # round 11's weights, a trained head, the configured prior
+    shipped = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-presence-r19")
     assert shipped.config.seg_pointing and shipped.point_prior_scale.tolist() == cfg.model.point_prior
     shipped_weights = shipped.state_dict()
     assert all(torch.equal(v, shipped_weights[k]) for k, v in base.items())
