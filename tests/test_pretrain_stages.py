@@ -546,3 +546,28 @@ def test_the_shipped_model_is_round_19_but_for_sam2s_memory_path():
     assert shipped.keys() == base.keys()
     assert all(torch.equal(v, base[k]) for k, v in shipped.items() if not k.startswith(trained))
     assert not all(torch.equal(v, base[k]) for k, v in shipped.items() if k.startswith(trained))
+
+
+def test_the_long_memory_config_trains_round_21s_memory_path_on_12_frame_clips(monkeypatch):
+    """configs/tiny-memory-long.yaml (round 22): round 21 as shipped (pretrained/tiny-memory-r21, itself round 19 but
+    for the memory path) with only that memory path trainable, on SAM2's own task with 12-frame clips."""
+    from pathlib import Path
+
+    from momentseg.train.config import validate
+    from momentseg.train.loop import _initial_model
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    cfg = load_config(root / "configs" / "tiny-memory-long.yaml")
+    validate(cfg)
+    model = _initial_model(cfg)
+    r21 = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-memory-r21").state_dict()
+    r19 = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-presence-r19").state_dict()
+    weights = model.state_dict()
+    assert weights.keys() == r21.keys() and all(torch.equal(v, weights[k]) for k, v in r21.items())
+    restore = tuple(load_config(root / "configs" / "tiny-sam2-restore.yaml").model.trainable)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and trainable == {n for n, _ in model.named_parameters() if n.startswith(restore)}
+    # round 21 is round 19 with a trained memory path
+    assert all(torch.equal(v, r19[k]) for k, v in r21.items() if not k.startswith(restore))
+    assert [s.task for s in cfg.data.sources] == ["track"] and cfg.data.track_frames == 12
