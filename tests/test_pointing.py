@@ -514,62 +514,6 @@ def test_the_pointing_head_own_vision_tower_starts_as_no_change_learns_and_is_sa
         assert torch.allclose(loaded.seg_prompts(kf, queries, ctx).priors, moved.priors, atol=1e-5)
 
 
-def test_the_pointing_head_reading_the_words_starts_as_no_change_learns_word_order_and_is_saved(pair, tmp_path):
-    """``add_pointing_text``: a cross-attention from the pointing head's tokens to the query's word embeddings,
-    its output projection at zero — the same maps at first; once it has weight the map depends on the words'
-    order (which the bag of words does not see), the loss reaches it, the [SEG] embeddings stay, and the head
-    is saved and loaded with its config."""
-    plain, pointing = pair
-    with pytest.raises(ValueError, match="no pointing head"):
-        tiny_model().add_pointing_text()
-    model = tiny_model()
-    model.add_pointing_head()
-    model.load_state_dict(pointing.state_dict())
-    with torch.no_grad():
-        model.point_prior_scale.copy_(torch.tensor([4.0, 0.0]))
-    kf, ctx = random_video(3, 64, 64, seed=6), random_video(6, seed=7)
-    queries = ["the red ball left of a blue cube", "a blue cube"]
-    samples = _samples()
-    with torch.no_grad():
-        before, loss = model.seg_prompts(kf, queries, ctx), model.forward_point(samples).point_bce
-    model.add_pointing_text()
-    with pytest.raises(ValueError, match="already"):
-        model.add_pointing_text()
-    assert model.config.seg_pointing_text and model.pointing_head.reads_text
-    with torch.no_grad():
-        after = model.seg_prompts(kf, queries, ctx)
-        assert torch.equal(before.priors, after.priors) and torch.equal(before.embeddings, after.embeddings)
-        assert torch.allclose(model.forward_point(samples).point_bce, loss)
-        model.pointing_head.text_attn.out_proj.weight.normal_(0, 0.5)  # as after some training
-        moved = model.seg_prompts(kf, queries, ctx)
-        assert not torch.allclose(moved.priors, before.priors) and torch.equal(moved.embeddings, before.embeddings)
-        # the head itself tells the words' order apart (the bag of words cannot), by their positions
-        head, d = model.pointing_head, model.config.hidden_size
-        video, query, words = torch.randn(8, d), torch.randn(1, d), torch.randn(1, 5, d)
-        valid = torch.ones(1, 5, dtype=torch.bool)
-        maps = [head(video, (2, 2, 2), query, None, (w, valid)) for w in (words, words.flip(1))]
-        assert not torch.allclose(*maps)
-        positions = head.word_position.weight.clone()
-        head.word_position.weight.zero_()
-        assert torch.allclose(*[head(video, (2, 2, 2), query, None, (w, valid)) for w in (words, words.flip(1))],
-                              atol=1e-5)
-        assert not torch.allclose(head(video, (2, 2, 2), query, None, (words, valid)), maps[0])
-        head.word_position.weight.copy_(positions)
-    model.zero_grad()
-    model.forward_point(samples).point_bce.backward()
-    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
-    for name in ("text_attn.in_proj_weight", "text_in.1.weight", "word_position.weight"):
-        assert float(grads[f"pointing_head.{name}"].abs().sum()) > 0
-    with pytest.raises(ValueError, match="words are given exactly"):
-        model.pointing_head(torch.zeros(8, model.config.hidden_size), (2, 2, 2), torch.zeros(1, model.config.hidden_size))
-    model.zero_grad()
-    model.save_pretrained(tmp_path / "m")
-    loaded = MomentSegModel.from_pretrained(tmp_path / "m").eval()
-    assert loaded.config.seg_pointing_text
-    with torch.no_grad():
-        assert torch.allclose(loaded.seg_prompts(kf, queries, ctx).priors, moved.priors, atol=1e-5)
-
-
 def test_the_pointing_vision_tower_can_come_from_another_checkpoint(pair, tmp_path):
     """``add_pointing_vision(vision_from)``: the head's tower takes a saved model's tower (the stage-1d
     continuation's), not the language model's, which stays; a tower of another config is refused."""

@@ -105,12 +105,6 @@ class MomentSegConfig:
     # tower does not tell it (shapes: 40 % per-token accuracy, "Stage 1d"). Only the pointing map changes; the
     # [SEG] embedding and the [FIND] curves do not. Measured in BENCHMARKS.md ("Rounds 16, 17").
     seg_pointing_vision: bool = False
-    # This project's addition (tiny preset, train config model.pointing_text): the pointing head also reads the
-    # query's words — their embeddings in the language model's input table, in order — through a cross-attention
-    # that starts as no change (momentseg.model.pointing), so the map is not bounded by the one vector the
-    # [SEG] head's input makes of the sentence. Only the pointing map changes. Measured in BENCHMARKS.md
-    # ("Round 22").
-    seg_pointing_text: bool = False
     # This project's addition (tiny preset, train config model.presence_threshold; needs seg_pointing): a query
     # whose pointing map's maximum logit over the context video (its presence head's map with seg_presence_head)
     # is below this has no target — the head points nowhere — and its masks are empty in every frame, without a

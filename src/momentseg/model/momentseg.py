@@ -219,8 +219,7 @@ class MomentSegModel(nn.Module):
 
     def _init_pointing(self) -> None:
         c = self.config
-        self.pointing_head = PointingHead(c.hidden_size, vision=c.seg_pointing_vision, layers=c.seg_pointing_layers,
-                                          text=c.seg_pointing_text)
+        self.pointing_head = PointingHead(c.hidden_size, vision=c.seg_pointing_vision, layers=c.seg_pointing_layers)
         # gain and bias of the prior's mask logits; zero at first: SAM2's masks are unchanged
         self.point_prior_scale = nn.Parameter(torch.zeros(2))
         if c.seg_pointing_vision:
@@ -249,27 +248,12 @@ class MomentSegModel(nn.Module):
         weights = self.qwen.model.visual.state_dict() if vision_from is None else self._vision_weights(vision_from)
         self.config.seg_pointing_vision = True
         head = self.pointing_head
-        self.pointing_head = PointingHead(self.config.hidden_size, vision=True, layers=head.layers,
-                                          text=head.reads_text)
+        self.pointing_head = PointingHead(self.config.hidden_size, vision=True, layers=head.layers)
         self.pointing_head.load_state_dict(head.state_dict(), strict=False)
         self._place(self.pointing_head)
         self.pointing_visual = type(self.qwen.model.visual)(self.qwen.model.visual.config)
         self.pointing_visual.load_state_dict(weights, strict=True)
         self.pointing_visual.to(self.device, next(self.qwen.model.visual.parameters()).dtype)
-
-    def add_pointing_text(self) -> None:
-        """Let the pointing head read the query's words (``config.seg_pointing_text``): a cross-attention from its
-        tokens to the words' input embeddings, whose output projection starts at zero (no change to any map)."""
-        if not self.config.seg_pointing:
-            raise ValueError("the model has no pointing head to read the query's words (model.pointing_head)")
-        if self.config.seg_pointing_text:
-            raise ValueError("the pointing head already reads the query's words")
-        self.config.seg_pointing_text = True
-        head = self.pointing_head
-        self.pointing_head = PointingHead(self.config.hidden_size, vision=self.config.seg_pointing_vision,
-                                          layers=head.layers, text=True)
-        self.pointing_head.load_state_dict(head.state_dict(), strict=False)
-        self._place(self.pointing_head)
 
     def add_presence_head(self) -> None:
         """Give the model a presence head (``config.seg_presence_head``): a copy of its pointing head, so at first
@@ -712,20 +696,7 @@ class MomentSegModel(nn.Module):
         t, gh, gw = (int(x) for x in grid)
         m = self.layout.merge_size
         queries = self._head_inputs(rows, query_ids, video_hidden.dtype)
-        words = self._query_words(query_ids) if any(getattr(self, h).reads_text for h in heads) else None
-        return tuple(getattr(self, h)(video_hidden, (t, gh // m, gw // m), queries, vision,
-                                      words if getattr(self, h).reads_text else None) for h in heads)
-
-    def _query_words(self, query_ids: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The queries' word embeddings in the language model's input table, padded (b, L, d), and which of them
-        are words (b, L): what a pointing head that reads text reads."""
-        longest = max(len(q) for q in query_ids)
-        ids = torch.zeros(len(query_ids), longest, dtype=torch.long, device=self.device)
-        valid = torch.zeros(len(query_ids), longest, dtype=torch.bool, device=self.device)
-        for i, q in enumerate(query_ids):
-            ids[i, : len(q)] = q.to(self.device)
-            valid[i, : len(q)] = True
-        return self.qwen.get_input_embeddings()(ids), valid
+        return tuple(getattr(self, h)(video_hidden, (t, gh // m, gw // m), queries, vision) for h in heads)
 
     def _map_heads(self) -> tuple[str, ...]:
         """The heads whose maps the [SEG] pass computes: the pointing head, and the presence head if any."""

@@ -7,11 +7,7 @@ object does later (the language model's own attention is causal), and the query 
 logit is the dot product of its output with the query's. Token positions enter as Fourier features of the
 token's (time, row, column) at its cell centre, normalised to [0, 1], so any grid size works. With
 ``vision`` (``MomentSegConfig.seg_pointing_vision``; "Round 16") each token's input also adds the same token of
-the head's own vision tower, through a projection that starts at zero (a fresh one changes no map). With ``text``
-(``MomentSegConfig.seg_pointing_text``; "Round 22") every token and the query first attend to the words of the
-query — their embeddings in the language model's input table, with their order — through a cross-attention whose
-output projection starts at zero (again no change at first), so the head can read the sentence itself and not
-only the one vector the language model and the bag of words make of it.
+the head's own vision tower, through a projection that starts at zero (a fresh one changes no map).
 
 The ``[FIND]`` curve's moment head (``MomentSegConfig.find_moment_head``; "Round 14") is a second instance over the
 ``[FIND]`` head's input and the dense pass's video tokens; the model reads one logit per temporal patch from it."""
@@ -28,8 +24,6 @@ from torch import nn
 WIDTH, LAYERS, HEADS = 128, 2, 4
 #: Fourier frequencies 2^k·π, k < FREQUENCIES, per position axis
 FREQUENCIES = 4
-#: word positions a text-reading head tells apart (later words share the last position)
-WORD_POSITIONS = 64
 
 
 def _mixer(layers: int) -> nn.TransformerEncoder:
@@ -51,31 +45,19 @@ class PointingHead(nn.Module):
     """(video tokens (N, d) of one video on a (t, h, w) merged grid, queries (b, d)[, the head's own vision
     tokens (N, d)]) → maps (b, t, h, w)."""
 
-    def __init__(self, hidden_size: int, vision: bool = False, layers: int = LAYERS, text: bool = False):
+    def __init__(self, hidden_size: int, vision: bool = False, layers: int = LAYERS):
         super().__init__()
         self.video_in = nn.Sequential(nn.LayerNorm(hidden_size), nn.Linear(hidden_size, WIDTH))
         if vision:
             self.vision_in = nn.Sequential(nn.LayerNorm(hidden_size), nn.Linear(hidden_size, WIDTH))
             nn.init.zeros_(self.vision_in[1].weight)
             nn.init.zeros_(self.vision_in[1].bias)
-        if text:
-            self.text_in = nn.Sequential(nn.LayerNorm(hidden_size), nn.Linear(hidden_size, WIDTH))
-            self.word_position = nn.Embedding(WORD_POSITIONS, WIDTH)
-            self.text_norm = nn.LayerNorm(WIDTH)
-            self.text_attn = nn.MultiheadAttention(WIDTH, HEADS, batch_first=True)
-            nn.init.zeros_(self.text_attn.out_proj.weight)
-            nn.init.zeros_(self.text_attn.out_proj.bias)
         self.query_in = nn.Sequential(nn.LayerNorm(hidden_size), nn.Linear(hidden_size, WIDTH))
         self.position = nn.Linear(3 * 2 * FREQUENCIES, WIDTH)
         self.mixer = _mixer(layers)
         self.norm = nn.LayerNorm(WIDTH)
         self.key_out = nn.Linear(WIDTH, WIDTH)
         self.query_out = nn.Linear(WIDTH, WIDTH)
-
-    @property
-    def reads_text(self) -> bool:
-        """Whether the head reads the query's words (``text`` in :meth:`forward`)."""
-        return hasattr(self, "text_attn")
 
     @property
     def layers(self) -> int:
@@ -101,17 +83,12 @@ class PointingHead(nn.Module):
                 nn.init.zeros_(linear.bias)
 
     def forward(self, video: torch.Tensor, grid: tuple[int, int, int], queries: torch.Tensor,
-                vision: torch.Tensor | None = None,
-                text: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """``text``: the queries' word embeddings (b, L, d), padded, and which of them are words (b, L) bool —
-        exactly for a head that :attr:`reads_text`."""
+                vision: torch.Tensor | None = None) -> torch.Tensor:
         t, h, w = grid
         if video.shape[0] != t * h * w:
             raise ValueError(f"{video.shape[0]} video tokens do not fill a {t}×{h}×{w} grid")
         if (vision is None) != (not hasattr(self, "vision_in")):
             raise ValueError("the head's own vision tokens are given exactly when it has a vision input")
-        if (text is None) == self.reads_text:
-            raise ValueError("the query's words are given exactly when the head reads text")
         dtype = self.position.weight.dtype
         pos = self.position(grid_positions(t, h, w).to(video.device, dtype))
         tokens = self.video_in(video.to(dtype)) + pos
@@ -120,18 +97,6 @@ class PointingHead(nn.Module):
                 raise ValueError(f"{vision.shape[0]} vision tokens for {video.shape[0]} video tokens")
             tokens = tokens + self.vision_in(vision.to(dtype))
         tokens = tokens[None].expand(len(queries), -1, -1)
-        x = torch.cat([self.query_in(queries.to(dtype))[:, None], tokens], 1)
-        if text is not None:
-            x = x + self._read_text(x, *text)
-        x = self.norm(self.mixer(x))
+        x = self.norm(self.mixer(torch.cat([self.query_in(queries.to(dtype))[:, None], tokens], 1)))
         logits = (self.key_out(x[:, 1:]) * self.query_out(x[:, :1])).sum(-1) / math.sqrt(WIDTH)
         return logits.float().reshape(len(queries), t, h, w)
-
-    def _read_text(self, x: torch.Tensor, words: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """What each of x's tokens (b, n, WIDTH) takes from its query's words (b, L, d), ``valid`` (b, L)."""
-        if words.shape[:2] != valid.shape or words.shape[0] != x.shape[0] or not bool(valid.any(-1).all()):
-            raise ValueError(f"words {tuple(words.shape)} and their mask {tuple(valid.shape)} do not give each of "
-                             f"{x.shape[0]} queries at least one word")
-        where = torch.arange(words.shape[1], device=words.device).clamp(max=WORD_POSITIONS - 1)
-        kv = self.text_in(words.to(x.dtype)) + self.word_position(where)
-        return self.text_attn(self.text_norm(x), kv, kv, key_padding_mask=~valid, need_weights=False)[0]

@@ -88,9 +88,6 @@ class ModelConfig:
     #: a folder written by ``save_pretrained`` whose vision tower the pointing head's own one starts from instead
     #: of the copy (the tower of ``configs/tiny-vision-long.yaml``; needs ``pointing_vision``)
     pointing_vision_from: str | None = None
-    #: let the pointing head read the query's words (``MomentSegConfig.seg_pointing_text``) if it does not: a
-    #: cross-attention to their input embeddings that starts as no change (needs ``pointing_head``)
-    pointing_text: bool = False
     #: set the pointing prior's [gain, bias] (``point_prior_scale``; chosen on val when the head is trained
     #: alone, where nothing learns them)
     point_prior: list[float] | None = None
@@ -342,8 +339,6 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
         raise bad("data.sources", "must list at least one data source")
     if m.pointing_vision and not m.pointing_head:
         raise bad("model.pointing_vision", "gives the pointing head a vision tower: needs model.pointing_head: true")
-    if m.pointing_text and not m.pointing_head:
-        raise bad("model.pointing_text", "lets the pointing head read the query's words: needs model.pointing_head: true")
     if m.pointing_vision_from is not None and not m.pointing_vision:
         raise bad("model.pointing_vision_from", "is the pointing head's vision tower: needs model.pointing_vision: true")
     for i, s in enumerate(d.sources):

@@ -467,8 +467,6 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
         model.add_pointing_head()
     if m.pointing_vision and not model.config.seg_pointing_vision:
         model.add_pointing_vision(m.pointing_vision_from)
-    if m.pointing_text and not model.config.seg_pointing_text:
-        model.add_pointing_text()
     if m.presence_head and not model.config.seg_presence_head:
         model.add_presence_head()
     if m.pointing_layers is not None and m.pointing_layers != model.config.seg_pointing_layers:
