@@ -571,3 +571,29 @@ def test_the_long_memory_config_trains_round_21s_memory_path_on_12_frame_clips(m
     # round 21 is round 19 with a trained memory path
     assert all(torch.equal(v, r19[k]) for k, v in r21.items() if not k.startswith(restore))
     assert [s.task for s in cfg.data.sources] == ["track"] and cfg.data.track_frames == 12
+
+
+def test_the_pointing_lm_config_trains_the_language_model_and_the_pointing_head_on_round_21(monkeypatch):
+    """configs/tiny-pointing-lm.yaml (round 22d): round 21 as shipped, with the language model's decoder layers and
+    final norm training beside the pointing head on the pointing loss; its vision tower, word embeddings, every
+    other head and SAM2 frozen."""
+    from pathlib import Path
+
+    from momentseg.train.config import validate
+    from momentseg.train.loop import _initial_model
+    from momentseg.train.params import apply_trainable
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    cfg = load_config(root / "configs" / "tiny-pointing-lm.yaml")
+    validate(cfg)
+    model = _initial_model(cfg)
+    apply_trainable(model, cfg.model)
+    r21 = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-memory-r21").state_dict()
+    weights = model.state_dict()
+    assert weights.keys() == r21.keys() and all(torch.equal(v, weights[k]) for k, v in r21.items())
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    language = ("qwen.model.language_model.layers.", "qwen.model.language_model.norm.")
+    assert trainable == {n for n, _ in model.named_parameters() if n.startswith((*language, "pointing_head."))}
+    assert any(n.startswith(language) for n in trainable) and any(n.startswith("pointing_head.") for n in trainable)
+    assert [s.task for s in cfg.data.sources] == ["point"] and cfg.loss.point == 1.0
