@@ -503,10 +503,8 @@ def test_the_shipped_fine_tuning_config_loads_the_shipped_backbones(monkeypatch)
     validate(load_config(root / "configs" / "tsg-only-probe.yaml"))  # BENCHMARKS' [FIND]-only control
 
 
-def test_the_sam2_restore_config_gives_round_19_stage_1hs_memory_and_trains_only_it(monkeypatch):
-    """configs/tiny-sam2-restore.yaml (round 21): round 19 as committed (pretrained/tiny-presence-r19) with the memory
-    path of stage 1h (pretrained/tiny-sam2-long); every other weight round 19's - its image encoder, prompt encoder
-    and mask decoder included - and only the memory path trains, on SAM2's own task."""
+def _stage_model(monkeypatch, name: str):
+    """The repository root, the validated stage config ``configs/<name>`` and the model its run starts from."""
     from pathlib import Path
 
     from momentseg.train.config import validate
@@ -514,9 +512,16 @@ def test_the_sam2_restore_config_gives_round_19_stage_1hs_memory_and_trains_only
 
     root = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(root)
-    cfg = load_config(root / "configs" / "tiny-sam2-restore.yaml")
+    cfg = load_config(root / "configs" / name)
     validate(cfg)
-    model = _initial_model(cfg)
+    return root, cfg, _initial_model(cfg)
+
+
+def test_the_sam2_restore_config_gives_round_19_stage_1hs_memory_and_trains_only_it(monkeypatch):
+    """configs/tiny-sam2-restore.yaml (round 21): round 19 as committed (pretrained/tiny-presence-r19) with the memory
+    path of stage 1h (pretrained/tiny-sam2-long); every other weight round 19's - its image encoder, prompt encoder
+    and mask decoder included - and only the memory path trains, on SAM2's own task."""
+    root, cfg, model = _stage_model(monkeypatch, "tiny-sam2-restore.yaml")
     base = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-presence-r19").state_dict()
     stage_1h = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-sam2-long").sam2.state_dict()
     weights = model.state_dict()
@@ -551,16 +556,7 @@ def test_the_shipped_model_is_round_19_but_for_sam2s_memory_path():
 def test_the_long_memory_config_trains_round_21s_memory_path_on_12_frame_clips(monkeypatch):
     """configs/tiny-memory-long.yaml (round 22): round 21 as shipped (pretrained/tiny-memory-r21, itself round 19 but
     for the memory path) with only that memory path trainable, on SAM2's own task with 12-frame clips."""
-    from pathlib import Path
-
-    from momentseg.train.config import validate
-    from momentseg.train.loop import _initial_model
-
-    root = Path(__file__).resolve().parents[1]
-    monkeypatch.chdir(root)
-    cfg = load_config(root / "configs" / "tiny-memory-long.yaml")
-    validate(cfg)
-    model = _initial_model(cfg)
+    root, cfg, model = _stage_model(monkeypatch, "tiny-memory-long.yaml")
     r21 = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-memory-r21").state_dict()
     r19 = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-presence-r19").state_dict()
     weights = model.state_dict()
@@ -577,17 +573,9 @@ def test_the_pointing_lm_config_trains_the_language_model_and_the_pointing_head_
     """configs/tiny-pointing-lm.yaml (round 22d): round 21 as shipped, with the language model's decoder layers and
     final norm training beside the pointing head on the pointing loss; its vision tower, word embeddings, every
     other head and SAM2 frozen."""
-    from pathlib import Path
-
-    from momentseg.train.config import validate
-    from momentseg.train.loop import _initial_model
     from momentseg.train.params import apply_trainable
 
-    root = Path(__file__).resolve().parents[1]
-    monkeypatch.chdir(root)
-    cfg = load_config(root / "configs" / "tiny-pointing-lm.yaml")
-    validate(cfg)
-    model = _initial_model(cfg)
+    root, cfg, model = _stage_model(monkeypatch, "tiny-pointing-lm.yaml")
     apply_trainable(model, cfg.model)
     r21 = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-memory-r21").state_dict()
     weights = model.state_dict()
