@@ -573,10 +573,7 @@ def test_the_pointing_lm_config_trains_the_language_model_and_the_pointing_head_
     """configs/tiny-pointing-lm.yaml (round 22d): round 21 as shipped, with the language model's decoder layers and
     final norm training beside the pointing head on the pointing loss; its vision tower, word embeddings, every
     other head and SAM2 frozen."""
-    from momentseg.train.params import apply_trainable
-
     root, cfg, model = _stage_model(monkeypatch, "tiny-pointing-lm.yaml")
-    apply_trainable(model, cfg.model)
     r21 = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-memory-r21").state_dict()
     weights = model.state_dict()
     assert weights.keys() == r21.keys() and all(torch.equal(v, weights[k]) for k, v in r21.items())
