@@ -750,6 +750,26 @@ def test_oracle_prior_points_at_the_target_on_the_real_prior_grid(model_dir, tmp
         assert float(oracle.maps.min()) == -pipe.gain
     out = probe.main(["--model", str(model_dir), "--videos", "1", "--gain", "4", "--json", str(tmp_path / "o.json")])
     assert out["oracle"]["4.0"]["expressions"] == out["model"]["expressions"] > 0
+    pipe.scale = 2  # a finer true map: twice the tokens per side, the same patches
+    assert pipe.oracle(video, synth.expressions[0].text).maps.shape == (real.maps.shape[0], *(2 * n for n in
+                                                                                              real.maps.shape[1:]))
+    pipe.scale = 1
+    exp = next(e for e in synth.expressions if e.moments)
+    context = pipe.context_frames(video)
+    for where in ("inside", "outside", "presence"):
+        pipe.where = where
+        got = pipe._seg_prompt_group(video, [exp.text], [0, 5], context, False)[0]
+        own = MomentSeg(model, device="cpu")._seg_prompt_group(video, [exp.text], [0, 5], context, False)[0]
+        assert got.present  # the truth says: a target
+        if where == "presence":
+            assert torch.equal(got.prior.maps, own.prior.maps)
+            continue
+        inside = torch.as_tensor(pipe._inside(video, exp, len(real.maps)))
+        true = pipe.oracle(video, exp.text).maps
+        use = inside if where == "inside" else ~inside
+        assert torch.equal(got.prior.maps[use], true[use]) and torch.equal(got.prior.maps[~use], own.prior.maps[~use])
+    with pytest.raises(SystemExit):  # a finer grid is for the true map everywhere only
+        probe.main(["--model", str(model_dir), "--videos", "1", "--where", "inside", "--scale", "2"])
 
 
 def test_pointing_features_probe_caches_the_seg_pass_and_scores_heads(tmp_path):

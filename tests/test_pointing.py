@@ -356,6 +356,36 @@ def test_synthetic_refvos_samples_carry_the_context_patch_and_labels():
     assert seen_target
 
 
+def test_a_point_source_can_draw_from_every_expression_of_the_worlds_language(tmp_path):
+    """``expressions: candidates`` (round 23): a point sample's text comes from ``all_expressions`` of its video
+    (more than the video's own, no-target ones included), with that expression's labels; refvos and point only."""
+    from momentseg.data.synthetic import all_expressions
+
+    shape = SampleShape(tsg_side=56, context_side=56, keyframe_side=64, tsg_max_frames=8, tsg_fps=5.0,
+                        context_frames=8, keyframes=3, keyframe_window=4)
+    src = SyntheticSource("point", world=WorldConfig(min_frames=20, max_frames=22), expressions="candidates")
+    outside, absent = 0, 0
+    for item in range(12):
+        s = src.sample(item, np.random.default_rng(item), shape)
+        video = src.video(item)
+        # the sample's rng drew the pool first: the same draw gives the same pool
+        pool = {e.text: e for e in all_expressions(video, np.random.default_rng(item))}
+        exp = pool[s.query]
+        outside += s.query not in {e.text for e in video.expressions}
+        absent += not exp.obj_ids
+        ctx = uniform_frames(video.num_frames, shape.context_frames)
+        assert (s.context_labels == 1).any() == video.expression_masks(exp)[ctx].any()
+    assert outside > 0 and absent > 0
+    data = {"sources": [{"type": "synthetic", "task": "point", "expressions": "candidates"}]}
+    cfg = config_from_dict({"out": str(tmp_path / "run"), "data": data, "model": {"preset": "tiny", "pointing_head": True}})
+    assert cfg.data.sources[0].expressions == "candidates"
+    for source, match in (({"type": "synthetic", "task": "tsg", "expressions": "candidates"}, "needs type: synthetic"),
+                          ({"type": "synthetic", "task": "point", "expressions": "all"}, "must be one of video")):
+        with pytest.raises(InputError, match=match):
+            config_from_dict({"out": str(tmp_path / "run"), "data": {"sources": [source]},
+                              "model": {"preset": "tiny", "pointing_head": True}})
+
+
 def test_the_head_mixes_tokens_across_time_and_checks_its_grid():
     torch.manual_seed(0)
     head = PointingHead(16).eval()

@@ -218,3 +218,30 @@ def test_config_validation():
         WorldConfig(min_frames=50, max_frames=40)
     with pytest.raises(InputError):
         WorldConfig(kind_weights=(("bogus", 1.0),))
+
+
+def test_all_expressions_say_the_whole_language_of_a_video_without_changing_it(videos):
+    """``all_expressions`` (training only): every candidate of the world's language for the video, each text once,
+    targets and moments as the video's own expressions have them; the video and its expressions unchanged."""
+    from momentseg.data.synthetic import all_expressions
+
+    kinds: set[str] = set()
+    for v in videos:
+        before = [(e.text, e.obj_ids, e.moments) for e in v.expressions]
+        pool = all_expressions(v, np.random.default_rng(0))
+        assert [(e.text, e.obj_ids, e.moments) for e in v.expressions] == before
+        texts = [e.text for e in pool]
+        assert len(texts) == len(set(texts)) and len(pool) > len(v.expressions)
+        assert [e.text for e in all_expressions(v, np.random.default_rng(0))] == texts  # rng-determined
+        seen = {t.obj_id: {COLOURS[c] for c in t.colour[(t.visible_area > 0) & (t.colour >= 0)]} for t in v.objects}
+        for e in pool:
+            kinds.add(e.kind)
+            words = tokenize(e.text)
+            assert set(words) <= set(VOCABULARY)
+            if e.kind == "none":
+                assert e.obj_ids == [] and e.moments == [] and not v.expression_masks(e).any()
+                continue
+            assert e.obj_ids and e.moments and v.expression_masks(e).any()
+            if e.kind == "appearance" and "moving" not in words:  # the noun phrase names exactly its target
+                assert sorted(t.obj_id for t in v.objects if _np_matches(t, words[1:], seen[t.obj_id])) == e.obj_ids
+    assert kinds == {"appearance", "motion", "event", "multi", "reasoning", "none"}

@@ -25,6 +25,10 @@ TASKS = ("tsg", "refvos", "track", "caption", "classes", "tokens", "point", "mom
 #: head alone (TSG samples of every expression). A stream of one of them holds nothing else.
 PRETRAIN_TASKS = ("track", "caption", "classes", "tokens", "point", "moment")
 SOURCE_TYPES = ("synthetic", "mask_dict", "charades", "activitynet")
+#: which expressions a synthetic ``refvos`` / ``point`` source draws from: each video's own (what the splits and
+#: every benchmark hold), or every expression the world's language could say about it (its no-target and
+#: colour-and-shape texts included; ``momentseg.data.synthetic.video.all_expressions``)
+EXPRESSION_POOLS = ("video", "candidates")
 PRECISIONS = ("auto", "bf16", "fp32")
 PRESETS = ("tiny", "3b", "7b")
 
@@ -111,7 +115,8 @@ class SourceConfig:
     :data:`PRETRAIN_TASKS`); ``weight`` is its share within its task
     (the paper's dataset repeats: ReVOS 20, MeViS 10, Charades 10, ...).
 
-    - ``synthetic``: the streamed synthetic world, ``split`` in train/val/test.
+    - ``synthetic``: the streamed synthetic world, ``split`` in train/val/test; ``expressions`` (``refvos`` and
+      ``point`` only): one of :data:`EXPRESSION_POOLS`.
     - ``mask_dict``: a MeViS-format split folder ``root`` (JPEGImages/, meta_expressions.json, mask_dict.json);
       MeViS, Ref-YouTube-VOS, ReVOS and Ref-DAVIS17 in that layout. ``refvos`` only.
     - ``charades`` / ``activitynet``: ``annotations`` (Charades-STA .txt / ActivityNet Captions .json) and the
@@ -125,6 +130,7 @@ class SourceConfig:
     root: str | None = None
     annotations: str | None = None
     videos: str | None = None
+    expressions: str = EXPRESSION_POOLS[0]
 
 
 @dataclass
@@ -365,6 +371,11 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
             raise bad(key, "task moment trains the moment head: needs model.moment_head: true")
         if s.type == "synthetic" and s.split not in ("train", "val", "test"):
             raise bad(f"{key}.split", f"must be train, val or test, got {s.split!r}")
+        if s.expressions not in EXPRESSION_POOLS:
+            raise bad(f"{key}.expressions", f"must be one of {', '.join(EXPRESSION_POOLS)}, got {s.expressions!r}")
+        if s.expressions != EXPRESSION_POOLS[0] and (s.type != "synthetic" or s.task not in ("refvos", "point")):
+            raise bad(f"{key}.expressions", "draws from the synthetic world's language: needs type: synthetic and "
+                                            "task refvos or point")
     if not 0.0 <= d.tsg_ratio <= 1.0:
         raise bad("data.tsg_ratio", "must be within [0, 1]")
     tasks = {s.task for s in d.sources}

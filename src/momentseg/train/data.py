@@ -32,7 +32,7 @@ from momentseg.errors import InputError
 from momentseg.grounding.sampling import dense_frame_indices, nearest_patches, uniform_frames
 from momentseg.model import CaptionSample, ClassesSample, RefVOSSample, TokensSample, TrackSample, TSGSample
 from momentseg.train import real_data
-from momentseg.train.config import PRETRAIN_TASKS, TASKS
+from momentseg.train.config import EXPRESSION_POOLS, PRETRAIN_TASKS, TASKS
 from momentseg.train.shapes import (
     SampleShape,
     anchor_candidates,
@@ -63,10 +63,13 @@ class SyntheticSource:
     built from video ``2j`` / ``2j+1`` of the split (the videos ``iter_videos(SPLIT_SEEDS[split])`` yields).
     TSG samples use an expression with a moment; RefVOS samples any expression (a "none" expression has
     empty masks: the model learns to say "not there"). The pointing head's own task (``point``) takes RefVOS
-    samples, the moment head's (``moment``) TSG samples of any expression, from every video of the split."""
+    samples, the moment head's (``moment``) TSG samples of any expression, from every video of the split. With
+    ``expressions="candidates"`` a RefVOS / point sample draws its expression from every one the world's language
+    could say about the video (:func:`momentseg.data.synthetic.all_expressions`), not only the video's own."""
 
-    def __init__(self, task: str, split: str = "train", world=None):
+    def __init__(self, task: str, split: str = "train", world=None, expressions: str = EXPRESSION_POOLS[0]):
         self.task = task
+        self.expressions = expressions
         self._seed = synthetic.SPLIT_SEEDS[split]
         self._world = world if world is not None else synthetic.WorldConfig()
         self.size = None  # infinite
@@ -103,7 +106,8 @@ class SyntheticSource:
                 video, step = self.video(item + step), step + 1
             return tsg_sample(video, [e for e in video.expressions if e.moments], rng, shape)
         t, hw = len(video.frames), video.frames.shape[1:3]
-        exp = video.expressions[int(rng.integers(len(video.expressions)))]
+        pool = video.expressions if self.expressions == EXPRESSION_POOLS[0] else synthetic.all_expressions(video, rng)
+        exp = pool[int(rng.integers(len(pool)))]
         masks = video.expression_masks(exp)
         candidates = anchor_candidates(masks.any(axis=(1, 2)), video.moment_frames(exp))
         keys = keyframe_indices(candidates, shape.keyframes, shape.keyframe_window, rng)
@@ -368,7 +372,7 @@ def build_sources(cfg, shape: SampleShape) -> tuple[list[Source], list[float]]:
     sources, weights = [], []
     for s in cfg.sources:
         if s.type == "synthetic":
-            sources.append(SyntheticSource(s.task, s.split))
+            sources.append(SyntheticSource(s.task, s.split, expressions=s.expressions))
         else:
             sources.append(real_data.build_source(s))
         weights.append(s.weight)

@@ -10,6 +10,7 @@ Public API::
 
     generate_video(seed, video_id="vid_00000", config=WorldConfig()) -> SynthVideo
     iter_videos(seed, n=None, config=WorldConfig()) -> Iterator[SynthVideo]     # video i from video_seed(seed, i)
+    all_expressions(video, rng) -> list[SynthExpression]    # every expression the language could say (training)
     write_split(out_dir, n_videos, seed, config=WorldConfig(), workers=1) -> dict   # MeViS folder, stats
     SPLIT_SEEDS, VOCABULARY, tokenize(text)
 """
@@ -41,7 +42,7 @@ from momentseg.data.synthetic.config import (
 from momentseg.data.synthetic.language import VOCABULARY, tokenize
 from momentseg.data.synthetic.records import EVENT_KINDS, Event, ObjectTrack, SynthExpression, SynthVideo
 from momentseg.data.synthetic.split import expression_flags, split_stats, write_split
-from momentseg.data.synthetic.video import generate_video, iter_videos, video_id, video_seed
+from momentseg.data.synthetic.video import all_expressions, generate_video, iter_videos, video_id, video_seed
 
 __all__ = [
     "CAPTION_KINDS",
@@ -71,6 +72,7 @@ __all__ = [
     "SynthVideo",
     "WorldConfig",
     "expression_flags",
+    "all_expressions",
     "generate_video",
     "iter_videos",
     "split_stats",

@@ -403,22 +403,40 @@ def _has_lookalike(scene: _Scene, obj_ids: tuple[int, ...]) -> bool:
     return any((t.shape, t.size, t.base_colour) in looks for t in scene.tracks if t.obj_id not in obj_ids)
 
 
+def _all_candidates(rng: np.random.Generator, scene: _Scene) -> list[Candidate]:
+    """Every candidate expression of ``scene`` (a text may repeat)."""
+    np2 = _unique_nps(scene)
+    return (
+        _single_target_candidates(rng, scene, np2)
+        + _ordinal_candidates(rng, scene, np2)
+        + _multi_candidates(scene, np2)
+        + _none_candidates(rng, scene)
+    )
+
+
+def candidate_expressions(rng: np.random.Generator, tracks: list[ObjectTrack]) -> list[Candidate]:
+    """Every expression the world's language could say about ``tracks`` (of every kind, the no-target ones
+    included), not only the few :func:`generate_expressions` samples for a video: a training stage that draws
+    from these sees each video's whole language (``momentseg.train``'s point sources with ``expressions:
+    candidates``)."""
+    seen: set[str] = set()
+    out = []
+    for c in _all_candidates(rng, _Scene(tracks)):
+        if c.text not in seen:  # each text once: the first candidate that has it, as generate_expressions
+            seen.add(c.text)
+            out.append(c)
+    return out
+
+
 def generate_expressions(
     rng: np.random.Generator, tracks: list[ObjectTrack], config: WorldConfig
 ) -> list[Candidate]:
     """Sample the expressions of one video: choose a kind by ``config.kind_weights`` (among kinds that have a
     valid candidate), then a family (predicate) uniformly, then a candidate uniformly; texts are unique."""
     scene = _Scene(tracks)
-    np2 = _unique_nps(scene)
-    all_cands = (
-        _single_target_candidates(rng, scene, np2)
-        + _ordinal_candidates(rng, scene, np2)
-        + _multi_candidates(scene, np2)
-        + _none_candidates(rng, scene)
-    )
     pools: dict[str, dict[str, list[Candidate]]] = {k: {} for k, _ in config.kind_weights}
     seen_texts: set[str] = set()
-    for c in all_cands:
+    for c in _all_candidates(rng, scene):
         if c.text in seen_texts or c.kind not in pools:
             continue
         seen_texts.add(c.text)

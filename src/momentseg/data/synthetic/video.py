@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from momentseg.data.synthetic.config import WorldConfig
-from momentseg.data.synthetic.language import generate_expressions
+from momentseg.data.synthetic.language import Candidate, candidate_expressions, generate_expressions
 from momentseg.data.synthetic.records import SynthExpression, SynthVideo
 from momentseg.data.synthetic.world import simulate_scene
 
@@ -28,18 +28,8 @@ def generate_video(seed: int, video_id: str = "vid_00000", config: WorldConfig =
     """Draw, simulate and render one video and its expressions from ``seed`` (same seed -> same video)."""
     rng = np.random.default_rng(int(seed))
     frames, tracks, full, visible = simulate_scene(rng, config)
-    cands = generate_expressions(rng, tracks, config)
     fps = float(config.fps)
-    expressions = [
-        SynthExpression(
-            exp_id=str(i),
-            text=c.text,
-            obj_ids=sorted(c.obj_ids),
-            kind=c.kind,
-            moments=[(a / fps, b / fps) for a, b in c.frames],
-        )
-        for i, c in enumerate(cands)
-    ]
+    expressions = _expressions(generate_expressions(rng, tracks, config), fps)
     return SynthVideo(
         video_id=video_id,
         frames=frames,
@@ -50,6 +40,20 @@ def generate_video(seed: int, video_id: str = "vid_00000", config: WorldConfig =
         full_masks=full,
         seed=int(seed),
     )
+
+
+def _expressions(cands: list[Candidate], fps: float) -> list[SynthExpression]:
+    return [SynthExpression(exp_id=str(i), text=c.text, obj_ids=sorted(c.obj_ids), kind=c.kind,
+                            moments=[(a / fps, b / fps) for a, b in c.frames])
+            for i, c in enumerate(cands)]
+
+
+def all_expressions(video: SynthVideo, rng: np.random.Generator) -> list[SynthExpression]:
+    """Every expression the world's language could say about ``video`` (:func:`~momentseg.data.synthetic.language
+    .candidate_expressions`; ``rng`` picks among equivalent noun phrases), as :class:`SynthExpression` whose
+    masks and moments ``video`` gives as for its own expressions. For training only: the video's own
+    ``expressions`` (what the splits and every benchmark use) do not change."""
+    return _expressions(candidate_expressions(rng, video.objects), video.fps)
 
 
 def iter_videos(seed: int, n: int | None = None, config: WorldConfig = WorldConfig()) -> Iterator[SynthVideo]:
