@@ -582,3 +582,19 @@ def test_the_pointing_lm_config_trains_the_language_model_and_the_pointing_head_
     assert trainable == {n for n, _ in model.named_parameters() if n.startswith((*language, "pointing_head."))}
     assert any(n.startswith(language) for n in trainable) and any(n.startswith("pointing_head.") for n in trainable)
     assert [s.task for s in cfg.data.sources] == ["point"] and cfg.loss.point == 1.0
+
+
+@pytest.mark.parametrize("name,expressions", [("tiny-presence-more.yaml", "video"),
+                                              ("tiny-presence-candidates.yaml", "candidates")])
+def test_the_presence_configs_train_only_round_21s_presence_head(monkeypatch, name, expressions):
+    """configs/tiny-presence-more.yaml and tiny-presence-candidates.yaml (round 23): round 21 as shipped, only its
+    presence head training (presence loss 4x the pointing loss) on point samples of the video's own expressions, or
+    of every expression the world's language could say about it."""
+    root, cfg, model = _stage_model(monkeypatch, name)
+    r21 = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-memory-r21").state_dict()
+    weights = model.state_dict()
+    assert weights.keys() == r21.keys() and all(torch.equal(v, weights[k]) for k, v in r21.items())
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and trainable == {n for n, _ in model.named_parameters() if n.startswith("presence_head.")}
+    assert [(s.task, s.expressions) for s in cfg.data.sources] == [("point", expressions)]
+    assert cfg.loss.presence == 4 * cfg.loss.point and model.config.point_presence_threshold == 1.0
