@@ -598,3 +598,27 @@ def test_the_presence_configs_train_only_round_21s_presence_head(monkeypatch, na
     assert trainable and trainable == {n for n, _ in model.named_parameters() if n.startswith("presence_head.")}
     assert [(s.task, s.expressions) for s in cfg.data.sources] == [("point", expressions)]
     assert cfg.loss.presence == 4 * cfg.loss.point and model.config.point_presence_threshold == 1.0
+
+
+def test_the_native_pointing_config_trains_round_21s_heads_on_the_videos_own_resolution(monkeypatch):
+    """configs/tiny-pointing-native.yaml (round 23): round 21 as shipped, its pointing and presence heads the only
+    parts that train; the data config's context size (160) becomes the model's, so the context frames keep their
+    pixels (a 4 x 6 token grid instead of 3 x 4) in training and in the saved model's inference."""
+    from momentseg.model.preprocess import target_size
+    from momentseg.train.loop import build_stream
+
+    root, cfg, model = _stage_model(monkeypatch, "tiny-pointing-native.yaml")
+    r21 = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-memory-r21")
+    weights = model.state_dict()
+    assert weights.keys() == r21.state_dict().keys()
+    assert all(torch.equal(v, weights[k]) for k, v in r21.state_dict().items())
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, _ in model.named_parameters() if n.startswith(("pointing_head.", "presence_head."))}
+    assert r21.config.context_frame_size == 112 and cfg.data.context_frame_size == 160
+    stream = build_stream(cfg, model)
+    assert model.config.context_frame_size == 160
+    sample = stream.sample(0)
+    h, w = sample.context.shape[1:3]
+    tokens = [n // model.layout.factor for n in target_size(h, w, model.config.context_frame_size, model.layout)]
+    assert (h, w) == (120, 160) and tokens == [4, 6]  # the synthetic frames' own size; 3 x 4 tokens at 112
+    assert [n // model.layout.factor for n in target_size(h, w, 112, model.layout)] == [3, 4]

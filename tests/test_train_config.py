@@ -44,6 +44,7 @@ def test_good_config_reads_values_and_defaults(tmp_path):
          r"unknown key 'data.sources\[0\].colour'"),
         (GOOD.replace("batch_size: 2", "batch_size: two"), r"'run.batch_size' must be an integer"),
         (GOOD.replace("tsg_ratio: 0.25", "tsg_ratio: 1.5"), r"data.tsg_ratio"),
+        (GOOD.replace("tsg_ratio: 0.25", "context_frame_size: 0"), r"'data.context_frame_size' must be ≥ 1"),
         (GOOD.replace("tsg_ratio: 0.25", "track_ratio: 0.2"), r"data.track_ratio.*needs a 'track' source"),
         (GOOD.replace("    - {type: synthetic, task: tsg}", "    - {type: synthetic, task: tsg}\n"
                       "    - {type: synthetic, task: track}"), r"data.track_ratio"),

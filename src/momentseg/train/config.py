@@ -158,6 +158,7 @@ class DataConfig:
     tsg_max_frames: int | None = None  # model config: find_max_frames
     tsg_fps: float | None = None  # model config: fps
     context_frames: int | None = None  # model config: context_frames
+    context_frame_size: int | None = None  # model config: context_frame_size (the [SEG] context's side budget)
     #: frames per clip of SAM2's own task (``track``); None: :class:`~momentseg.train.shapes.SampleShape`'s 8.
     #: 1 = every prompt decoded on its frame alone (the mask decoder learning to follow prompts, cheaply)
     track_frames: int | None = None
@@ -394,7 +395,8 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
     if (d.track_ratio > 0) != ("track" in tasks and bool(tasks & {"tsg", "refvos"})):
         raise bad("data.track_ratio", "> 0 needs a 'track' source among tsg / refvos sources (and such a mix "
                                       "needs track_ratio > 0)")
-    for key in ("tsg_max_frames", "context_frames", "keyframes", "track_frames", "tsg_queries_per_video"):
+    for key in ("tsg_max_frames", "context_frames", "context_frame_size", "keyframes", "track_frames",
+                "tsg_queries_per_video"):
         if getattr(d, key) is not None and getattr(d, key) < 1:
             raise bad(f"data.{key}", "must be ≥ 1")
     if d.keyframe_window < 0 or (d.tsg_fps is not None and d.tsg_fps <= 0):

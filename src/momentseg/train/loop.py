@@ -490,7 +490,7 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
 
 def build_stream(cfg: TrainConfig, model: torch.nn.Module) -> SampleStream:
     """The sample stream of ``cfg.data`` sized for ``model``: TSG / context frames to the model's low-res
-    sizes, keyframes to its SAM2 input size, TSG frame rate / count and context count = the model config's (``data`` may override them, and then the
+    sizes, keyframes to its SAM2 input size, TSG frame rate / count and context count and size = the model config's (``data`` may override them, and then the
     model config is updated so the saved model infers as it was trained)."""
     d, c = cfg.data, model.config
     # The data config may override the model's frame sampling; the model's config records what was used.
@@ -500,6 +500,8 @@ def build_stream(cfg: TrainConfig, model: torch.nn.Module) -> SampleStream:
         c.find_max_frames = int(d.tsg_max_frames)
     if d.context_frames is not None:
         c.context_frames = int(d.context_frames)
+    if d.context_frame_size is not None:
+        c.context_frame_size = int(d.context_frame_size)
     shape = SampleShape(
         tsg_side=int(c.find_frame_size),
         context_side=int(c.context_frame_size),
