@@ -47,6 +47,7 @@ from find_probe import auc  # noqa: E402
 from seg_state_probe import MIN_SHARE, NO_TARGET_AIM  # noqa: E402
 
 COLOUR_WORDS = set(syn.COLOURS)
+SHAPE_WORDS = set(syn.SHAPES)
 
 
 @torch.no_grad()
@@ -131,17 +132,38 @@ def pointing(items: list[dict]) -> dict:
             for k, v in sorted(groups.items())}
 
 
+def names_colour_and_shape(text: str) -> bool:
+    """The text names a colour and a shape ("the small green diamond", "the red star that stops"): most no-target
+    texts do, so a presence head can learn that such texts have no target (BENCHMARKS.md, "Round 23")."""
+    words = set(text.replace("?", "").split())
+    return bool(words & COLOUR_WORDS) and bool(words & SHAPE_WORDS)
+
+
 def presence(items: list[dict]) -> dict:
     score = np.array([it["presence"] for it in items])
     label = np.array([it["has_target"] for it in items])
     if label.all() or not label.any():
         return {"auc": None, "targets": int(label.sum()), "no_target": int((~label).sum())}
     threshold = float(np.quantile(score[~label], NO_TARGET_AIM))
-    # a text is flagged "no target" below the threshold (MomentSegConfig.point_presence_threshold)
-    by_threshold = {str(x): {"no_target_flagged": float((score[~label] < x).mean()),
-                             "targets_lost": float((score[label] < x).mean())} for x in THRESHOLDS}
+    both = np.array([names_colour_and_shape(it["text"]) for it in items])
     return {"auc": auc(score, label), "kept_at_aim": float((score[label] > threshold).mean()),
-            "by_threshold": by_threshold, "targets": int(label.sum()), "no_target": int((~label).sum())}
+            "by_threshold": _by_threshold(score, label), "targets": int(label.sum()), "no_target": int((~label).sum()),
+            # the same, apart for the texts that name a colour and a shape and for the others
+            "by_text": {name: {"auc": auc(score[sel], label[sel]) if 0 < label[sel].sum() < sel.sum() else None,
+                               "targets": int(label[sel].sum()), "no_target": int((~label[sel]).sum()),
+                               "by_threshold": _by_threshold(score[sel], label[sel])}
+                        for name, sel in (("colour+shape", both), ("other", ~both))}}
+
+
+def _by_threshold(score: np.ndarray, label: np.ndarray) -> dict:
+    """At each of THRESHOLDS, the shares of no-target texts flagged and of target texts lost (a text is flagged
+    "no target" below the threshold: MomentSegConfig.point_presence_threshold)."""
+    return {str(x): {"no_target_flagged": _share(score[~label] < x), "targets_lost": _share(score[label] < x)}
+            for x in THRESHOLDS}
+
+
+def _share(flags: np.ndarray) -> float | None:
+    return float(flags.mean()) if len(flags) else None
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -705,6 +705,12 @@ def test_pointing_eval_scores_hits_chance_and_presence(model_dir, tmp_path):
     assert pres["auc"] == 1.0  # every target's presence logit is above the no-target one
     assert pres["by_threshold"]["0.0"] == {"no_target_flagged": 1.0, "targets_lost": 0.0}  # -1 < 0 <= 4
     assert pres["by_threshold"]["-1.0"] == {"no_target_flagged": 0.0, "targets_lost": 0.0}  # -1 is not below -1
+    # apart: "the red star" names a colour and a shape, the others do not ("the hat" has no target)
+    both, other = pres["by_text"]["colour+shape"], pres["by_text"]["other"]
+    assert (both["targets"], both["no_target"], both["auc"]) == (1, 0, None)
+    assert (other["targets"], other["no_target"], other["auc"]) == (3, 1, 1.0)
+    assert both["by_threshold"]["0.0"] == {"no_target_flagged": None, "targets_lost": 0.0}
+    assert probe.names_colour_and_shape("which red star stops?") and not probe.names_colour_and_shape("the red shape")
     with pytest.raises(SystemExit):
         probe.main(["--model", str(model_dir), "--videos", "1"])  # no pointing head
     pointing_dir = tmp_path / "pointing"
