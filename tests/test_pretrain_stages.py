@@ -536,21 +536,29 @@ def test_the_sam2_restore_config_gives_round_19_stage_1hs_memory_and_trains_only
     assert [s.task for s in cfg.data.sources] == ["track"] and cfg.data.track_frames == 6
 
 
-def test_the_shipped_model_is_round_19_but_for_sam2s_memory_path():
-    """The embedded model (round 21) is configs/tiny-sam2-restore.yaml's output: round 19's weights everywhere but in
-    the SAM2 memory path that config trains, so its [FIND] pass, [SEG] pass and conditioning-frame decodes are
-    round 19's."""
+def test_the_shipped_model_is_round_21_but_for_its_pointing_and_presence_heads_and_context_size():
+    """The embedded model (round 23) is configs/tiny-pointing-native.yaml's output: round 21's weights (committed as
+    pretrained/tiny-memory-r21) everywhere but in the pointing and presence heads that config trains, read on the
+    context at 160 px; round 21 is configs/tiny-sam2-restore.yaml's output, round 19's weights but for the SAM2
+    memory path, so the [FIND] pass and every conditioning-frame decode are round 19's."""
     from pathlib import Path
 
     from momentseg.pipeline import embedded_model_dir
 
     root = Path(__file__).resolve().parents[1]
-    shipped = MomentSegModel.from_pretrained(embedded_model_dir()).state_dict()
-    base = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-presence-r19").state_dict()
-    trained = tuple(load_config(root / "configs" / "tiny-sam2-restore.yaml").model.trainable)
-    assert shipped.keys() == base.keys()
-    assert all(torch.equal(v, base[k]) for k, v in shipped.items() if not k.startswith(trained))
-    assert not all(torch.equal(v, base[k]) for k, v in shipped.items() if k.startswith(trained))
+    shipped_model = MomentSegModel.from_pretrained(embedded_model_dir())
+    shipped = shipped_model.state_dict()
+    r21_model = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-memory-r21")
+    r21 = r21_model.state_dict()
+    r19 = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-presence-r19").state_dict()
+    heads = ("pointing_head.", "presence_head.")
+    assert shipped.keys() == r21.keys() == r19.keys()
+    assert all(torch.equal(v, r21[k]) for k, v in shipped.items() if not k.startswith(heads))
+    assert not all(torch.equal(v, r21[k]) for k, v in shipped.items() if k.startswith(heads))
+    assert (shipped_model.config.context_frame_size, r21_model.config.context_frame_size) == (160, 112)
+    memory = tuple(load_config(root / "configs" / "tiny-sam2-restore.yaml").model.trainable)
+    assert all(torch.equal(v, r19[k]) for k, v in r21.items() if not k.startswith(memory))
+    assert not all(torch.equal(v, r19[k]) for k, v in r21.items() if k.startswith(memory))
 
 
 def test_the_long_memory_config_trains_round_21s_memory_path_on_12_frame_clips(monkeypatch):
