@@ -592,16 +592,20 @@ def test_the_pointing_lm_config_trains_the_language_model_and_the_pointing_head_
     assert [s.task for s in cfg.data.sources] == ["point"] and cfg.loss.point == 1.0
 
 
-@pytest.mark.parametrize("name,expressions", [("tiny-presence-more.yaml", "video"),
-                                              ("tiny-presence-candidates.yaml", "candidates")])
-def test_the_presence_configs_train_only_round_21s_presence_head(monkeypatch, name, expressions):
-    """configs/tiny-presence-more.yaml and tiny-presence-candidates.yaml (round 23): round 21 as shipped, only its
-    presence head training (presence loss 4x the pointing loss) on point samples of the video's own expressions, or
-    of every expression the world's language could say about it."""
+@pytest.mark.parametrize("name,start,expressions", [("tiny-presence-more.yaml", "tiny-memory-r21", "video"),
+                                                    ("tiny-presence-candidates.yaml", "tiny-memory-r21", "candidates"),
+                                                    ("tiny-presence-native.yaml", "tiny-native-r23", "candidates")])
+def test_the_presence_configs_train_only_the_presence_head(monkeypatch, name, start, expressions):
+    """configs/tiny-presence-more.yaml, tiny-presence-candidates.yaml (round 21 as shipped) and tiny-presence-native.yaml
+    (round 23 as shipped, pretrained/tiny-native-r23: the embedded files): only the presence head trains (presence
+    loss 4x the pointing loss), on point samples of the video's own expressions, or of every expression the world's
+    language could say about it."""
     root, cfg, model = _stage_model(monkeypatch, name)
-    r21 = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-memory-r21").state_dict()
+    base = MomentSegModel.from_pretrained(root / "pretrained" / start)
     weights = model.state_dict()
-    assert weights.keys() == r21.keys() and all(torch.equal(v, weights[k]) for k, v in r21.items())
+    assert weights.keys() == base.state_dict().keys()
+    assert all(torch.equal(v, weights[k]) for k, v in base.state_dict().items())
+    assert model.config.context_frame_size == base.config.context_frame_size
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and trainable == {n for n, _ in model.named_parameters() if n.startswith("presence_head.")}
     assert [(s.task, s.expressions) for s in cfg.data.sources] == [("point", expressions)]
