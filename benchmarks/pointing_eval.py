@@ -16,7 +16,8 @@ map per context temporal patch over the merged context tokens — is scored agai
 - **Presence**: AUC of the presence logit (the maximum over the video of the presence head's map, or of the
   pointing map without one; target vs no-target expressions), the share of target expressions kept at the
   threshold that flags ``NO_TARGET_AIM`` of the no-target ones, and at each of ``THRESHOLDS`` the shares of
-  no-target expressions flagged and of target expressions lost.
+  no-target expressions flagged and of target expressions lost; ``by_text`` gives the AUC and those shares apart
+  for the texts that name a colour and a shape and for the others.
 
     python benchmarks/pointing_eval.py --model runs/tiny-pointing/final --videos 60 --split val \\
         --json benchmarks/results/pointing_eval.json
