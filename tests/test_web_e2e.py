@@ -154,6 +154,14 @@ def _video_state(page, selector: str) -> dict:
                          "return {duration: v.duration, width: v.videoWidth, height: v.videoHeight}; })()")
 
 
+def _image_width(page, selector: str) -> int:
+    """The natural width of the image at ``selector`` once the browser has decoded it (the status text can
+    change before the image's bytes arrive, so reading it at once races the download)."""
+    page.wait_for_function(f"(() => {{ const i = document.querySelector('{selector}'); "
+                           "return !!i && i.complete && i.naturalWidth > 0; })()", timeout=20_000)
+    return page.evaluate(f"document.querySelector('{selector}').naturalWidth")
+
+
 def test_upload_and_segment_shows_every_output(page, tmp_path):
     synth = demo_video(2)
     clip = tmp_path / "clip.mp4"
@@ -170,7 +178,7 @@ def test_upload_and_segment_shows_every_output(page, tmp_path):
     assert overlay["width"] == synth.frames.shape[2] and overlay["height"] > synth.frames.shape[1]
     assert overlay["duration"] == pytest.approx(30 / synth.fps, abs=0.15)
     # the similarity plot is a loaded image
-    assert page.evaluate("document.querySelector('#similarity img')?.naturalWidth || 0") > 200
+    assert _image_width(page, "#similarity img") > 200
 
     # the downloads hold every mask and the result the table shows
     result = json.loads(_download(page, "result.json"))
