@@ -13,7 +13,8 @@ Where the truth goes (``--where``, BENCHMARKS.md "Round 23"): ``all`` (the map a
 ``presence`` (the model's own map, but whether the text has a target from the truth: what a perfect presence
 decision adds); ``inside`` / ``outside`` (the true map on the context patches whose frames lie inside / outside the
 expression's ground-truth moments, the model's map on the others, presence from the truth). ``--scale`` s builds
-the true map on a grid s times finer per side than the model's tokens (``all`` only): what a finer context grid
+the true map on a grid s times finer per side than the model's map (its tokens, or their sub-cells with
+``seg_pointing_subgrid``; ``all`` only): what a finer context grid
 could add.
 
     python benchmarks/oracle_prior.py --model src/momentseg/embedded --videos 20 --gain 4 \\
@@ -86,7 +87,8 @@ class OraclePrior(MomentSeg):
         exp = self._expression(text)
         ctx = self._context_indices(video)
         h, w = target_size(video.height, video.width, self.config.context_frame_size, lay)
-        side = (self.scale * h // (lay.patch_size * lay.merge_size), self.scale * w // (lay.patch_size * lay.merge_size))
+        cells = self.scale * self.model.config.seg_pointing_subgrid  # per token side: the model's map grid × scale
+        side = (cells * h // (lay.patch_size * lay.merge_size), cells * w // (lay.patch_size * lay.merge_size))
         j = -(-len(ctx) // lay.temporal_patch_size)
         objects = np.any(np.stack(list(v.object_masks.values())), axis=0)[ctx]
         shares = torch.stack([torch.as_tensor(m, dtype=torch.float32)

@@ -262,6 +262,21 @@ def test_a_train_config_gives_the_presence_head_to_a_model_with_a_pointing_head(
     assert all(torch.equal(v, head[k]) for k, v in model.presence_head.state_dict().items())
 
 
+def _prompts_before_and_after(pointing, change):
+    """seg_prompts of two texts of a synthetic video from a copy of ``pointing`` with a prior that shows its map (a
+    fresh head's gain is 0), from that copy after ``change(model)``, and the changed copy."""
+    base = copy.deepcopy(pointing)
+    with torch.no_grad():
+        base.point_prior_scale.copy_(torch.tensor([4.0, 0.5]))
+    model = copy.deepcopy(base)
+    change(model)
+    synth = generate_video(3, config=WorldConfig(min_frames=20, max_frames=22))
+    video = open_video(synth.frames, fps=synth.fps)
+    kf, ctx = video.get_frames([0, 5], size=(64, 64)), MomentSeg(pointing, device="cpu").context_frames(video)
+    texts = [e.text for e in synth.expressions[:2]]
+    return base.seg_prompts(kf, texts, ctx), model.seg_prompts(kf, texts, ctx), model
+
+
 def test_a_deepened_pointing_head_keeps_every_map_until_its_new_layers_train(pair, tmp_path):
     """PointingHead.deepen / MomentSegModel.deepen_pointing_head (MomentSegConfig.seg_pointing_layers): new layers
     on top start as the identity, so the maps are the same; they get gradients; the presence head keeps its own
@@ -282,16 +297,7 @@ def test_a_deepened_pointing_head_keeps_every_map_until_its_new_layers_train(pai
     plain, pointing = pair
     with pytest.raises(ValueError, match="no pointing head"):
         copy.deepcopy(plain).deepen_pointing_head(3)
-    base = copy.deepcopy(pointing)
-    with torch.no_grad():  # a prior that shows the map (a fresh head's gain is 0)
-        base.point_prior_scale.copy_(torch.tensor([4.0, 0.5]))
-    model = copy.deepcopy(base)
-    model.deepen_pointing_head(3)
-    synth = generate_video(3, config=WorldConfig(min_frames=20, max_frames=22))
-    video = open_video(synth.frames, fps=synth.fps)
-    kf, ctx = video.get_frames([0, 5], size=(64, 64)), MomentSeg(pointing, device="cpu").context_frames(video)
-    texts = [e.text for e in synth.expressions[:2]]
-    want, deep = base.seg_prompts(kf, texts, ctx), model.seg_prompts(kf, texts, ctx)
+    want, deep, _ = _prompts_before_and_after(pointing, lambda m: m.deepen_pointing_head(3))
     assert want.priors.abs().amax() > 0.1 and torch.allclose(deep.priors, want.priors, atol=1e-4)
     assert torch.allclose(deep.presence, want.presence, atol=1e-5) and torch.equal(deep.embeddings, want.embeddings)
     model = copy.deepcopy(pointing)
@@ -332,6 +338,96 @@ def test_a_train_config_deepens_the_pointing_head_and_never_shrinks_it(pair, tmp
     model = build(pointing_head=True, pointing_layers=3)
     assert model.config.seg_pointing_layers == 3 and model.pointing_head.layers == 3
     assert build(pointing_head=True, pointing_layers=2).pointing_head.layers == 2
+
+
+def test_a_refined_pointing_head_gives_each_token_s_by_s_sub_cells(pair, tmp_path):
+    """PointingHead.refine / MomentSegModel.refine_pointing_head (MomentSegConfig.seg_pointing_subgrid): the map
+    is s times as fine per side, sub-cell (i, j) of token (r, c) at (r·s + i, c·s + j) and read from key block
+    i·s + j; each sub-cell starts as its token, so the priors are the old ones repeated; the presence head keeps
+    one logit per token; the subgrid survives save and load."""
+    head = PointingHead(32)
+    grid, video, queries = (2, 2, 3), torch.randn(12, 32), torch.randn(3, 32)
+    before = head(video, grid, queries)
+    head.refine(2)
+    after = head(video, grid, queries)
+    assert after.shape == (3, 2, 4, 6)
+    assert torch.allclose(after, before.repeat_interleave(2, 2).repeat_interleave(2, 3), atol=1e-5)
+    with torch.no_grad():  # only sub-cell (0, 1)'s key block keeps its weights: the others' logits are 0
+        w = head.key_out.weight.view(4, -1, head.key_out.in_features)
+        b = head.key_out.bias.view(4, -1)
+        w[[0, 2, 3]] = 0
+        b[[0, 2, 3]] = 0
+    only = head(video, grid, queries)
+    assert torch.allclose(only[:, :, 0::2, 1::2], before, atol=1e-5)
+    assert only[:, :, 1::2].abs().amax() == 0 and only[:, :, :, 0::2].abs().amax() == 0
+    with pytest.raises(ValueError, match="only a head of subgrid 1"):
+        head.refine(3)
+    with pytest.raises(ValueError, match="at least 1"):
+        PointingHead(32, subgrid=0)
+
+    plain, pointing = pair
+    with pytest.raises(ValueError, match="no pointing head"):
+        copy.deepcopy(plain).refine_pointing_head(2)
+    with_presence = copy.deepcopy(pointing)
+    with_presence.add_presence_head()
+    want, fine, model = _prompts_before_and_after(with_presence, lambda m: m.refine_pointing_head(2))
+    assert fine.priors.shape[-2:] == (2 * want.priors.shape[-2], 2 * want.priors.shape[-1])
+    assert want.priors.abs().amax() > 0.1
+    assert torch.allclose(fine.priors, want.priors.repeat_interleave(2, -2).repeat_interleave(2, -1), atol=1e-4)
+    assert torch.allclose(fine.presence, want.presence, atol=1e-5) and torch.equal(fine.embeddings, want.embeddings)
+    model.save_pretrained(tmp_path / "fine")
+    loaded = MomentSegModel.from_pretrained(tmp_path / "fine")
+    assert loaded.config.seg_pointing_subgrid == 2 and loaded.pointing_head.subgrid == 2
+    assert loaded.presence_head.subgrid == 1
+    state = model.state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in loaded.state_dict().items())
+    no_presence = copy.deepcopy(pointing)
+    no_presence.refine_pointing_head(2)
+    with pytest.raises(ValueError, match="before refining"):
+        no_presence.add_presence_head()
+
+
+def test_the_pointing_loss_reads_the_target_at_the_map_s_own_grid(pair):
+    """_point_loss pools the context labels to the map's grid, so a map of sub-cells is judged per sub-cell: one
+    that marks the target's sub-cells scores better than its token map repeated over them."""
+    _, pointing = pair
+    labels = np.full((4, 40, 60), -1, np.int8)  # 2 temporal patches of a 2 × 3 token grid, 20 pixels per token
+    labels[:, 0:10, 0:10] = 1  # the target: the top-left sub-cell of token (0, 0)
+    labels[:, 10:20, 0:10] = 0  # another object in the token's lower-left sub-cell
+    coarse = torch.full((2, 2, 3), -4.0)
+    coarse[:, 0, 0] = 0.0  # the token holds half target, half not
+    fine = torch.full((2, 4, 6), -4.0)
+    fine[:, 0, 0] = 4.0
+    repeated = coarse.repeat_interleave(2, 1).repeat_interleave(2, 2)
+    assert pointing._point_loss([(fine, labels)]) < pointing._point_loss([(repeated, labels)])
+    sure = coarse.clone()
+    sure[:, 0, 0] = 4.0  # on the token grid the token is half target: logit 0 fits it better than a sure one
+    assert pointing._point_loss([(coarse, labels)]) < pointing._point_loss([(sure, labels)])
+
+
+def test_a_train_config_refines_the_pointing_map_once(pair, tmp_path):
+    from momentseg.train.loop import _initial_model
+
+    _, pointing = pair
+    pointing.save_pretrained(tmp_path / "base")
+    data = {"sources": [{"type": "synthetic", "task": "point"}]}
+
+    def build(base="base", **model_keys):
+        return _initial_model(config_from_dict({"out": str(tmp_path / "run"), "data": data,
+                                                "model": {"pretrained": str(tmp_path / base)} | model_keys}))
+
+    with pytest.raises(InputError, match="'model.pointing_subgrid'"):
+        config_from_dict({"out": str(tmp_path / "run"), "model": {"preset": "tiny", "pointing_subgrid": 2},
+                          "data": {"sources": [{"type": "synthetic", "task": "refvos"}]}})
+    with pytest.raises(InputError, match="at least 1"):
+        build(pointing_head=True, pointing_subgrid=0)
+    model = build(pointing_head=True, presence_head=True, pointing_subgrid=2)
+    assert model.config.seg_pointing_subgrid == 2 and model.pointing_head.subgrid == 2
+    assert model.presence_head.subgrid == 1
+    model.save_pretrained(tmp_path / "fine")
+    assert build("fine", pointing_head=True, pointing_subgrid=2).pointing_head.subgrid == 2  # already so: kept
+    with pytest.raises(InputError, match="already has subgrid 2"):
+        build("fine", pointing_head=True, pointing_subgrid=3)
 
 
 def test_synthetic_refvos_samples_carry_the_context_patch_and_labels():

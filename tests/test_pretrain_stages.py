@@ -536,11 +536,13 @@ def test_the_sam2_restore_config_gives_round_19_stage_1hs_memory_and_trains_only
     assert [s.task for s in cfg.data.sources] == ["track"] and cfg.data.track_frames == 6
 
 
-def test_the_shipped_model_is_round_21_but_for_its_pointing_and_presence_heads_and_context_size():
-    """The embedded model (round 23) is configs/tiny-pointing-native.yaml's output: round 21's weights (committed as
-    pretrained/tiny-memory-r21) everywhere but in the pointing and presence heads that config trains, read on the
-    context at 160 px; round 21 is configs/tiny-sam2-restore.yaml's output, round 19's weights but for the SAM2
-    memory path, so the [FIND] pass and every conditioning-frame decode are round 19's."""
+def test_the_shipped_model_is_round_23_but_for_its_finer_pointing_head():
+    """The embedded model (round 24) is configs/tiny-pointing-subgrid.yaml's output: round 23's weights (committed as
+    pretrained/tiny-native-r23) everywhere but in the pointing head that config refines (2 x 2 sub-cells per token)
+    and trains. Round 23 is configs/tiny-pointing-native.yaml's output: round 21's weights (pretrained/tiny-memory-r21)
+    but for the pointing and presence heads, read on the context at 160 px; round 21 is
+    configs/tiny-sam2-restore.yaml's output, round 19's weights but for the SAM2 memory path, so the [FIND] pass and
+    every conditioning-frame decode are round 19's."""
     from pathlib import Path
 
     from momentseg.pipeline import embedded_model_dir
@@ -548,14 +550,21 @@ def test_the_shipped_model_is_round_21_but_for_its_pointing_and_presence_heads_a
     root = Path(__file__).resolve().parents[1]
     shipped_model = MomentSegModel.from_pretrained(embedded_model_dir())
     shipped = shipped_model.state_dict()
+    r23_model = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-native-r23")
+    r23 = r23_model.state_dict()
     r21_model = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-memory-r21")
     r21 = r21_model.state_dict()
     r19 = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-presence-r19").state_dict()
+    assert shipped.keys() == r23.keys() == r21.keys() == r19.keys()
+    assert all(torch.equal(v, r23[k]) for k, v in shipped.items() if not k.startswith("pointing_head."))
+    assert shipped["pointing_head.key_out.weight"].shape[0] == 4 * r23["pointing_head.key_out.weight"].shape[0]
+    assert not torch.equal(shipped["pointing_head.query_out.weight"], r23["pointing_head.query_out.weight"])
+    assert (shipped_model.config.seg_pointing_subgrid, r23_model.config.seg_pointing_subgrid) == (2, 1)
     heads = ("pointing_head.", "presence_head.")
-    assert shipped.keys() == r21.keys() == r19.keys()
-    assert all(torch.equal(v, r21[k]) for k, v in shipped.items() if not k.startswith(heads))
-    assert not all(torch.equal(v, r21[k]) for k, v in shipped.items() if k.startswith(heads))
-    assert (shipped_model.config.context_frame_size, r21_model.config.context_frame_size) == (160, 112)
+    assert all(torch.equal(v, r21[k]) for k, v in r23.items() if not k.startswith(heads))
+    assert not all(torch.equal(v, r21[k]) for k, v in r23.items() if k.startswith(heads))
+    assert (shipped_model.config.context_frame_size, r23_model.config.context_frame_size,
+            r21_model.config.context_frame_size) == (160, 160, 112)
     memory = tuple(load_config(root / "configs" / "tiny-sam2-restore.yaml").model.trainable)
     assert all(torch.equal(v, r19[k]) for k, v in r21.items() if not k.startswith(memory))
     assert not all(torch.equal(v, r19[k]) for k, v in r21.items() if k.startswith(memory))
@@ -634,3 +643,21 @@ def test_the_native_pointing_config_trains_round_21s_heads_on_the_videos_own_res
     tokens = [n // model.layout.factor for n in target_size(h, w, model.config.context_frame_size, model.layout)]
     assert (h, w) == (120, 160) and tokens == [4, 6]  # the synthetic frames' own size; 3 x 4 tokens at 112
     assert [n // model.layout.factor for n in target_size(h, w, 112, model.layout)] == [3, 4]
+
+
+def test_the_subgrid_config_refines_round_23s_pointing_map_and_trains_only_its_head(monkeypatch):
+    """configs/tiny-pointing-subgrid.yaml (round 24): round 23 as shipped (pretrained/tiny-native-r23), its pointing
+    head given 2 x 2 sub-cells per context token, each starting as its token (every other weight unchanged, the key
+    projection repeated), and only that head trains; the presence head keeps one logit per token, frozen."""
+    root, cfg, model = _stage_model(monkeypatch, "tiny-pointing-subgrid.yaml")
+    r23 = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-native-r23").state_dict()
+    weights = model.state_dict()
+    key = ("pointing_head.key_out.",)
+    assert weights.keys() == r23.keys()
+    assert all(torch.equal(v, r23[k]) for k, v in weights.items() if not k.startswith(key))
+    assert torch.equal(weights["pointing_head.key_out.weight"], r23["pointing_head.key_out.weight"].repeat(4, 1))
+    assert model.config.seg_pointing_subgrid == 2 and model.pointing_head.subgrid == model.presence_head.subgrid * 2
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, _ in model.named_parameters() if n.startswith("pointing_head.")}
+    assert [s.task for s in cfg.data.sources] == ["point"] and cfg.loss.presence == 0
+    assert model.config.context_frame_size == 160 and model.config.point_presence_threshold == 1.0

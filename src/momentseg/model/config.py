@@ -121,6 +121,11 @@ class MomentSegConfig:
     # identity). Measured in BENCHMARKS.md ("Round 20").
     seg_pointing_layers: int = POINTING_LAYERS
     seg_presence_layers: int = POINTING_LAYERS
+    # This project's addition (tiny preset, train config model.pointing_subgrid; needs seg_pointing): the pointing
+    # head's map is this many times as fine per side as the merged context tokens (each token gives s × s
+    # logits; momentseg.model.pointing), so the prior can follow a target across part of a token. The presence
+    # head keeps one logit per token. Measured in BENCHMARKS.md ("Round 24").
+    seg_pointing_subgrid: int = 1
     # This project's addition (tiny preset, train config model.moment_head): the [FIND] curve also gets a
     # *moment head* — the pointing head's architecture (momentseg.model.pointing) over the [FIND] head's input and
     # the dense pass's video tokens, bidirectional in time, so a frame can be judged by what its objects do before

@@ -219,7 +219,8 @@ class MomentSegModel(nn.Module):
 
     def _init_pointing(self) -> None:
         c = self.config
-        self.pointing_head = PointingHead(c.hidden_size, vision=c.seg_pointing_vision, layers=c.seg_pointing_layers)
+        self.pointing_head = PointingHead(c.hidden_size, vision=c.seg_pointing_vision, layers=c.seg_pointing_layers,
+                                          subgrid=c.seg_pointing_subgrid)
         # gain and bias of the prior's mask logits; zero at first: SAM2's masks are unchanged
         self.point_prior_scale = nn.Parameter(torch.zeros(2))
         if c.seg_pointing_vision:
@@ -248,7 +249,8 @@ class MomentSegModel(nn.Module):
         weights = self.qwen.model.visual.state_dict() if vision_from is None else self._vision_weights(vision_from)
         self.config.seg_pointing_vision = True
         head = self.pointing_head
-        self.pointing_head = PointingHead(self.config.hidden_size, vision=True, layers=head.layers)
+        self.pointing_head = PointingHead(self.config.hidden_size, vision=True, layers=head.layers,
+                                          subgrid=head.subgrid)
         self.pointing_head.load_state_dict(head.state_dict(), strict=False)
         self._place(self.pointing_head)
         self.pointing_visual = type(self.qwen.model.visual)(self.qwen.model.visual.config)
@@ -263,6 +265,8 @@ class MomentSegModel(nn.Module):
             raise ValueError("the model has no pointing head to copy into a presence head (model.pointing_head)")
         if self.config.seg_presence_head:
             raise ValueError("the model already has a presence head")
+        if self.pointing_head.subgrid != 1:
+            raise ValueError("a presence head is a copy of a pointing head of subgrid 1: add it before refining")
         self.config.seg_presence_head = True
         self.config.seg_presence_layers = self.pointing_head.layers
         self.presence_head = copy.deepcopy(self.pointing_head)  # a copy draws no random numbers
@@ -275,6 +279,15 @@ class MomentSegModel(nn.Module):
             raise ValueError("the model has no pointing head to deepen (model.pointing_head)")
         self.pointing_head.deepen(layers)
         self.config.seg_pointing_layers = layers
+
+    def refine_pointing_head(self, subgrid: int) -> None:
+        """Make the pointing map ``subgrid`` times as fine per side (``config.seg_pointing_subgrid``;
+        :meth:`PointingHead.refine`): each sub-cell starts as its token, so every map is the old one repeated over
+        the sub-cells until the head trains. The presence head keeps one logit per token."""
+        if not self.config.seg_pointing:
+            raise ValueError("the model has no pointing head to refine (model.pointing_head)")
+        self.pointing_head.refine(subgrid)
+        self.config.seg_pointing_subgrid = subgrid
 
     def _init_moment_head(self) -> None:
         self.moment_head = PointingHead(self.config.hidden_size)

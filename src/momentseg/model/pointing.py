@@ -5,7 +5,9 @@ The head reads the language model's output — the ``[SEG]`` head's input (the q
 token — and mixes them in a small bidirectional transformer, so a token of an early patch can learn from what its
 object does later (the language model's own attention is causal), and the query from every token. Each token's
 logit is the dot product of its output with the query's. Token positions enter as Fourier features of the
-token's (time, row, column) at its cell centre, normalised to [0, 1], so any grid size works. With
+token's (time, row, column) at its cell centre, normalised to [0, 1], so any grid size works. With ``subgrid``
+s > 1 (``MomentSegConfig.seg_pointing_subgrid``; "Round 24") each token gives s × s logits, one per sub-cell of
+its merged cell (s² key projections of its output), so the map is s times as fine per side as the token grid. With
 ``vision`` (``MomentSegConfig.seg_pointing_vision``; "Round 16") each token's input also adds the same token of
 the head's own vision tower, through a projection that starts at zero (a fresh one changes no map).
 
@@ -43,10 +45,13 @@ def grid_positions(t: int, h: int, w: int) -> torch.Tensor:
 
 class PointingHead(nn.Module):
     """(video tokens (N, d) of one video on a (t, h, w) merged grid, queries (b, d)[, the head's own vision
-    tokens (N, d)]) → maps (b, t, h, w)."""
+    tokens (N, d)]) → maps (b, t, h·s, w·s), s = ``subgrid``."""
 
-    def __init__(self, hidden_size: int, vision: bool = False, layers: int = LAYERS):
+    def __init__(self, hidden_size: int, vision: bool = False, layers: int = LAYERS, subgrid: int = 1):
         super().__init__()
+        if subgrid < 1:
+            raise ValueError(f"a pointing head's subgrid is at least 1, not {subgrid}")
+        self.subgrid = subgrid
         self.video_in = nn.Sequential(nn.LayerNorm(hidden_size), nn.Linear(hidden_size, WIDTH))
         if vision:
             self.vision_in = nn.Sequential(nn.LayerNorm(hidden_size), nn.Linear(hidden_size, WIDTH))
@@ -56,7 +61,7 @@ class PointingHead(nn.Module):
         self.position = nn.Linear(3 * 2 * FREQUENCIES, WIDTH)
         self.mixer = _mixer(layers)
         self.norm = nn.LayerNorm(WIDTH)
-        self.key_out = nn.Linear(WIDTH, WIDTH)
+        self.key_out = nn.Linear(WIDTH, WIDTH * subgrid**2)  # sub-cell (i, j)'s key: block i·s + j
         self.query_out = nn.Linear(WIDTH, WIDTH)
 
     @property
@@ -82,6 +87,21 @@ class PointingHead(nn.Module):
                 nn.init.zeros_(linear.weight)
                 nn.init.zeros_(linear.bias)
 
+    def refine(self, subgrid: int) -> None:
+        """Give a head of subgrid 1 ``subgrid`` × ``subgrid`` sub-cells per token (in place): every sub-cell's key
+        projection starts as the token's, so each map is its token map repeated over the sub-cells until it
+        trains."""
+        if self.subgrid != 1:
+            raise ValueError(f"only a head of subgrid 1 can be refined, this one has {self.subgrid}")
+        if subgrid < 1:
+            raise ValueError(f"a pointing head's subgrid is at least 1, not {subgrid}")
+        old, n = self.key_out, subgrid**2
+        self.key_out = nn.Linear(WIDTH, WIDTH * n).to(old.weight.device, old.weight.dtype)
+        with torch.no_grad():
+            self.key_out.weight.copy_(old.weight.repeat(n, 1))
+            self.key_out.bias.copy_(old.bias.repeat(n))
+        self.subgrid = subgrid
+
     def forward(self, video: torch.Tensor, grid: tuple[int, int, int], queries: torch.Tensor,
                 vision: torch.Tensor | None = None) -> torch.Tensor:
         t, h, w = grid
@@ -98,5 +118,8 @@ class PointingHead(nn.Module):
             tokens = tokens + self.vision_in(vision.to(dtype))
         tokens = tokens[None].expand(len(queries), -1, -1)
         x = self.norm(self.mixer(torch.cat([self.query_in(queries.to(dtype))[:, None], tokens], 1)))
-        logits = (self.key_out(x[:, 1:]) * self.query_out(x[:, :1])).sum(-1) / math.sqrt(WIDTH)
-        return logits.float().reshape(len(queries), t, h, w)
+        s = self.subgrid
+        keys = self.key_out(x[:, 1:]).unflatten(-1, (s * s, WIDTH))  # (b, N, s², WIDTH)
+        logits = (keys * self.query_out(x[:, :1])[:, :, None]).sum(-1) / math.sqrt(WIDTH)  # (b, N, s²)
+        logits = logits.float().reshape(len(queries), t, h, w, s, s).permute(0, 1, 2, 4, 3, 5)
+        return logits.reshape(len(queries), t, h * s, w * s)

@@ -105,6 +105,10 @@ class ModelConfig:
     #: deepen the pointing head's mixer to this many layers (``MomentSegConfig.seg_pointing_layers``) if it has
     #: fewer; the new layers start as the identity, so the maps are unchanged at step 0 (needs ``pointing_head``)
     pointing_layers: int | None = None
+    #: make the pointing map this many times as fine per side as the context tokens
+    #: (``MomentSegConfig.seg_pointing_subgrid``) if its head has subgrid 1; each sub-cell starts as its token, so
+    #: the maps are unchanged at step 0 but for their size (needs ``pointing_head``; after ``presence_head``)
+    pointing_subgrid: int | None = None
     #: give the model the [FIND] curve's moment head (``MomentSegConfig.find_moment_head``) if it has none
     moment_head: bool = False
 
@@ -390,6 +394,10 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
         raise bad("model.pointing_layers", "deepens the pointing head: needs model.pointing_head: true")
     if m.pointing_layers is not None and m.pointing_layers < 1:
         raise bad("model.pointing_layers", f"must be at least 1, not {m.pointing_layers}")
+    if m.pointing_subgrid is not None and not m.pointing_head:
+        raise bad("model.pointing_subgrid", "refines the pointing head's map: needs model.pointing_head: true")
+    if m.pointing_subgrid is not None and m.pointing_subgrid < 1:
+        raise bad("model.pointing_subgrid", f"must be at least 1, not {m.pointing_subgrid}")
     if not 0.0 <= d.track_ratio < 1.0:
         raise bad("data.track_ratio", "must be within [0, 1)")
     if (d.track_ratio > 0) != ("track" in tasks and bool(tasks & {"tsg", "refvos"})):

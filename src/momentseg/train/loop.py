@@ -474,6 +474,11 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
             raise InputError(f"model.pointing_layers: {m.pointing_layers} is fewer than the "
                              f"{model.config.seg_pointing_layers} layers of {m.pretrained}'s pointing head")
         model.deepen_pointing_head(m.pointing_layers)
+    if m.pointing_subgrid is not None and m.pointing_subgrid != model.config.seg_pointing_subgrid:
+        if model.config.seg_pointing_subgrid != 1:
+            raise InputError(f"model.pointing_subgrid: {m.pretrained}'s pointing head already has subgrid "
+                             f"{model.config.seg_pointing_subgrid}; only a head of subgrid 1 is refined")
+        model.refine_pointing_head(m.pointing_subgrid)
     if m.moment_head and not model.config.find_moment_head:
         model.add_moment_head()
     if m.point_prior is not None:
