@@ -428,6 +428,12 @@ def test_a_train_config_refines_the_pointing_map_once(pair, tmp_path):
     assert build("fine", pointing_head=True, pointing_subgrid=2).pointing_head.subgrid == 2  # already so: kept
     with pytest.raises(InputError, match="already has subgrid 2"):
         build("fine", pointing_head=True, pointing_subgrid=3)
+    with pytest.raises(InputError, match="'model.pointing_patches'"):
+        build(pointing_head=True, pointing_subgrid=2, pointing_patches=True)  # no tower of its own
+    with pytest.raises(InputError, match="model.pointing_patches: .*pointing_subgrid 2"):
+        build(pointing_head=True, pointing_vision=True, pointing_patches=True)
+    model = build("fine", pointing_head=True, pointing_vision=True, pointing_patches=True)
+    assert model.config.seg_pointing_patches and not model.pointing_head.patch_in[1].weight.any()
 
 
 def test_synthetic_refvos_samples_carry_the_context_patch_and_labels():
@@ -638,6 +644,50 @@ def test_the_pointing_head_own_vision_tower_starts_as_no_change_learns_and_is_sa
     assert loaded.config.seg_pointing_vision
     with torch.no_grad():
         assert torch.allclose(loaded.seg_prompts(kf, queries, ctx).priors, moved.priors, atol=1e-5)
+
+
+def test_the_pointing_head_s_patches_start_as_no_change_and_reach_their_own_sub_cell(tmp_path):
+    """``add_pointing_patches`` (MomentSegConfig.seg_pointing_patches): each sub-cell's key adds its own patch of the
+    head's tower before the merger, through a zero projection (the same maps at first). The patches come back in
+    token order, each token's in its sub-cells' order: a frame changed in one 14-pixel patch changes that patch's
+    features most, and once the projection counts, the map's cell at that sub-cell most."""
+    model = tiny_model()
+    model.add_pointing_head()
+    with pytest.raises(ValueError, match="own vision tower"):
+        model.add_pointing_patches()
+    model.add_pointing_vision()
+    with pytest.raises(ValueError, match="pointing_subgrid 2"):
+        model.add_pointing_patches()
+    model.refine_pointing_head(2)
+    with torch.no_grad():
+        model.point_prior_scale.copy_(torch.tensor([4.0, 0.0]))
+    kf, queries = random_video(3, 64, 64, seed=6), ["the red ball"]
+    ctx = np.full((4, 56, 84, 3), 90, np.uint8)  # 2 temporal patches of 2 × 3 tokens, 4 × 6 patches
+    changed = ctx.copy()
+    # patch (row 2, column 1): token (1, 0), sub-cell (0, 1), temporal patch 0; the tower's window order moves
+    # that token (tokens 0, 1, 3, 4, 2, 5 of this grid's first temporal patch)
+    changed[:2, 28:42, 14:28] = 250
+    with torch.no_grad():
+        before = model.seg_prompts(kf, queries, ctx)
+        model.add_pointing_patches()
+        with pytest.raises(ValueError, match="already"):
+            model.add_pointing_patches()
+        assert torch.allclose(model.seg_prompts(kf, queries, ctx).priors, before.priors, atol=1e-5)
+        videos = [model.processor.refvos([kf], queries, [c]).videos for c in (ctx, changed)]
+        (_, a), = model._pointing_vision(videos[0])
+        (_, b), = model._pointing_vision(videos[1])
+        assert a.shape[:2] == (12, 4)
+        moved = (b - a).norm(dim=-1).reshape(2, 2, 3, 2, 2).permute(0, 1, 3, 2, 4).reshape(2, 4, 6)
+        assert divmod(int(moved[0].argmax()), 6) == (2, 1)
+        model.pointing_head.patch_in[1].weight.normal_(0, 0.5)
+        maps = [model.seg_prompts(kf, queries, c).priors[0] for c in (ctx, changed)]
+    cell = (maps[1] - maps[0]).abs()[0]
+    assert cell.shape == (4, 6) and divmod(int(cell.argmax()), 6) == (2, 1)
+    model.save_pretrained(tmp_path / "m")
+    loaded = MomentSegModel.from_pretrained(tmp_path / "m").eval()
+    assert loaded.config.seg_pointing_patches
+    with torch.no_grad():
+        assert torch.allclose(loaded.seg_prompts(kf, queries, changed).priors[0], maps[1], atol=1e-4)
 
 
 def test_the_pointing_vision_tower_can_come_from_another_checkpoint(pair, tmp_path):

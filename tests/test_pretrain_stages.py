@@ -661,3 +661,19 @@ def test_the_subgrid_config_refines_round_23s_pointing_map_and_trains_only_its_h
     assert trainable == {n for n, _ in model.named_parameters() if n.startswith("pointing_head.")}
     assert [s.task for s in cfg.data.sources] == ["point"] and cfg.loss.presence == 0
     assert model.config.context_frame_size == 160 and model.config.point_presence_threshold == 1.0
+
+
+def test_the_patches_config_adds_round_24s_sub_cells_their_patches_and_trains_only_the_head(monkeypatch):
+    """configs/tiny-pointing-patches.yaml (round 24b): round 24 as shipped (pretrained/tiny-subgrid-r24), its pointing
+    head's sub-cell keys given their own patches of the head's tower through a zero projection (every map unchanged
+    at step 0, tested in test_pointing), every weight round 24's, and only the pointing head trains."""
+    root, cfg, model = _stage_model(monkeypatch, "tiny-pointing-patches.yaml")
+    r24 = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-subgrid-r24").state_dict()
+    weights = model.state_dict()
+    assert set(weights) - set(r24) == {f"pointing_head.patch_in.{i}.{p}" for i in (0, 1) for p in ("weight", "bias")}
+    assert all(torch.equal(v, weights[k]) for k, v in r24.items())
+    assert not weights["pointing_head.patch_in.1.weight"].any()
+    assert model.config.seg_pointing_patches and model.config.seg_pointing_subgrid == 2
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, _ in model.named_parameters() if n.startswith("pointing_head.")}
+    assert [s.task for s in cfg.data.sources] == ["point"] and cfg.loss.presence == 0

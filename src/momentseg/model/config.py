@@ -126,6 +126,11 @@ class MomentSegConfig:
     # logits; momentseg.model.pointing), so the prior can follow a target across part of a token. The presence
     # head keeps one logit per token. Measured in BENCHMARKS.md ("Round 24").
     seg_pointing_subgrid: int = 1
+    # This project's addition (tiny preset, train config model.pointing_patches; needs seg_pointing_vision and
+    # seg_pointing_subgrid = the merge size): each sub-cell's key also reads its own patch of the pointing head's
+    # vision tower before the merger, which squeezes the merge² patches of a token into one. Measured in
+    # BENCHMARKS.md ("Round 24").
+    seg_pointing_patches: bool = False
     # This project's addition (tiny preset, train config model.moment_head): the [FIND] curve also gets a
     # *moment head* — the pointing head's architecture (momentseg.model.pointing) over the [FIND] head's input and
     # the dense pass's video tokens, bidirectional in time, so a frame can be judged by what its objects do before

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.vision_utils import get_vision_window_index
 
 from momentseg.model.base import build_from_base
 from momentseg.model.checkpoint import load_checkpoint, read_folder_config, released_source, save_checkpoint
@@ -220,7 +221,7 @@ class MomentSegModel(nn.Module):
     def _init_pointing(self) -> None:
         c = self.config
         self.pointing_head = PointingHead(c.hidden_size, vision=c.seg_pointing_vision, layers=c.seg_pointing_layers,
-                                          subgrid=c.seg_pointing_subgrid)
+                                          subgrid=c.seg_pointing_subgrid, patches=self._patch_width())
         # gain and bias of the prior's mask logits; zero at first: SAM2's masks are unchanged
         self.point_prior_scale = nn.Parameter(torch.zeros(2))
         if c.seg_pointing_vision:
@@ -250,7 +251,7 @@ class MomentSegModel(nn.Module):
         self.config.seg_pointing_vision = True
         head = self.pointing_head
         self.pointing_head = PointingHead(self.config.hidden_size, vision=True, layers=head.layers,
-                                          subgrid=head.subgrid)
+                                          subgrid=head.subgrid)  # no tower before: no patch input
         self.pointing_head.load_state_dict(head.state_dict(), strict=False)
         self._place(self.pointing_head)
         self.pointing_visual = type(self.qwen.model.visual)(self.qwen.model.visual.config)
@@ -288,6 +289,23 @@ class MomentSegModel(nn.Module):
             raise ValueError("the model has no pointing head to refine (model.pointing_head)")
         self.pointing_head.refine(subgrid)
         self.config.seg_pointing_subgrid = subgrid
+
+    def _patch_width(self) -> int | None:
+        """The width of the pointing tower's patches before its merger (``config.seg_pointing_patches``), else None."""
+        return self.qwen.model.visual.config.hidden_size if self.config.seg_pointing_patches else None
+
+    def add_pointing_patches(self) -> None:
+        """Let the pointing head's sub-cell keys read its own tower's patches before the merger
+        (``config.seg_pointing_patches``): one patch per sub-cell (needs a tower and subgrid = the merge size),
+        through a projection that starts at zero, so every map is unchanged until it trains."""
+        c = self.config
+        if not (c.seg_pointing and c.seg_pointing_vision) or c.seg_pointing_subgrid != self.layout.merge_size:
+            raise ValueError("the pointing head's patches need its own vision tower (model.pointing_vision) and "
+                             f"model.pointing_subgrid {self.layout.merge_size} (one patch per sub-cell)")
+        if c.seg_pointing_patches:
+            raise ValueError("the pointing head already reads its tower's patches")
+        c.seg_pointing_patches = True
+        self.pointing_head.add_patches(self._patch_width())
 
     def _init_moment_head(self) -> None:
         self.moment_head = PointingHead(self.config.hidden_size)
@@ -701,31 +719,47 @@ class MomentSegModel(nn.Module):
         return emb
 
     def _point_maps(self, video_hidden: torch.Tensor, grid, rows: torch.Tensor,
-                    query_ids: list[torch.Tensor], vision: torch.Tensor | None,
+                    query_ids: list[torch.Tensor], vision: tuple[torch.Tensor, torch.Tensor | None] | None,
                     heads: tuple[str, ...] = ("pointing_head",)) -> tuple[torch.Tensor, ...]:
         """Per head of ``heads`` (the pointing head; the presence head), the maps (b, t, h, w) of b queries (their
         [SEG] head inputs) over the merged video tokens of one video (``video_hidden`` (t·h·w, d), ``grid`` its
-        (t, H, W) patch grid; ``vision`` its tokens from :meth:`_pointing_vision`): :class:`PointingHead`."""
+        (t, H, W) patch grid; ``vision`` its tokens and patches from :meth:`_pointing_vision`, the patches for the
+        pointing head alone): :class:`PointingHead`."""
         t, gh, gw = (int(x) for x in grid)
         m = self.layout.merge_size
         queries = self._head_inputs(rows, query_ids, video_hidden.dtype)
-        return tuple(getattr(self, h)(video_hidden, (t, gh // m, gw // m), queries, vision) for h in heads)
+        tokens, patches = (None, None) if vision is None else vision
+        return tuple(getattr(self, h)(video_hidden, (t, gh // m, gw // m), queries, tokens,
+                                      **({"patches": patches} if h == "pointing_head" and patches is not None else {}))
+                     for h in heads)
 
     def _map_heads(self) -> tuple[str, ...]:
         """The heads whose maps the [SEG] pass computes: the pointing head, and the presence head if any."""
         return ("pointing_head", "presence_head") if self.config.seg_presence_head else ("pointing_head",)
 
-    def _pointing_vision(self, videos: VisionInputs | None) -> list[torch.Tensor | None]:
-        """Per video of ``videos``, its merged tokens from the pointing head's own vision tower
-        (``config.seg_pointing_vision``; None per video without one)."""
+    def _pointing_vision(self, videos: VisionInputs | None) -> list[tuple[torch.Tensor, torch.Tensor | None] | None]:
+        """Per video of ``videos``, its merged tokens (N, d) from the pointing head's own vision tower
+        (``config.seg_pointing_vision``; None per video without one) and, with ``config.seg_pointing_patches``,
+        each token's merge² patches before the merger (N, merge², d_vision), in the order of their sub-cells."""
         if videos is None:
             return []
         if not self.config.seg_pointing_vision:
             return [None] * len(videos.grid_thw)
         visual = self.pointing_visual
         grid = videos.grid_thw.to(self.device)
-        out = visual(videos.pixel_values.to(self.device, visual.dtype), grid_thw=grid).pooler_output
-        return list(torch.split(out, (grid.prod(-1) // visual.spatial_merge_size**2).tolist()))
+        out = visual(videos.pixel_values.to(self.device, visual.dtype), grid_thw=grid)
+        sizes = (grid.prod(-1) // visual.spatial_merge_size**2).tolist()
+        tokens = torch.split(out.pooler_output, sizes)
+        if not self.config.seg_pointing_patches:
+            return [(x, None) for x in tokens]
+        # the tower runs its patches in window order (transformers 5.24.0, Qwen2_5_VisionTransformerPretrainedModel
+        # .forward): its pre-merger states are put back in token order as its merged output is
+        window_index, _ = get_vision_window_index(grid, spatial_merge_size=visual.spatial_merge_size,
+                                                  window_size=visual.window_size, patch_size=visual.patch_size)
+        unit = visual.spatial_merge_size**2
+        patches = out.last_hidden_state.reshape(-1, unit, out.last_hidden_state.shape[-1])
+        patches = patches[torch.argsort(window_index.to(patches.device))]
+        return list(zip(tokens, torch.split(patches, sizes), strict=True))
 
     def point_prior(self, maps: torch.Tensor) -> torch.Tensor:
         """Pointing maps → the mask logits SAM2 adds: gain · (2σ(map) − 1) + bias (the learned or configured

@@ -9,7 +9,9 @@ token's (time, row, column) at its cell centre, normalised to [0, 1], so any gri
 s > 1 (``MomentSegConfig.seg_pointing_subgrid``; "Round 24") each token gives s × s logits, one per sub-cell of
 its merged cell (s² key projections of its output), so the map is s times as fine per side as the token grid. With
 ``vision`` (``MomentSegConfig.seg_pointing_vision``; "Round 16") each token's input also adds the same token of
-the head's own vision tower, through a projection that starts at zero (a fresh one changes no map).
+the head's own vision tower, through a projection that starts at zero (a fresh one changes no map); with
+``patches`` (``MomentSegConfig.seg_pointing_patches``; "Round 24") each sub-cell's key also adds that tower's
+patch of the sub-cell before the merger, through a projection that starts at zero.
 
 The ``[FIND]`` curve's moment head (``MomentSegConfig.find_moment_head``; "Round 14") is a second instance over the
 ``[FIND]`` head's input and the dense pass's video tokens; the model reads one logit per temporal patch from it."""
@@ -47,7 +49,8 @@ class PointingHead(nn.Module):
     """(video tokens (N, d) of one video on a (t, h, w) merged grid, queries (b, d)[, the head's own vision
     tokens (N, d)]) → maps (b, t, h·s, w·s), s = ``subgrid``."""
 
-    def __init__(self, hidden_size: int, vision: bool = False, layers: int = LAYERS, subgrid: int = 1):
+    def __init__(self, hidden_size: int, vision: bool = False, layers: int = LAYERS, subgrid: int = 1,
+                 patches: int | None = None):
         super().__init__()
         if subgrid < 1:
             raise ValueError(f"a pointing head's subgrid is at least 1, not {subgrid}")
@@ -63,6 +66,16 @@ class PointingHead(nn.Module):
         self.norm = nn.LayerNorm(WIDTH)
         self.key_out = nn.Linear(WIDTH, WIDTH * subgrid**2)  # sub-cell (i, j)'s key: block i·s + j
         self.query_out = nn.Linear(WIDTH, WIDTH)
+        if patches is not None:
+            self.add_patches(patches)
+
+    def add_patches(self, width: int) -> None:
+        """Add each sub-cell's own patch (``width`` wide, from the tower before its merger) to its key, through a
+        projection that starts at zero (no map changes until it trains)."""
+        param = self.key_out.weight
+        self.patch_in = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, WIDTH)).to(param.device, param.dtype)
+        nn.init.zeros_(self.patch_in[1].weight)
+        nn.init.zeros_(self.patch_in[1].bias)
 
     @property
     def layers(self) -> int:
@@ -103,7 +116,7 @@ class PointingHead(nn.Module):
         self.subgrid = subgrid
 
     def forward(self, video: torch.Tensor, grid: tuple[int, int, int], queries: torch.Tensor,
-                vision: torch.Tensor | None = None) -> torch.Tensor:
+                vision: torch.Tensor | None = None, patches: torch.Tensor | None = None) -> torch.Tensor:
         t, h, w = grid
         if video.shape[0] != t * h * w:
             raise ValueError(f"{video.shape[0]} video tokens do not fill a {t}×{h}×{w} grid")
@@ -120,6 +133,12 @@ class PointingHead(nn.Module):
         x = self.norm(self.mixer(torch.cat([self.query_in(queries.to(dtype))[:, None], tokens], 1)))
         s = self.subgrid
         keys = self.key_out(x[:, 1:]).unflatten(-1, (s * s, WIDTH))  # (b, N, s², WIDTH)
+        if (patches is None) != (not hasattr(self, "patch_in")):
+            raise ValueError("the tower's patches are given exactly when the head reads them")
+        if patches is not None:
+            if patches.shape[:2] != (video.shape[0], s * s):
+                raise ValueError(f"patches {tuple(patches.shape)} for {video.shape[0]} tokens of {s * s} sub-cells")
+            keys = keys + self.patch_in(patches.to(dtype))[None]
         logits = (keys * self.query_out(x[:, :1])[:, :, None]).sum(-1) / math.sqrt(WIDTH)  # (b, N, s²)
         logits = logits.float().reshape(len(queries), t, h, w, s, s).permute(0, 1, 2, 4, 3, 5)
         return logits.reshape(len(queries), t, h * s, w * s)

@@ -109,6 +109,10 @@ class ModelConfig:
     #: (``MomentSegConfig.seg_pointing_subgrid``) if its head has subgrid 1; each sub-cell starts as its token, so
     #: the maps are unchanged at step 0 but for their size (needs ``pointing_head``; after ``presence_head``)
     pointing_subgrid: int | None = None
+    #: let the pointing head's sub-cell keys read its own tower's patches before the merger
+    #: (``MomentSegConfig.seg_pointing_patches``) if they do not; a zero-initialised projection, so the maps are
+    #: unchanged at step 0 (needs ``pointing_vision`` and ``pointing_subgrid`` = the merge size, 2)
+    pointing_patches: bool = False
     #: give the model the [FIND] curve's moment head (``MomentSegConfig.find_moment_head``) if it has none
     moment_head: bool = False
 
@@ -398,6 +402,9 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
         raise bad("model.pointing_subgrid", "refines the pointing head's map: needs model.pointing_head: true")
     if m.pointing_subgrid is not None and m.pointing_subgrid < 1:
         raise bad("model.pointing_subgrid", f"must be at least 1, not {m.pointing_subgrid}")
+    if m.pointing_patches and not (m.pointing_head and m.pointing_vision):
+        raise bad("model.pointing_patches", "reads the pointing head's own tower: needs model.pointing_head and "
+                  "model.pointing_vision: true")
     if not 0.0 <= d.track_ratio < 1.0:
         raise bad("data.track_ratio", "must be within [0, 1)")
     if (d.track_ratio > 0) != ("track" in tasks and bool(tasks & {"tsg", "refvos"})):

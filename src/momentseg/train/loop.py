@@ -479,6 +479,11 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
             raise InputError(f"model.pointing_subgrid: {m.pretrained}'s pointing head already has subgrid "
                              f"{model.config.seg_pointing_subgrid}; only a head of subgrid 1 is refined")
         model.refine_pointing_head(m.pointing_subgrid)
+    if m.pointing_patches and not model.config.seg_pointing_patches:
+        try:
+            model.add_pointing_patches()
+        except ValueError as e:
+            raise InputError(f"model.pointing_patches: {e}") from None
     if m.moment_head and not model.config.find_moment_head:
         model.add_moment_head()
     if m.point_prior is not None:
