@@ -47,7 +47,8 @@ def grid_positions(t: int, h: int, w: int) -> torch.Tensor:
 
 class PointingHead(nn.Module):
     """(video tokens (N, d) of one video on a (t, h, w) merged grid, queries (b, d)[, the head's own vision
-    tokens (N, d)]) → maps (b, t, h·s, w·s), s = ``subgrid``."""
+    tokens (N, d)][, each token's patches (N, s², ``patches``) before the tower's merger]) → maps
+    (b, t, h·s, w·s), s = ``subgrid``."""
 
     def __init__(self, hidden_size: int, vision: bool = False, layers: int = LAYERS, subgrid: int = 1,
                  patches: int | None = None):
