@@ -730,8 +730,7 @@ class MomentSegModel(nn.Module):
         queries = self._head_inputs(rows, query_ids, video_hidden.dtype)
         tokens, patches = (None, None) if vision is None else vision
         return tuple(getattr(self, h)(video_hidden, (t, gh // m, gw // m), queries, tokens,
-                                      **({"patches": patches} if h == "pointing_head" and patches is not None else {}))
-                     for h in heads)
+                                      patches if h == "pointing_head" else None) for h in heads)
 
     def _map_heads(self) -> tuple[str, ...]:
         """The heads whose maps the [SEG] pass computes: the pointing head, and the presence head if any."""
