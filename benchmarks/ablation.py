@@ -191,9 +191,9 @@ def score_video(job: Job) -> dict:
     with torch.no_grad():
         groundings = [None] * len(chosen) if sweep else pipe.ground_many(video, texts)
         context = pipe.context_frames(video)
-        size = pipe.config.sam2_image_size
+        size = pipe.config.track_image_size
         sam_frames = preprocess_for_sam2(video.get_frames(range(len(video)), size=(size, size)), size)
-        with shared_image_features(pipe.model.sam2):
+        with shared_image_features(pipe.model.tracker):
             for (e_idx, exp), text, grounding in zip(chosen, texts, groundings, strict=True):
                 rec: dict = {"exp_id": exp.exp_id, "kind": exp.kind, "flags": expression_flags(synth, exp)}
                 moments = [list(m) for m in exp.moments]

@@ -163,9 +163,9 @@ def sam2_floor(pipe, video) -> list[dict]:
     height, width = video.height, video.width
     mask = np.zeros((height, width), dtype=bool)
     mask[height // 3 : 2 * height // 3, width // 3 : 2 * width // 3] = True
-    frames = SequentialFrames(video, pipe.config.sam2_image_size)
+    frames = SequentialFrames(video, pipe.config.track_image_size)
     rles: list[dict] = [{}] * len(video)
-    for out in propagate(pipe.model.sam2, frames, [0], 0, mask_prompts={0: mask}, mode="forward",
+    for out in propagate(pipe.model.tracker, frames, [0], 0, mask_prompts={0: mask}, mode="forward",
                          num_frames=len(video), video_size=(height, width)):
         rles[out.frame_idx] = rle_encode(upsample_mask(out.mask_logits, (height, width)).cpu().numpy())
     return rles

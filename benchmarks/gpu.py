@@ -127,7 +127,7 @@ def propagation_runs(pipe, lengths: Sequence[int], clock: Clock) -> list[dict]:
     from momentseg.propagation.bap import propagate
     from momentseg.sam2.config import preprocess_for_sam2
 
-    size = pipe.config.sam2_image_size
+    size = pipe.config.track_image_size
     bank = preprocess_for_sam2(np.stack([cost.synthetic_frame(t * 7, size, size) for t in range(FRAME_BANK)]),
                                size).to(pipe.device)
     mask = np.zeros((size, size), dtype=bool)
@@ -138,7 +138,7 @@ def propagation_runs(pipe, lengths: Sequence[int], clock: Clock) -> list[dict]:
         clock.reset()
         base = clock.allocated_mib()
         start = time.perf_counter()
-        outputs = propagate(pipe.model.sam2, lambda i: bank[i % FRAME_BANK], [0], 0, mask_prompts={0: mask},
+        outputs = propagate(pipe.model.tracker, lambda i: bank[i % FRAME_BANK], [0], 0, mask_prompts={0: mask},
                             mode="forward", num_frames=total, video_size=(size, size),
                             inference_state_device="cpu" if offload else None)
         for done, _ in enumerate(outputs, start=1):

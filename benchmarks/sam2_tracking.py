@@ -38,8 +38,8 @@ def track_object(sam2, px: torch.Tensor, masks: np.ndarray) -> np.ndarray:
 
 
 def score(model: MomentSegModel, first_video: int, videos: int, split: str = "test") -> dict:
-    sam2 = model.sam2.eval()
-    size = model.config.sam2_image_size
+    sam2 = model.eval().tracker  # the SAM2 the propagation runs (at sam2_track_size when the model has one)
+    size = model.config.track_image_size
     rows = []
     for i in range(first_video, first_video + videos):
         v = syn.generate_video(syn.video_seed(syn.SPLIT_SEEDS[split], i), syn.video_id(i), syn.WorldConfig())

@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from momentseg.errors import CheckpointError
 from momentseg.model import MomentSegModel
+from momentseg.model.config import MomentSegConfig
 from momentseg.sam2.config import sam2_config_to_dict
 from momentseg.sam2.names import infer_sam2_config, sam2_hf_to_original, sam2_original_to_hf
 from momentseg.sam2.video import build_sam2
@@ -234,3 +235,11 @@ def test_cli_convert(sa2va_like, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["convert", str(tmp_path / "nope"), "--out", str(tmp_path / "o2")])
     assert exc.value.code == 2 and "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size", [100, 0, "256", 256.0])
+def test_a_bad_sam2_track_size_in_config_json_is_named(model, size):
+    d = model.config.to_dict() | {"sam2_track_size": size}
+    with pytest.raises(CheckpointError, match="sam2_track_size must be a positive multiple of 16"):
+        MomentSegConfig.from_dict(d)
+    assert MomentSegConfig.from_dict(d | {"sam2_track_size": 256}).track_image_size == 256

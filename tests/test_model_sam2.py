@@ -14,10 +14,14 @@ import pytest
 import torch
 from transformers import Sam2VideoModel
 
+from momentseg.propagation.bap import propagate
 from momentseg.sam2.config import (
     IMAGENET_MEAN,
     NO_OBJECT_LOGIT,
     preprocess_for_sam2,
+    sam2_config_from_dict,
+    sam2_large_config,
+    sized_sam2_config,
     tiny_sam2_config,
 )
 from momentseg.sam2.video import LanguageSession, MomentSegSam2, SpatialPrior, build_sam2, new_session
@@ -401,3 +405,30 @@ def test_sa2va_gives_the_language_token_to_conditioning_frames_only(sam2, plain)
         sam2.set_language_embedding(session2, 0, None)
         for f in (1, 3, 4):
             assert torch.equal(sa2va(session, frame_idx=f).pred_masks, sam2(session2, frame_idx=f).pred_masks), f
+
+
+# ---------------------------------------------------------------------------------------------- another input size
+def test_sized_config_is_the_config_built_at_that_size():
+    assert sized_sam2_config(tiny_sam2_config(S), 2 * S) == tiny_sam2_config(2 * S)
+    assert sized_sam2_config(sam2_large_config(1024), 512) == sam2_large_config(512)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        sized_sam2_config(tiny_sam2_config(S), 100)
+
+
+def test_at_size_runs_the_same_weights_at_another_input_size(sam2):
+    """``at_size`` shares every parameter (the very tensors) and tracks exactly as a model built at that size
+    with a copy of the weights."""
+    big = sam2.at_size(2 * S)
+    assert big.config.image_size == 2 * S and big.behaviour == sam2.behaviour and not big.training
+    assert all(a is b for a, b in zip(sam2.parameters(), big.parameters(), strict=True))
+    assert set(big.state_dict()) == set(sam2.state_dict())
+    copy = MomentSegSam2(sam2_config_from_dict(tiny_sam2_config(2 * S)), **sam2.behaviour)
+    copy.load_state_dict(sam2.state_dict(), strict=True)
+    px = preprocess_for_sam2(_frames(5, seed=3), 2 * S)
+    mask = np.zeros((40, 56), dtype=bool)
+    mask[10:25, 15:35] = True
+    with torch.inference_mode():
+        got = [o.mask_logits for o in propagate(big, px, [1], 1, mask_prompts={1: mask})]
+        want = [o.mask_logits for o in propagate(copy.eval(), px, [1], 1, mask_prompts={1: mask})]
+    assert [tuple(g.shape) for g in got] == [(S // 2, S // 2)] * 5  # S/4 at twice the size
+    assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from momentseg.data.synthetic import caption_vocabulary, generate_video
@@ -114,3 +115,36 @@ def test_offloaded_sam2_state_gives_the_same_masks(model_dir, synth):
     kept = MomentSeg.from_pretrained(model_dir, device="cpu").segment(path, text, keyframes=3)
     offloaded = MomentSeg.from_pretrained(model_dir, device="cpu", offload_state=True).segment(path, text, keyframes=3)
     assert offloaded.expressions[0].masks.rles == kept.expressions[0].masks.rles
+
+
+def test_sam2_track_size_propagates_the_keyframe_masks_at_that_size(model_dir, synth):
+    """With ``sam2_track_size`` the keyframes are decoded at the model's SAM2 size and their masks, by memory
+    alone, propagated by the same weights at the track size: the pipeline's masks are that composition, built
+    here from the public pieces."""
+    from momentseg.propagation.bap import propagate, upsample_mask
+    from momentseg.sam2.config import preprocess_for_sam2
+
+    _, path = synth
+    pipe = MomentSeg.from_pretrained(model_dir, device="cpu")
+    size = pipe.config.sam2_image_size
+    pipe.model.config.sam2_track_size = 2 * size
+    result = pipe.segment(path, "the red circle", keyframes=3).expressions[0]
+    video = open_video(path)
+    keys = [int(k) for k in result.keyframes]
+    prompt = pipe.seg_prompt(video, "the red circle", keys)
+    with torch.no_grad():
+        logits = pipe.model.decode_keyframes(preprocess_for_sam2(video.get_frames(keys, size=(size, size)), size),
+                                             prompt.embedding)
+    prompts = {k: upsample_mask(m, (video.height, video.width)).numpy() for k, m in zip(keys, logits, strict=True)}
+    big = 2 * size
+    frames = preprocess_for_sam2(video.get_frames(range(len(video)), size=(big, big)), big)
+    tracker = pipe.model.sam2.at_size(big)
+    want = np.zeros((len(video), video.height, video.width), dtype=bool)
+    with torch.inference_mode():
+        for out in propagate(tracker, frames, keys, result.anchor, mask_prompts=prompts):
+            assert tuple(out.mask_logits.shape) == (big // 4, big // 4)
+            want[out.frame_idx] = upsample_mask(out.mask_logits, (video.height, video.width)).numpy()
+    assert 0 < want.mean() < 1  # masks with something in them (random weights)
+    assert np.array_equal(result.masks.to_array(), want)
+    assert pipe.model.tracker is not pipe.model.sam2 and "_tracker" not in dict(pipe.model.named_modules())
+    assert set(pipe.model.state_dict()) == set(MomentSegModel.from_pretrained(model_dir).state_dict())

@@ -371,13 +371,12 @@ class MomentSeg:
         dense = self.dense_frames(video)
         lowres = self._lowres(video, dense)
 
-        sam_size = self.config.sam2_image_size
-        frames = _SamFrames(video, sam_size, preprocess_for_sam2)
+        frames = _SamFrames(video, self.config.track_image_size, preprocess_for_sam2)
         context = self.context_frames(video)
         results = []
         # several expressions: SAM2 encodes each frame once for all of them (bounded cache)
         if len(texts) > 1:
-            share = shared_image_features(self.model.sam2, max_bytes=FEATURE_CACHE_BYTES)
+            share = shared_image_features(self.model.tracker, max_bytes=FEATURE_CACHE_BYTES)
         else:
             share = contextlib.nullcontext()
         groundings = self._ground_all(video, texts, dense, lowres)
@@ -458,9 +457,12 @@ class MomentSeg:
         (:func:`momentseg.propagation.bap.propagate`; ``propagation``: bap | forward | anchor-forward;
         ``anchor_update``: BAP's memory-clearing rule on or off; ``prior`` and ``present``: the embedding's
         spatial prior and whether it has a target, from :meth:`seg_prompt` — without one every mask is empty and
-        SAM2 decodes nothing).
+        SAM2 decodes nothing). With the model's ``sam2_track_size`` the keyframes are decoded first
+        (:meth:`~momentseg.model.momentseg.MomentSegModel.decode_keyframes`) and their masks are the prompts of a
+        memory-only propagation by ``model.tracker``.
 
-        ``frames``: SAM2 inputs, a callable ``idx -> (3,S,S)`` (e.g. :class:`_SamFrames`) or a (T,3,S,S) tensor.
+        ``frames``: SAM2 inputs at ``config.track_image_size``, a callable ``idx -> (3,S,S)`` (e.g.
+        :class:`_SamFrames`) or a (T,3,S,S) tensor.
         Each mask, upsampled to the original size, goes to ``writer`` as it is produced (default: kept as RLE).
         Returns the masks (``writer.finish()``) and the object probability per frame (T,).
         """
@@ -475,13 +477,15 @@ class MomentSeg:
                 if progress is not None:
                     progress(label, t + 1, T)
             return writer.finish(), probs
+        prompt: dict = {"prompt_embedding": embedding.to(self.device), "prompt_prior": prior}
+        if self.config.sam2_track_size is not None:
+            prompt = {"mask_prompts": self._keyframe_masks(video, choice.indices, embedding, prior)}
         outputs = propagate(
-            self.model.sam2,
+            self.model.tracker,
             frames,
             choice.indices,
             choice.anchor,
-            embedding.to(self.device),
-            prompt_prior=prior,
+            **prompt,
             mode=propagation,
             num_frames=T,
             anchor_update=anchor_update,
@@ -497,6 +501,18 @@ class MomentSeg:
         if missing:  # propagation promises every frame; never hand back a silent gap
             raise RuntimeError(f"propagation returned no mask for frames {missing[:5]}")
         return writer.finish(), probs
+
+    def _keyframe_masks(self, video: Video, keyframes: Sequence[int], embedding: torch.Tensor,
+                        prior: SpatialPrior | None) -> dict[int, np.ndarray]:
+        """{keyframe: (H, W) bool mask}: the keyframes decoded at ``sam2_image_size`` from ``embedding`` and
+        ``prior`` (:meth:`~momentseg.model.momentseg.MomentSegModel.decode_keyframes`)."""
+        keys = [int(k) for k in keyframes]
+        size = self.config.sam2_image_size
+        pixels = preprocess_for_sam2(video.get_frames(keys, size=(size, size)), size)
+        maps = None if prior is None else torch.stack([prior.at(k) for k in keys])
+        logits = self.model.decode_keyframes(pixels, embedding, maps)
+        return {k: upsample_mask(m, (video.height, video.width)).cpu().numpy() for k, m in zip(keys, logits,
+                                                                                               strict=True)}
 
 
 def check_text(text: str, what: str = "text") -> str:

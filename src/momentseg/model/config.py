@@ -165,6 +165,12 @@ class MomentSegConfig:
     # The [SEG] embedding as a prompt token on tracked frames too: True = every decoded frame (this project, the
     # released MomentSeg's BAP); False = conditioning frames only, as Sa2VA does (set by its importer).
     language_on_tracked_frames: bool = LANGUAGE_ON_TRACKED_FRAMES
+    # SAM2's input size for the propagation. None: one SAM2 pass at sam2_image_size, the [SEG] prompt (and prior)
+    # on the keyframes and, with language_on_tracked_frames, on every tracked frame (the released MomentSeg's
+    # BAP). A size (a multiple of 16): the keyframes are decoded at sam2_image_size from the [SEG] prompt and
+    # prior, and their masks prompt a memory-only propagation of the same weights at this size
+    # (MomentSegModel.tracker; BENCHMARKS.md, "Round 25").
+    sam2_track_size: int | None = None
     image_mean: tuple[float, float, float] = CLIP_MEAN
     image_std: tuple[float, float, float] = CLIP_STD
     notes: list[str] = field(default_factory=list)  # provenance remarks (e.g. heads initialised at import)
@@ -176,6 +182,11 @@ class MomentSegConfig:
     @property
     def sam2_image_size(self) -> int:
         return int(self.sam2.get("image_size", 1024))
+
+    @property
+    def track_image_size(self) -> int:
+        """SAM2's input size in the propagation: ``sam2_track_size``, or ``sam2_image_size`` without one."""
+        return self.sam2_image_size if self.sam2_track_size is None else int(self.sam2_track_size)
 
     @property
     def prompt_dim(self) -> int:
@@ -229,6 +240,10 @@ class MomentSegConfig:
         for key in ("image_mean", "image_std"):
             if key in d:
                 d[key] = tuple(d[key])
+        size = d.get("sam2_track_size")
+        if size is not None and (type(size) is not int or size < 16 or size % 16):
+            raise CheckpointError(f"config.json: sam2_track_size must be a positive multiple of 16 or null, "
+                                  f"got {size!r}")
         return cls(**d)
 
     @classmethod

@@ -458,6 +458,33 @@ class MomentSegModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    # ------------------------------------------------------------------ SAM2 in the propagation
+    @property
+    def tracker(self):
+        """The SAM2 the propagation runs: ``sam2`` itself, or with ``config.sam2_track_size`` the same weights at
+        that input size (:meth:`~momentseg.sam2.video.MomentSegSam2.at_size`; built at first use, not a
+        submodule, so it adds nothing to the state dict)."""
+        size = self.config.track_image_size
+        if size == self.config.sam2_image_size:
+            return self.sam2
+        tracker = self.__dict__.get("_tracker")
+        if tracker is None or int(tracker.config.image_size) != size:
+            tracker = self.sam2.at_size(size)
+            self.__dict__["_tracker"] = tracker  # a plain attribute: nn.Module would register a submodule
+        return tracker.to(self.sam2.device).train(self.sam2.training)
+
+    @torch.no_grad()
+    def decode_keyframes(self, pixel_values: torch.Tensor, embedding: torch.Tensor,
+                         prior: torch.Tensor | None = None) -> torch.Tensor:
+        """SAM2's masks (K, S/4, S/4) logits of keyframes ``pixel_values`` (K,3,S,S) at ``sam2_image_size``, each
+        decoded alone (a conditioning frame) from the ``[SEG]`` ``embedding`` and its ``prior`` maps (K,h,w), as
+        the propagation decodes its keyframes; a keyframe scored "no object" comes back at the no-object logit
+        (with ``clamp_no_object_masks``)."""
+        sam_dtype = next(self.sam2.parameters()).dtype
+        low, _ = self.sam2.decode_clip(pixel_values.to(self.device, sam_dtype), embedding.to(self.device, sam_dtype),
+                                       cond_frames=range(len(pixel_values)), prior=prior)
+        return low
+
     # ------------------------------------------------------------------ the language model
     def llm_hidden(self, batch: MomentSegBatch) -> torch.Tensor:
         """Last-layer hidden states (B, L, d) of a processed batch (one padded forward; transformers computes

@@ -39,14 +39,10 @@ def tiny_sam2_config(image_size: int = 128) -> dict[str, Any]:
 
     Single-mask decoding (no multimask, no stability switch) so a from-scratch model trains one mask token.
     """
-    s = int(image_size)
-    if s % 16:
-        raise ValueError(f"SAM2 image size must be a multiple of 16, got {s}")
-    return {
+    return sized_sam2_config({
         "vision_config": {
             "backbone_config": {
                 "hidden_size": 12,
-                "image_size": [s, s],
                 "patch_stride": [4, 4],
                 "patch_kernel_size": [7, 7],
                 "patch_padding": [3, 3],
@@ -55,12 +51,10 @@ def tiny_sam2_config(image_size: int = 128) -> dict[str, Any]:
                 "num_attention_heads_per_stage": [1, 2, 4, 8],
             },
             "backbone_channel_list": [96, 48, 24, 12],
-            "backbone_feature_sizes": [[s // 4, s // 4], [s // 8, s // 8], [s // 16, s // 16]],
             "fpn_hidden_size": 128,
         },
         "prompt_encoder_config": {
             "hidden_size": 128,
-            "image_size": s,
             "patch_size": 16,
             "mask_input_channels": 4,
             "num_point_embeddings": 4,
@@ -73,17 +67,15 @@ def tiny_sam2_config(image_size: int = 128) -> dict[str, Any]:
             "iou_head_hidden_dim": 32,
             "dynamic_multimask_via_stability": False,
         },
-        "image_size": s,
         "multimask_output_in_sam": False,
         "memory_attention_hidden_size": 128,
         "memory_attention_num_layers": 1,
         "memory_attention_feed_forward_hidden_size": 32,
-        "memory_attention_rope_feat_sizes": [s // 16, s // 16],
         "memory_encoder_hidden_size": 128,
         "mask_downsampler_embed_dim": 128,
         "memory_fuser_embed_dim": 128,
         "memory_fuser_intermediate_dim": 64,
-    }
+    }, image_size)
 
 
 #: The Hiera-L backbone of SAM2 / SAM2.1 (``Sam2HieraDetConfig`` fields besides ``image_size``).
@@ -100,20 +92,33 @@ HIERA_LARGE_BACKBONE: dict[str, Any] = {
 
 def sam2_large_config(image_size: int = 1024) -> dict[str, Any]:
     """SAM2.1 hiera-large as a ``Sam2VideoConfig`` dict (num_maskmem 7)."""
-    s = int(image_size)
-    return {
+    return sized_sam2_config({
         "vision_config": {
-            "backbone_config": {**copy.deepcopy(HIERA_LARGE_BACKBONE), "image_size": [s, s]},
+            "backbone_config": copy.deepcopy(HIERA_LARGE_BACKBONE),
             "backbone_channel_list": [1152, 576, 288, 144],
-            "backbone_feature_sizes": [[s // 4, s // 4], [s // 8, s // 8], [s // 16, s // 16]],
         },
-        "prompt_encoder_config": {"image_size": s},
-        "image_size": s,
         "num_maskmem": 7,
-        "memory_attention_rope_feat_sizes": [s // 16, s // 16],
         "enable_temporal_pos_encoding_for_object_pointers": True,
         "enable_occlusion_spatial_embedding": True,
-    }
+    }, image_size)
+
+
+def sized_sam2_config(cfg: dict[str, Any], image_size: int) -> dict[str, Any]:
+    """A copy of the ``Sam2VideoConfig`` dict ``cfg`` for input frames of ``image_size`` × ``image_size`` (a
+    multiple of 16): every field that follows the input size (the model's, the prompt encoder's and the
+    backbone's image size, the backbone's feature sizes at S/4, S/8, S/16 and the memory attention's RoPE
+    grid) is set for it; the weights do not depend on it, so one set of weights runs at any size."""
+    s = int(image_size)
+    if s < 16 or s % 16:
+        raise ValueError(f"SAM2 image size must be a positive multiple of 16, got {s}")
+    out = copy.deepcopy(cfg)
+    vision = out.setdefault("vision_config", {})
+    vision.setdefault("backbone_config", {})["image_size"] = [s, s]
+    vision["backbone_feature_sizes"] = [[s // 4, s // 4], [s // 8, s // 8], [s // 16, s // 16]]
+    out.setdefault("prompt_encoder_config", {})["image_size"] = s
+    out["image_size"] = s
+    out["memory_attention_rope_feat_sizes"] = [s // 16, s // 16]
+    return out
 
 
 def sam2_config_from_dict(cfg: dict[str, Any]):

@@ -63,6 +63,8 @@ from momentseg.sam2.config import (
     LANGUAGE_ON_TRACKED_FRAMES,
     NO_OBJECT_LOGIT,
     sam2_config_from_dict,
+    sam2_config_to_dict,
+    sized_sam2_config,
 )
 
 # mask prompts become mask logits -10 / +10 (as transformers' ``_use_mask_as_output``)
@@ -127,6 +129,16 @@ class MomentSegSam2(Sam2VideoModel):
             "clamp_no_object_masks": self.clamp_no_object_masks,
             "language_on_tracked_frames": self.language_on_tracked_frames,
         }
+
+    def at_size(self, image_size: int) -> MomentSegSam2:
+        """This model for input frames of ``image_size`` × ``image_size``: a second ``MomentSegSam2`` whose config
+        is this one's resized (:func:`~momentseg.sam2.config.sized_sam2_config`) and whose parameters and saved
+        buffers are this model's own tensors (not copies: training or moving one moves the other's); only the
+        buffers that follow the size (the memory attention's RoPE grid) are its own."""
+        config = sam2_config_from_dict(sized_sam2_config(sam2_config_to_dict(self.config), image_size))
+        other = MomentSegSam2(config, **self.behaviour)
+        other.load_state_dict(self.state_dict(keep_vars=True), assign=True)
+        return other.to(next(self.parameters()).device).train(self.training)
 
     # ------------------------------------------------------------------------------------------------ prompts
     @property
