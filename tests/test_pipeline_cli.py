@@ -148,3 +148,21 @@ def test_sam2_track_size_propagates_the_keyframe_masks_at_that_size(model_dir, s
     assert np.array_equal(result.masks.to_array(), want)
     assert pipe.model.tracker is not pipe.model.sam2 and "_tracker" not in dict(pipe.model.named_modules())
     assert set(pipe.model.state_dict()) == set(MomentSegModel.from_pretrained(model_dir).state_dict())
+
+
+def test_a_train_config_sets_the_track_size_of_the_model_it_saves(model_dir, tmp_path):
+    from momentseg.errors import InputError
+    from momentseg.train.config import config_from_dict
+    from momentseg.train.loop import _initial_model
+
+    def cfg(size):
+        return config_from_dict({"out": str(tmp_path / "run"), "data": {"sources": [{"type": "synthetic", "task": "refvos"}]},
+                                 "model": {"pretrained": str(model_dir), "sam2_track_size": size}})
+
+    model = _initial_model(cfg(256))
+    assert model.config.sam2_track_size == 256 and model.config.track_image_size == 256
+    model.save_pretrained(tmp_path / "saved")
+    assert MomentSegModel.from_pretrained(tmp_path / "saved").config.sam2_track_size == 256
+    for size in (100, 0):
+        with pytest.raises(InputError, match="'model.sam2_track_size'.*multiple of 16"):
+            cfg(size)

@@ -98,6 +98,9 @@ class ModelConfig:
     #: set the model's ``point_presence_threshold`` (a text whose presence logit — the maximum of its presence
     #: head's map, or of its pointing map — is below it has no target; chosen on val; needs a pointing head)
     presence_threshold: float | None = None
+    #: set the model's ``sam2_track_size`` (an inference setting written into the saved model: SAM2's input size
+    #: in the propagation, a multiple of 16; BENCHMARKS.md, "Round 25")
+    sam2_track_size: int | None = None
     #: give the model a presence head (``MomentSegConfig.seg_presence_head``) if it has none: a copy of its
     #: pointing head whose map's maximum the presence loss and threshold read, trained by task ``point`` (needs
     #: ``pointing_head``)
@@ -398,6 +401,8 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
         raise bad("model.pointing_layers", "deepens the pointing head: needs model.pointing_head: true")
     if m.pointing_layers is not None and m.pointing_layers < 1:
         raise bad("model.pointing_layers", f"must be at least 1, not {m.pointing_layers}")
+    if m.sam2_track_size is not None and (m.sam2_track_size < 16 or m.sam2_track_size % 16):
+        raise bad("model.sam2_track_size", f"must be a positive multiple of 16, not {m.sam2_track_size}")
     if m.pointing_subgrid is not None and not m.pointing_head:
         raise bad("model.pointing_subgrid", "refines the pointing head's map: needs model.pointing_head: true")
     if m.pointing_subgrid is not None and m.pointing_subgrid < 1:

@@ -491,6 +491,8 @@ def build_model(cfg: TrainConfig) -> torch.nn.Module:
             model.point_prior_scale.copy_(torch.tensor(m.point_prior, dtype=torch.float32))
     if m.presence_threshold is not None:  # validate() checked that the model gets a pointing head
         model.config.point_presence_threshold = float(m.presence_threshold)
+    if m.sam2_track_size is not None:
+        model.config.sam2_track_size = int(m.sam2_track_size)
     if m.sam2_from is not None:
         model.load_sam2_from(m.sam2_from, keep_fresh=m.sam2_fresh)
     if m.vision_from is not None:
