@@ -108,6 +108,19 @@ def paired(rows: list[dict], other: list[dict]) -> dict:
     return {k: [round(float(x), 2) for x in v] for k, v in out.items()}
 
 
+def track_size(text: str) -> int:
+    """``--sam2-track-size``: a positive multiple of 16, or ``none`` (0: the model's one SAM2 pass)."""
+    if text == "none":
+        return 0
+    try:
+        size = int(text)
+    except ValueError:
+        size = -1
+    if size < 16 or size % 16:
+        raise argparse.ArgumentTypeError(f"a positive multiple of 16 or none, got {text!r}")
+    return size
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="embedded")
@@ -119,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--language-on-tracked-frames", choices=("on", "off"),
                     help="replace the model's language_on_tracked_frames (off: Sa2VA's propagation, the [SEG] "
                          "prompt and prior on the keyframes only, SAM2's memory on every other frame)")
-    ap.add_argument("--sam2-track-size", metavar="S",
+    ap.add_argument("--sam2-track-size", metavar="S", type=track_size,
                     help="replace the model's sam2_track_size (a multiple of 16: keyframes decoded at the model's "
                          "SAM2 size, their masks propagated by SAM2's memory at S; or none: one SAM2 pass)")
     ap.add_argument("--against", default=None, help="an earlier --json on the same videos: paired differences")
@@ -147,13 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
         pipe.model.config.language_on_tracked_frames = args.language_on_tracked_frames == "on"
         pipe.model.sam2.language_on_tracked_frames = pipe.model.config.language_on_tracked_frames
     if args.sam2_track_size is not None:
-        try:
-            size = None if args.sam2_track_size == "none" else int(args.sam2_track_size)
-        except ValueError:
-            ap.error(f"--sam2-track-size: a multiple of 16 or none, got {args.sam2_track_size!r}")
-        if size is not None and (size < 16 or size % 16):
-            ap.error(f"--sam2-track-size: a positive multiple of 16, got {size}")
-        pipe.model.config.sam2_track_size = size
+        pipe.model.config.sam2_track_size = args.sam2_track_size or None
     with torch.no_grad():
         out = evaluate(pipe, args.first_video, args.videos, args.split, args.keyframes)
     out["seconds"] = round(time.perf_counter() - t0, 1)

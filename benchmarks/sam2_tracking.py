@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,6 +26,9 @@ from momentseg.io.atomic import atomic_write_text
 from momentseg.model import MomentSegModel
 from momentseg.propagation.bap import propagate, upsample_mask
 from momentseg.sam2.config import preprocess_for_sam2
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from embedded_eval import track_size  # noqa: E402  (benchmarks/embedded_eval.py)
 
 
 def track_object(sam2, px: torch.Tensor, masks: np.ndarray) -> np.ndarray:
@@ -62,10 +67,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--videos", type=int, default=20)
     ap.add_argument("--split", default="test", choices=tuple(syn.SPLIT_SEEDS))
     ap.add_argument("--json", default=None)
+    ap.add_argument("--sam2-track-size", metavar="S", type=track_size,
+                    help="replace the model's sam2_track_size: track at S (a multiple of 16), or none: at its "
+                         "SAM2 size")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
+    model = MomentSegModel.from_pretrained(args.model)
+    if args.sam2_track_size is not None:
+        model.config.sam2_track_size = args.sam2_track_size or None
     with torch.no_grad():
-        result = score(MomentSegModel.from_pretrained(args.model), args.first_video, args.videos, args.split)
+        result = score(model, args.first_video, args.videos, args.split)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     print(f"tracking J&F {result['J&F']:.2f} (J {result['J']:.2f}, F {result['F']:.2f}) over "
           f"{result['objects']} objects, {result['seconds']} s")

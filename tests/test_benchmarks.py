@@ -391,6 +391,19 @@ def test_tracking_ceiling_with_a_perfect_tracker_scores_100(model_dir, monkeypat
     monkeypatch.undo()
     real = sam2_tracking.main(["--model", str(model_dir), "--videos", "1"])
     assert real["objects"] == perfect["objects"] and 0.0 <= real["J&F"] <= 100.0
+    # --sam2-track-size: the tracker at that input size, the frames too
+    seen = []
+
+    def record(sam2, px, masks):
+        seen.append((int(sam2.config.image_size), px.shape[-1]))
+        return masks.copy()
+
+    monkeypatch.setattr(sam2_tracking, "track_object", record)
+    sam2_tracking.main(["--model", str(model_dir), "--videos", "1", "--sam2-track-size", "256"])
+    assert set(seen) == {(256, 256)}
+    for bad in ("100", "big"):
+        with pytest.raises(SystemExit):
+            sam2_tracking.main(["--model", str(model_dir), "--videos", "1", "--sam2-track-size", bad])
 
 
 def test_memory_probe_scores_distance_areas_and_memory_sensitivity(model_dir, monkeypatch, tmp_path):

@@ -537,9 +537,10 @@ def test_the_sam2_restore_config_gives_round_19_stage_1hs_memory_and_trains_only
 
 
 def test_the_shipped_model_is_round_23_but_for_its_finer_pointing_head():
-    """The embedded model (round 24) is configs/tiny-pointing-subgrid.yaml's output: round 23's weights (committed as
+    """The embedded model (round 25) is configs/tiny-pointing-subgrid.yaml's output: round 23's weights (committed as
     pretrained/tiny-native-r23) everywhere but in the pointing head that config refines (2 x 2 sub-cells per token)
-    and trains. Round 23 is configs/tiny-pointing-native.yaml's output: round 21's weights (pretrained/tiny-memory-r21)
+    and trains, and SAM2 tracking at 256 px (round 25: the weights are round 24's, pretrained/tiny-subgrid-r24, which
+    tracks at SAM2's own 128). Round 23 is configs/tiny-pointing-native.yaml's output: round 21's weights (pretrained/tiny-memory-r21)
     but for the pointing and presence heads, read on the context at 160 px; round 21 is
     configs/tiny-sam2-restore.yaml's output, round 19's weights but for the SAM2 memory path, so the [FIND] pass and
     every conditioning-frame decode are round 19's."""
@@ -560,6 +561,10 @@ def test_the_shipped_model_is_round_23_but_for_its_finer_pointing_head():
     assert shipped["pointing_head.key_out.weight"].shape[0] == 4 * r23["pointing_head.key_out.weight"].shape[0]
     assert not torch.equal(shipped["pointing_head.query_out.weight"], r23["pointing_head.query_out.weight"])
     assert (shipped_model.config.seg_pointing_subgrid, r23_model.config.seg_pointing_subgrid) == (2, 1)
+    r24_model = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-subgrid-r24")
+    assert all(torch.equal(v, shipped[k]) for k, v in r24_model.state_dict().items())
+    assert (shipped_model.config.sam2_track_size, r24_model.config.sam2_track_size) == (256, None)
+    assert shipped_model.config.sam2_image_size == 128
     heads = ("pointing_head.", "presence_head.")
     assert all(torch.equal(v, r21[k]) for k, v in r23.items() if not k.startswith(heads))
     assert not all(torch.equal(v, r21[k]) for k, v in r23.items() if k.startswith(heads))
@@ -661,6 +666,7 @@ def test_the_subgrid_config_refines_round_23s_pointing_map_and_trains_only_its_h
     assert trainable == {n for n, _ in model.named_parameters() if n.startswith("pointing_head.")}
     assert [s.task for s in cfg.data.sources] == ["point"] and cfg.loss.presence == 0
     assert model.config.context_frame_size == 160 and model.config.point_presence_threshold == 1.0
+    assert model.config.sam2_track_size == 256  # round 25's inference setting, saved with the model
 
 
 def test_the_patches_config_adds_round_24s_sub_cells_their_patches_and_trains_only_the_head(monkeypatch):
