@@ -4,6 +4,8 @@ vision–language caption / QA task — their data, their losses, and their runs
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,7 @@ from momentseg.data.synthetic import caption_vocabulary
 from momentseg.errors import InputError
 from momentseg.grounding.sampling import dense_frame_indices
 from momentseg.model import CaptionSample, ClassesSample, MomentSegModel, TokensSample, TrackSample, TSGSample
-from momentseg.sam2.config import preprocess_for_sam2
+from momentseg.sam2.config import preprocess_for_sam2, sized_sam2_config
 from momentseg.train.config import LossConfig, config_from_dict, load_config
 from momentseg.train.data import SampleStream, SyntheticSource, classes_sample, tokens_sample, track_sample
 from momentseg.train.loop import build_model, build_stream, train
@@ -117,6 +119,29 @@ def test_track_loss_trains_the_decoder_and_memory(model, video):
         grads = [p.grad for n, p in model.sam2.named_parameters() if n.startswith(name) and p.grad is not None]
         assert grads and any(g.abs().sum() > 0 for g in grads), name
     assert all(p.grad is None for p in model.qwen.parameters())  # no language in SAM2's own task
+
+
+def test_track_loss_trains_the_tracker_at_the_models_track_size(model, video):
+    """With ``sam2_track_size`` SAM2's own task runs the tracker at that size: the loss of a model built with its
+    SAM2 at that size (the same weights), and the gradients reach the model's own SAM2 parameters."""
+    samples = [track_sample(video, np.random.default_rng(i), SHAPE) for i in range(2)]
+    size = model.config.sam2_image_size
+    big = copy.deepcopy(model)
+    big.config.sam2_track_size = 2 * size
+    at_big = copy.deepcopy(model.config)
+    at_big.sam2 = sized_sam2_config(at_big.sam2, 2 * size)
+    built = MomentSegModel(at_big, model.tokenizer)
+    built.load_state_dict(model.state_dict())
+    torch.manual_seed(0)
+    out = big.forward_track(samples)
+    torch.manual_seed(0)
+    want = built.forward_track(samples)
+    assert torch.allclose(out.mask_bce, want.mask_bce) and torch.allclose(out.mask_dice, want.mask_dice)
+    assert not torch.allclose(out.mask_dice, model.forward_track(samples).mask_dice)  # not the 64-px tracker's
+    big.zero_grad()
+    out.mask_dice.backward()
+    grads = [p.grad for n, p in big.sam2.named_parameters() if n.startswith("memory_attention") and p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
 
 
 # ------------------------------------------------------------------------------------------ pixel classes

@@ -971,11 +971,12 @@ class MomentSegModel(nn.Module):
     # ------------------------------------------------------------------ pretraining tasks
     def forward_track(self, samples: list[TrackSample]) -> TrackOutput:
         """SAM2 pretraining loss (no language): each object is prompted on frame 0 (mask, box or points) and
-        tracked with memory through the clip (``self.sam2.decode_prompted_clip``). Mask BCE and Dice over every
-        (object, frame) the decoder produced (a mask prompt's own frame is the prompt, so it is left out),
-        object-score BCE against "visible in that frame"."""
+        tracked with memory through the clip by the SAM2 the propagation runs (``self.tracker``, at
+        ``config.track_image_size``; :meth:`~momentseg.sam2.video.MomentSegSam2.decode_prompted_clip`). Mask BCE and
+        Dice over every (object, frame) the decoder produced (a mask prompt's own frame is the prompt, so it is left
+        out), object-score BCE against "visible in that frame"."""
         c = self.config
-        size = c.sam2_image_size
+        size, tracker = c.track_image_size, self.tracker
         sam_dtype = next(self.sam2.parameters()).dtype
         bces, dices, objs = [], [], []
         for s in samples:
@@ -1000,7 +1001,7 @@ class MomentSegModel(nn.Module):
                     q["labels"] = np.asarray(p["labels"])
                 prompts.append(q)
             px = preprocess_for_sam2(as_uint8(s.frames), size).to(self.device, sam_dtype)
-            low, scores = self.sam2.decode_prompted_clip(px, prompts)  # (T,N,h',w'), (T,N)
+            low, scores = tracker.decode_prompted_clip(px, prompts)  # (T,N,h',w'), (T,N)
             logits = F.interpolate(low.float(), size=(h, w), mode="bilinear", align_corners=False)
             logits = logits.transpose(0, 1).clamp(min=-32.0)  # (N,T,h,w); "no object" frames come back at -1024
             target = masks.to(logits.device, torch.float32)
