@@ -41,6 +41,7 @@ from momentseg.grounding.sampling import DEFAULT_KEYFRAMES
 from momentseg.io.atomic import atomic_write_text
 from momentseg.io.video import open_video
 from momentseg.pipeline import MomentSeg
+from momentseg.sam2.config import is_sam2_size
 
 
 def pair_iou(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -112,11 +113,8 @@ def track_size(text: str) -> int:
     """``--sam2-track-size``: a positive multiple of 16, or ``none`` (0: the model's one SAM2 pass)."""
     if text == "none":
         return 0
-    try:
-        size = int(text)
-    except ValueError:
-        size = -1
-    if size < 16 or size % 16:
+    size = int(text) if text.isdigit() else None
+    if not is_sam2_size(size):
         raise argparse.ArgumentTypeError(f"a positive multiple of 16 or none, got {text!r}")
     return size
 

@@ -22,6 +22,7 @@ from momentseg.model.tokenizer import token_ids
 from momentseg.sam2.config import (
     CLAMP_NO_OBJECT_MASKS,
     LANGUAGE_ON_TRACKED_FRAMES,
+    is_sam2_size,
     sam2_large_config,
     tiny_sam2_config,
 )
@@ -241,7 +242,7 @@ class MomentSegConfig:
             if key in d:
                 d[key] = tuple(d[key])
         size = d.get("sam2_track_size")
-        if size is not None and (type(size) is not int or size < 16 or size % 16):
+        if size is not None and not is_sam2_size(size):
             raise CheckpointError(f"config.json: sam2_track_size must be a positive multiple of 16 or null, "
                                   f"got {size!r}")
         return cls(**d)

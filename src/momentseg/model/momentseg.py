@@ -467,10 +467,10 @@ class MomentSegModel(nn.Module):
         size = self.config.track_image_size
         if size == self.config.sam2_image_size:
             return self.sam2
-        tracker = self.__dict__.get("_tracker")
-        if tracker is None or int(tracker.config.image_size) != size:
+        source, tracker = self.__dict__.get("_tracker", (None, None))
+        if source is not self.sam2 or int(tracker.config.image_size) != size:
             tracker = self.sam2.at_size(size)
-            self.__dict__["_tracker"] = tracker  # a plain attribute: nn.Module would register a submodule
+            self.__dict__["_tracker"] = (self.sam2, tracker)  # a plain attribute: nn.Module would register it
         return tracker.to(self.sam2.device).train(self.sam2.training)
 
     @torch.no_grad()

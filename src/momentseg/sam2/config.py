@@ -103,14 +103,19 @@ def sam2_large_config(image_size: int = 1024) -> dict[str, Any]:
     }, image_size)
 
 
+def is_sam2_size(size: Any) -> bool:
+    """Whether ``size`` can be SAM2's input side: an int, a positive multiple of 16 (its S/16 feature grid)."""
+    return type(size) is int and size >= 16 and size % 16 == 0
+
+
 def sized_sam2_config(cfg: dict[str, Any], image_size: int) -> dict[str, Any]:
     """A copy of the ``Sam2VideoConfig`` dict ``cfg`` for input frames of ``image_size`` × ``image_size`` (a
     multiple of 16): every field that follows the input size (the model's, the prompt encoder's and the
     backbone's image size, the backbone's feature sizes at S/4, S/8, S/16 and the memory attention's RoPE
     grid) is set for it; the weights do not depend on it, so one set of weights runs at any size."""
-    s = int(image_size)
-    if s < 16 or s % 16:
-        raise ValueError(f"SAM2 image size must be a positive multiple of 16, got {s}")
+    if not is_sam2_size(image_size):
+        raise ValueError(f"SAM2 image size must be a positive multiple of 16, got {image_size!r}")
+    s = image_size
     out = copy.deepcopy(cfg)
     vision = out.setdefault("vision_config", {})
     vision.setdefault("backbone_config", {})["image_size"] = [s, s]

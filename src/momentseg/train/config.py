@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from momentseg.errors import InputError
+from momentseg.sam2.config import is_sam2_size
 
 TASKS = ("tsg", "refvos", "track", "caption", "classes", "tokens", "point", "moment")
 #: Backbone pretraining tasks: SAM2's own task (prompted tracking), vision–language captions / QA, SAM2's image
@@ -401,7 +402,7 @@ def validate(cfg: TrainConfig, source: str = "<config>") -> None:
         raise bad("model.pointing_layers", "deepens the pointing head: needs model.pointing_head: true")
     if m.pointing_layers is not None and m.pointing_layers < 1:
         raise bad("model.pointing_layers", f"must be at least 1, not {m.pointing_layers}")
-    if m.sam2_track_size is not None and (m.sam2_track_size < 16 or m.sam2_track_size % 16):
+    if m.sam2_track_size is not None and not is_sam2_size(m.sam2_track_size):
         raise bad("model.sam2_track_size", f"must be a positive multiple of 16, not {m.sam2_track_size}")
     if m.pointing_subgrid is not None and not m.pointing_head:
         raise bad("model.pointing_subgrid", "refines the pointing head's map: needs model.pointing_head: true")
