@@ -561,14 +561,14 @@ def test_the_sam2_restore_config_gives_round_19_stage_1hs_memory_and_trains_only
     assert [s.task for s in cfg.data.sources] == ["track"] and cfg.data.track_frames == 6
 
 
-def test_the_shipped_model_is_round_23_but_for_its_finer_pointing_head():
-    """The embedded model (round 25) is configs/tiny-pointing-subgrid.yaml's output: round 23's weights (committed as
-    pretrained/tiny-native-r23) everywhere but in the pointing head that config refines (2 x 2 sub-cells per token)
-    and trains, and SAM2 tracking at 256 px (round 25: the weights are round 24's, pretrained/tiny-subgrid-r24, which
-    tracks at SAM2's own 128). Round 23 is configs/tiny-pointing-native.yaml's output: round 21's weights (pretrained/tiny-memory-r21)
-    but for the pointing and presence heads, read on the context at 160 px; round 21 is
-    configs/tiny-sam2-restore.yaml's output, round 19's weights but for the SAM2 memory path, so the [FIND] pass and
-    every conditioning-frame decode are round 19's."""
+def test_the_shipped_model_is_round_24_but_for_its_memory_trained_at_256():
+    """The embedded model (round 25b) is configs/tiny-memory-256.yaml's output: round 24's weights (committed as
+    pretrained/tiny-subgrid-r24) everywhere but in SAM2's memory path, trained at the 256-px track size it carries.
+    Round 24 is configs/tiny-pointing-subgrid.yaml's output: round 23's weights (pretrained/tiny-native-r23)
+    everywhere but in the pointing head that config refines (2 x 2 sub-cells per token) and trains. Round 23 is
+    configs/tiny-pointing-native.yaml's output: round 21's weights (pretrained/tiny-memory-r21) but for the pointing
+    and presence heads, read on the context at 160 px; round 21 is configs/tiny-sam2-restore.yaml's output, round
+    19's weights but for the SAM2 memory path, so the [FIND] pass and every keyframe decode are round 19's."""
     from pathlib import Path
 
     from momentseg.pipeline import embedded_model_dir
@@ -576,19 +576,24 @@ def test_the_shipped_model_is_round_23_but_for_its_finer_pointing_head():
     root = Path(__file__).resolve().parents[1]
     shipped_model = MomentSegModel.from_pretrained(embedded_model_dir())
     shipped = shipped_model.state_dict()
+    r24_model = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-subgrid-r24")
+    r24 = r24_model.state_dict()
     r23_model = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-native-r23")
     r23 = r23_model.state_dict()
     r21_model = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-memory-r21")
     r21 = r21_model.state_dict()
     r19 = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-presence-r19").state_dict()
-    assert shipped.keys() == r23.keys() == r21.keys() == r19.keys()
-    assert all(torch.equal(v, r23[k]) for k, v in shipped.items() if not k.startswith("pointing_head."))
-    assert shipped["pointing_head.key_out.weight"].shape[0] == 4 * r23["pointing_head.key_out.weight"].shape[0]
-    assert not torch.equal(shipped["pointing_head.query_out.weight"], r23["pointing_head.query_out.weight"])
-    assert (shipped_model.config.seg_pointing_subgrid, r23_model.config.seg_pointing_subgrid) == (2, 1)
-    r24_model = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-subgrid-r24")
-    assert all(torch.equal(v, shipped[k]) for k, v in r24_model.state_dict().items())
+    assert shipped.keys() == r24.keys() == r23.keys() == r21.keys() == r19.keys()
+    memory_256 = load_config(root / "configs" / "tiny-memory-256.yaml").model
+    assert memory_256.sam2_track_size == 256
+    trained = tuple(memory_256.trainable)
+    assert all(torch.equal(v, r24[k]) for k, v in shipped.items() if not k.startswith(trained))
+    assert not all(torch.equal(v, r24[k]) for k, v in shipped.items() if k.startswith(trained))
     assert (shipped_model.config.sam2_track_size, r24_model.config.sam2_track_size) == (256, None)
+    assert all(torch.equal(v, r23[k]) for k, v in r24.items() if not k.startswith("pointing_head."))
+    assert r24["pointing_head.key_out.weight"].shape[0] == 4 * r23["pointing_head.key_out.weight"].shape[0]
+    assert not torch.equal(r24["pointing_head.query_out.weight"], r23["pointing_head.query_out.weight"])
+    assert (shipped_model.config.seg_pointing_subgrid, r23_model.config.seg_pointing_subgrid) == (2, 1)
     assert shipped_model.config.sam2_image_size == 128
     heads = ("pointing_head.", "presence_head.")
     assert all(torch.equal(v, r21[k]) for k, v in r23.items() if not k.startswith(heads))
@@ -598,6 +603,20 @@ def test_the_shipped_model_is_round_23_but_for_its_finer_pointing_head():
     memory = tuple(load_config(root / "configs" / "tiny-sam2-restore.yaml").model.trainable)
     assert all(torch.equal(v, r19[k]) for k, v in r21.items() if not k.startswith(memory))
     assert not all(torch.equal(v, r19[k]) for k, v in r21.items() if k.startswith(memory))
+
+
+def test_the_memory_256_config_trains_round_24s_memory_path_at_the_track_size(monkeypatch):
+    """configs/tiny-memory-256.yaml (round 25b): round 24 as committed (pretrained/tiny-subgrid-r24) given the 256-px
+    track size, with only round 21's memory path trainable, on SAM2's own task (which runs the tracker at that size)."""
+    root, cfg, model = _stage_model(monkeypatch, "tiny-memory-256.yaml")
+    r24 = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-subgrid-r24").state_dict()
+    weights = model.state_dict()
+    assert weights.keys() == r24.keys() and all(torch.equal(v, weights[k]) for k, v in r24.items())
+    assert model.config.sam2_track_size == 256 and model.config.sam2_image_size == 128
+    restore = tuple(load_config(root / "configs" / "tiny-sam2-restore.yaml").model.trainable)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and trainable == {n for n, _ in model.named_parameters() if n.startswith(restore)}
+    assert [s.task for s in cfg.data.sources] == ["track"] and cfg.data.track_frames == 6
 
 
 def test_the_long_memory_config_trains_round_21s_memory_path_on_12_frame_clips(monkeypatch):
