@@ -849,3 +849,28 @@ def test_mask_errors_splits_a_mask_into_target_other_objects_and_background(mode
     out = probe.main(["--model", str(model_dir), "--videos", "1", "--split", "val"])
     assert out["all"]["n"] == len(out["rows"]) > 0 and 0 <= out["all"]["J"] <= 1
     assert all(r["J_independent"] is not None for r in out["rows"])
+    assert not any("J_true_keyframes" in r for r in out["rows"])  # no track size: the keyframes are not split off
+
+
+def test_mask_errors_tracks_from_the_true_keyframes_with_a_track_size(tmp_path):
+    """With a sam2_track_size, mask_errors reports J on the keyframes and J tracked from the true keyframe masks;
+    the latter's keyframes are the true masks (a mask prompt is that frame's output)."""
+    probe = _load("mask_errors")
+    torch.manual_seed(0)
+    model = MomentSegModel.tiny(caption_vocabulary())
+    model.config.sam2_track_size = 2 * model.config.sam2_image_size
+    synth = generate_video(3, config=WorldConfig(min_frames=20, max_frames=20))
+    exp = next(e for e in synth.expressions if e.obj_ids)
+    gt = synth.expression_masks(exp)
+    keys = [int(k) for k in np.flatnonzero(gt.any(axis=(1, 2)))[[0, -1]]]
+    pixels = preprocess_for_sam2(synth.frames, model.config.track_image_size)
+    with torch.no_grad():
+        tracked = probe.true_keyframe_tracking(model, pixels, gt, keys, keys[-1])
+    assert tracked.shape == gt.shape and tracked.dtype == bool
+    for k in keys:
+        assert (tracked[k] & gt[k]).sum() / (tracked[k] | gt[k]).sum() > 0.7
+    model.save_pretrained(tmp_path / "m")
+    out = probe.main(["--model", str(tmp_path / "m"), "--videos", "1", "--split", "val"])
+    kept = [r for r in out["rows"] if not r["gated"]]
+    assert kept and all(0 <= r["J_keyframes"] <= 1 and 0 <= r["J_true_keyframes"] <= 1 for r in kept)
+    assert 0 <= out["all"]["J_true_keyframes"] <= 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -92,6 +94,32 @@ def test_refvos_forward_backward_reaches_seg_head_and_sam2(model):
     assert _grad_sum(model.sam2.memory_encoder) > 0
     assert all(p.grad is None for p in model.find_head.parameters())
     model.zero_grad()
+
+
+def test_refvos_keyframes_are_decoded_alone_with_a_track_size(model):
+    """With a sam2_track_size the pipeline decodes each keyframe alone (decode_keyframes) before tracking, so the
+    RefVOS loss decodes them so too: the same loss as with train_memory_path off, no gradient into the memory, and
+    another loss than the clip decode with memory."""
+    keyframes = _video(3, 64, 80, seed=3)
+    masks = np.zeros((3, 64, 80), bool)
+    masks[:, 10:40, 20:60] = True
+    sample = RefVOSSample(_video(6, seed=4), keyframes, "the blue cube", masks)
+    config = model.config
+    losses = {}
+    try:
+        model.eval()
+        for name, track_size, memory in (("clip", None, True), ("alone", None, False), ("tracked", 128, True)):
+            model.config = dataclasses.replace(config, sam2_track_size=track_size, train_memory_path=memory)
+            model.zero_grad()
+            out = model.forward_refvos([sample])
+            out.weighted(WEIGHTS).backward()
+            losses[name] = (out.mask_bce.item(), out.mask_dice.item(), _grad_sum(model.sam2.memory_attention))
+    finally:
+        model.config = config
+        model.zero_grad()
+    assert losses["tracked"][:2] == pytest.approx(losses["alone"][:2], abs=1e-6)
+    assert losses["tracked"][2] == losses["alone"][2] == 0 < losses["clip"][2]
+    assert losses["clip"][:2] != pytest.approx(losses["alone"][:2], abs=1e-6)
 
 
 def test_refvos_without_context_and_shape_errors(model):

@@ -67,7 +67,8 @@ class MomentSegConfig:
     # loss shape (the weights are the training config's, momentseg.train.config.LossConfig)
     find_pos_weight: float = 2.0  # [FIND] BCE: frames inside the moment count this many times
     # RefVOS training: True = keyframes decoded as a clip (frame 0 conditioning, then memory attention, like
-    # inference propagation); False = every keyframe decoded independently as a conditioning frame.
+    # inference propagation); False = every keyframe decoded independently as a conditioning frame (so too with a
+    # sam2_track_size, whose pipeline decodes each keyframe alone before tracking).
     train_memory_path: bool = True
     # This project's addition for a SAM2 trained from scratch (tiny preset): the [SEG] head also outputs a
     # pixel query (C0 weights + 1 bias, zero-initialised) matched against SAM2's high-resolution (S/4) features;

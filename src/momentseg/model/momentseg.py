@@ -853,7 +853,9 @@ class MomentSegModel(nn.Module):
     def forward_refvos(self, samples: list[RefVOSSample]) -> RefVOSOutput:
         """Training loss components for RefVOS samples (one padded LLM pass for the batch). The [SEG] embedding prompts
         SAM2 on the K keyframes decoded as a clip (``self.sam2.decode_clip``: frame 0 conditioning, later frames
-        with memory, when ``config.train_memory_path``; else each frame independently), sample by sample. Mask
+        with memory, when ``config.train_memory_path``; else each frame independently, as with a
+        ``sam2_track_size`` too, since the pipeline then decodes each keyframe alone: :meth:`decode_keyframes`),
+        sample by sample. Mask
         logits (S/4)² are upsampled bilinearly to the GT size. Components: mask_bce, mask_dice, lm_loss,
         object_bce, point_bce (:meth:`_point_loss`).
 
@@ -875,7 +877,7 @@ class MomentSegModel(nn.Module):
         for i, (s, masks, emb) in enumerate(zip(samples, all_masks, embs, strict=True)):
             k, h, w = masks.shape
             px = preprocess_for_sam2(as_uint8(s.keyframes), c.sam2_image_size).to(self.device, sam_dtype)
-            cond = (0,) if c.train_memory_path else tuple(range(k))
+            cond = (0,) if c.train_memory_path and c.sam2_track_size is None else tuple(range(k))
             prior = None
             if c.seg_pointing and batch.sample_videos[i] is not None:
                 maps, = self._sample_point_maps(hidden, batch, rows, query_ids, vision, i)
