@@ -619,20 +619,24 @@ def test_the_memory_256_config_trains_round_24s_memory_path_at_the_track_size(mo
     assert [s.task for s in cfg.data.sources] == ["track"] and cfg.data.track_frames == 6
 
 
-def test_the_keyframe_decode_config_trains_the_decode_on_round_25b(monkeypatch):
-    """configs/tiny-keyframe-decode.yaml (round 26): round 25b as committed (pretrained/tiny-memory-r25b) with only
-    what decodes a keyframe trainable (SAM2's mask decoder, the [SEG] head, its pixel query, the prior's gain), on
-    RefVOS samples mixed with SAM2's own task at the track size (the tracker shares the decoder)."""
-    root, cfg, model = _stage_model(monkeypatch, "tiny-keyframe-decode.yaml")
+@pytest.mark.parametrize("name,decode,tasks", [
+    ("tiny-keyframe-decode.yaml", ("sam2.mask_decoder.", "seg_head.", "pixel_query_head.", "point_prior_scale"),
+     {"refvos", "track"}),
+    ("tiny-keyframe-prompt.yaml", ("seg_head.", "pixel_query_head.", "point_prior_scale"), {"refvos"})])
+def test_the_keyframe_configs_train_the_decode_on_round_25b(monkeypatch, name, decode, tasks):
+    """configs/tiny-keyframe-decode.yaml (round 26) and tiny-keyframe-prompt.yaml (26b): round 25b as committed
+    (pretrained/tiny-memory-r25b) with only what decodes a keyframe trainable, on RefVOS samples - SAM2's mask
+    decoder too in round 26, mixed with SAM2's own task at the track size since the tracker shares it; in 26b only
+    the [SEG] head, its pixel query and the prior's gain, so SAM2 (the tracker) stays round 25b's."""
+    root, cfg, model = _stage_model(monkeypatch, name)
     r25b = MomentSegModel.from_pretrained(root / "pretrained" / "tiny-memory-r25b").state_dict()
     weights = model.state_dict()
     assert weights.keys() == r25b.keys() and all(torch.equal(v, weights[k]) for k, v in r25b.items())
     assert model.config.sam2_track_size == 256
-    decode = ("sam2.mask_decoder.", "seg_head.", "pixel_query_head.", "point_prior_scale")
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {n for n, _ in model.named_parameters() if n.startswith(decode)}
     assert all(any(n.startswith(d) for n in trainable) for d in decode)
-    assert {s.task for s in cfg.data.sources} == {"refvos", "track"} and cfg.data.track_ratio > 0
+    assert {s.task for s in cfg.data.sources} == tasks and (cfg.data.track_ratio > 0) == ("track" in tasks)
 
 
 def test_the_long_memory_config_trains_round_21s_memory_path_on_12_frame_clips(monkeypatch):
