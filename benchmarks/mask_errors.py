@@ -40,11 +40,11 @@ from momentseg.eval.metrics import j_measure
 from momentseg.io.atomic import atomic_write_text
 from momentseg.io.video import open_video
 from momentseg.pipeline import MomentSeg
-from momentseg.propagation.bap import propagate, upsample_mask
 from momentseg.sam2.config import preprocess_for_sam2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pointing_eval import token_shares  # noqa: E402
+from sam2_tracking import track_from_masks  # noqa: E402
 
 #: a visible target counts as missed by a non-empty mask holding less than this share of its pixels
 MISSED_RECALL = 0.1
@@ -82,16 +82,6 @@ def token_signs(prior: torch.Tensor, target: torch.Tensor, objects: torch.Tensor
             float((prior[off] < 0).float().mean()) if off.any() else None)
 
 
-def true_keyframe_tracking(model, pixels: torch.Tensor, gt: np.ndarray, keyframes: list[int],
-                           anchor: int) -> np.ndarray:
-    """(T, H, W) masks of ``model.tracker``'s propagation (BAP) prompted by the true masks ``gt`` on ``keyframes``."""
-    out = np.zeros_like(gt, dtype=bool)
-    for o in propagate(model.tracker, pixels, keyframes, anchor, mask_prompts={k: gt[k] for k in keyframes},
-                       num_frames=len(gt), video_size=gt.shape[1:]):
-        out[o.frame_idx] = upsample_mask(o.mask_logits, gt.shape[1:]).cpu().numpy()
-    return out
-
-
 def evaluate(pipe: MomentSeg, videos: int, split: str) -> dict:
     model, cfg, lay = pipe.model, pipe.config, pipe.model.layout
     rows = []
@@ -102,7 +92,8 @@ def evaluate(pipe: MomentSeg, videos: int, split: str) -> dict:
         objects = np.any(np.stack(list(v.object_masks.values())), axis=0)
         context, ctx = pipe.context_frames(video), pipe._context_indices(video)
         pixels = preprocess_for_sam2(v.frames, cfg.sam2_image_size)
-        track_pixels = preprocess_for_sam2(v.frames, cfg.track_image_size)
+        if cfg.sam2_track_size is not None:
+            track_pixels = preprocess_for_sam2(v.frames, cfg.track_image_size)
         for exp, r in zip(v.expressions, result.expressions, strict=True):
             if not exp.obj_ids:
                 continue
@@ -118,17 +109,15 @@ def evaluate(pipe: MomentSeg, videos: int, split: str) -> dict:
             if r.present:
                 prior = None if prompt.prior is None else torch.stack(
                     [prompt.prior.at(t) for t in range(len(video))])
-                with torch.no_grad():
-                    low, _ = model.sam2.decode_clip(pixels, prompt.embedding, cond_frames=tuple(range(len(video))),
-                                                    prior=prior)
-                    logits = F.interpolate(low[:, None].float(), size=gt.shape[1:], mode="bilinear",
-                                           align_corners=False)[:, 0]
+                low = model.decode_keyframes(pixels, prompt.embedding, prior)  # every frame decoded alone
+                logits = F.interpolate(low[:, None].float(), size=gt.shape[1:], mode="bilinear",
+                                       align_corners=False)[:, 0]
                 row["J_independent"] = float(np.mean(j_measure(gt, (logits > 0).numpy())))
                 if cfg.sam2_track_size is not None:
                     keys = [int(k) for k in r.keyframes]
                     row["J_keyframes"] = float(np.mean(j_measure(gt[keys], pred[keys])))
-                    row["J_true_keyframes"] = float(np.mean(j_measure(gt, true_keyframe_tracking(
-                        model, track_pixels, gt, keys, r.anchor))))
+                    row["J_true_keyframes"] = float(np.mean(j_measure(gt, track_from_masks(
+                        model.tracker, track_pixels, gt, keys, r.anchor))))
             rows.append(row)
     keys = [k for k in rows[0] if k not in ("video", "text", "kind")] if rows else []
 

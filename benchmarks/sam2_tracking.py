@@ -31,15 +31,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from embedded_eval import track_size  # noqa: E402  (benchmarks/embedded_eval.py)
 
 
+def track_from_masks(sam2, px: torch.Tensor, masks: np.ndarray, keyframes: list[int], anchor: int) -> np.ndarray:
+    """Predicted masks (T,H,W) of ``sam2``'s propagation (BAP from ``anchor``) prompted with the true ``masks``
+    (T,H,W) on ``keyframes``."""
+    t, h, w = masks.shape
+    pred = np.zeros((t, h, w), dtype=bool)
+    for out in propagate(sam2, px, keyframes, anchor, mask_prompts={k: masks[k] for k in keyframes}, mode="bap"):
+        pred[out.frame_idx] = upsample_mask(out.mask_logits, (h, w)).cpu().numpy()
+    return pred
+
+
 def track_object(sam2, px: torch.Tensor, masks: np.ndarray) -> np.ndarray:
     """Predicted masks (T,H,W) of one object whose visible masks are ``masks`` (T,H,W), prompted with the mask
     of its first visible frame."""
-    t, h, w = masks.shape
     first = int(np.flatnonzero(masks.any(axis=(1, 2)))[0])
-    pred = np.zeros((t, h, w), dtype=bool)
-    for out in propagate(sam2, px, [first], first, mask_prompts={first: masks[first]}, mode="bap"):
-        pred[out.frame_idx] = upsample_mask(out.mask_logits, (h, w)).cpu().numpy()
-    return pred
+    return track_from_masks(sam2, px, masks, [first], first)
 
 
 def score(model: MomentSegModel, first_video: int, videos: int, split: str = "test") -> dict:

@@ -865,7 +865,7 @@ def test_mask_errors_tracks_from_the_true_keyframes_with_a_track_size(tmp_path):
     keys = [int(k) for k in np.flatnonzero(gt.any(axis=(1, 2)))[[0, -1]]]
     pixels = preprocess_for_sam2(synth.frames, model.config.track_image_size)
     with torch.no_grad():
-        tracked = probe.true_keyframe_tracking(model, pixels, gt, keys, keys[-1])
+        tracked = probe.track_from_masks(model.tracker, pixels, gt, keys, keys[-1])
     assert tracked.shape == gt.shape and tracked.dtype == bool
     for k in keys:
         assert (tracked[k] & gt[k]).sum() / (tracked[k] | gt[k]).sum() > 0.7
